@@ -1,0 +1,51 @@
+# FacePortal: `make run` starts the service, `make test` runs the suite. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+FACES_DIR ?= $(abspath ../shared/faces)
+HOST ?= 0.0.0.0
+PORT ?= 8000
+PG_URL ?= postgres://postgres@127.0.0.1:5432/faceportal
+REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: install run test test-embedded lint bench system-deps migrate
+
+$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements-dev.txt
+	# deepface, tf-keras, retina-face and mtcnn declare deps that would replace tensorflow-cpu and
+	# opencv-python-headless; their real needs are in requirements.txt.
+	$(PIP) install --quiet --no-deps -r requirements-nodeps.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+run: migrate
+	@echo ""
+	@echo "FacePortal on http://localhost:$(PORT)/  (webcam page)"
+	@echo "  admin:    http://localhost:$(PORT)/admin/   create a staff user: $(PY) manage.py createsuperuser"
+	@echo "  API docs: http://localhost:$(PORT)/api/docs/"
+	@echo ""
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) faceportal.asgi:application
+
+# Browser tests need Debian's chromium and chromium-driver; installed here when missing (root).
+system-deps:
+	@bash .ci/system-deps.sh
+
+test: install system-deps
+	@bash .ci/services.sh
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) FACEPORTAL_FACES_DIR=$(FACES_DIR) \
+		$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	FACEPORTAL_FACES_DIR=$(FACES_DIR) $(PY) bench/run_all.py

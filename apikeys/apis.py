@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apikeys.authentication import IsStaff, request_key
+from apikeys.models import APIKey
+from apikeys.services import api_key_issue, api_key_revoke_by_name
+from organizations.selectors import organization_get
+
+
+class ApiKeyOutputSerializer(serializers.ModelSerializer):
+    organization = serializers.CharField(source="organization.slug")
+    api_key_name = serializers.CharField(source="name")
+
+    class Meta:
+        model = APIKey
+        fields = ["organization", "user", "api_key_name", "prefix", "created_at", "last_used_at", "revoked_at"]
+
+
+class ApiKeyCreateInputSerializer(serializers.Serializer):
+    user = serializers.CharField(max_length=150)
+    api_key_name = serializers.CharField(max_length=150)
+
+
+class ApiKeyCreatedSerializer(ApiKeyOutputSerializer):
+    api_key = serializers.CharField(help_text="The secret. Shown once, now; store it safely.")
+
+    class Meta(ApiKeyOutputSerializer.Meta):
+        fields = [*ApiKeyOutputSerializer.Meta.fields, "api_key"]
+
+
+class ApiAuthSerializer(serializers.Serializer):
+    user = serializers.CharField(max_length=150)
+    api_key_name = serializers.CharField(max_length=150)
+
+
+class ApiKeyRevokeInputSerializer(serializers.Serializer):
+    api_auth = ApiAuthSerializer()
+
+
+class ApiKeyApi(APIView):
+    """POST issues a key (staff); DELETE revokes one (staff, or the very key being revoked)."""
+
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [IsStaff()]
+        return super().get_permissions()
+
+    @extend_schema(
+        request=ApiKeyCreateInputSerializer,
+        responses={201: ApiKeyCreatedSerializer},
+        summary="Issue an API key (staff only); the secret is returned once",
+    )
+    def post(self, request, organization: str):
+        serializer = ApiKeyCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        org = organization_get(slug=organization)
+        issued = api_key_issue(
+            organization=org, user=serializer.validated_data["user"], name=serializer.validated_data["api_key_name"]
+        )
+        data = ApiKeyOutputSerializer(issued.api_key).data | {"api_key": issued.plaintext}
+        return Response(data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=ApiKeyRevokeInputSerializer,
+        responses={200: ApiKeyOutputSerializer, 403: OpenApiResponse(description="Not allowed")},
+        summary="Revoke an API key (staff, or the key itself)",
+    )
+    def delete(self, request, organization: str):
+        serializer = ApiKeyRevokeInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        api_auth = serializer.validated_data["api_auth"]
+        key = request_key(request)
+        if not request.user.is_staff:
+            is_self = (
+                key is not None
+                and key.organization_slug == organization
+                and key.user == api_auth["user"]
+                and key.name == api_auth["api_key_name"]
+            )
+            if not is_self:
+                raise exceptions.PermissionDenied("Only staff or the key itself may revoke this key.")
+        org = organization_get(slug=organization, active_only=False)
+        api_key = api_key_revoke_by_name(organization=org, user=api_auth["user"], name=api_auth["api_key_name"])
+        return Response(ApiKeyOutputSerializer(api_key).data)

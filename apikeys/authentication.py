@@ -1,0 +1,87 @@
+"""DRF authentication by API key (`Authorization: Bearer <key>` or `X-API-Key: <key>`) and the
+organisation checks every data route shares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import authentication, exceptions, permissions
+
+from apikeys.services import AuthenticatedKey, api_key_verify
+
+
+class APIKeyPrincipal:
+    """The `request.user` of a key-authenticated request: not a Django user, never staff."""
+
+    is_authenticated = True
+    is_staff = False
+    is_superuser = False
+    is_active = True
+
+    def __init__(self, key: AuthenticatedKey):
+        self.key = key
+        self.username = key.user
+        self.pk = None
+
+    def __str__(self) -> str:
+        return f"{self.key.organization_slug}/{self.key.name}"
+
+
+def raw_key_from_headers(meta: dict[str, Any]) -> str | None:
+    header = meta.get("HTTP_AUTHORIZATION", "")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return None
+    api_key = meta.get("HTTP_X_API_KEY", "").strip()
+    return api_key or None
+
+
+class APIKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        raw_key = raw_key_from_headers(request.META)
+        if raw_key is None:
+            return None
+        identity = api_key_verify(raw_key=raw_key)
+        if identity is None:
+            raise exceptions.AuthenticationFailed("Invalid, revoked or unknown API key.")
+        return APIKeyPrincipal(identity), identity
+
+    def authenticate_header(self, request) -> str:
+        return self.keyword
+
+
+def request_key(request) -> AuthenticatedKey | None:
+    return request.auth if isinstance(request.auth, AuthenticatedKey) else None
+
+
+def check_api_auth_body(*, key: AuthenticatedKey, api_auth: object) -> None:
+    """A body's optional `api_auth` must name the key that authenticated the request."""
+    if api_auth is None:
+        return
+    if not isinstance(api_auth, dict):
+        raise exceptions.ValidationError({"api_auth": ["Must be an object with 'user' and 'api_key_name'."]})
+    if api_auth.get("user") != key.user or api_auth.get("api_key_name") != key.name:
+        raise exceptions.PermissionDenied("'api_auth' does not match the API key used.")
+
+
+class IsStaff(permissions.BasePermission):
+    message = "Staff credentials are required."
+
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+
+
+class HasOrganizationKey(permissions.BasePermission):
+    """The URL's organisation must be the key's own. Same answer whether or not the org exists."""
+
+    message = "This API key may not access that organization."
+
+    def has_permission(self, request, view) -> bool:
+        key = request_key(request)
+        if key is None:
+            return False
+        return key.organization_slug == view.kwargs.get("organization")

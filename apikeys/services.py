@@ -1,0 +1,176 @@
+"""Issue, verify (through the cache) and revoke API keys.
+
+A key reads `fp_<prefix>_<secret>`: the 12-hex prefix is public and indexed; the 256-bit secret is
+stored only as HMAC-SHA256(pepper, secret). The cache is keyed by the public prefix, so no secret
+ever appears in a cache key, and revocation can delete the entry without knowing the secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apikeys.models import APIKey
+from faceportal.errors import Conflict, InvalidInput, NotFound
+from organizations.models import Organization
+
+logger = logging.getLogger(__name__)
+
+KEY_SCHEME = "fp"
+PREFIX_BYTES = 6  # 12 hex characters
+SECRET_BYTES = 32  # 256 bits
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class AuthenticatedKey:
+    """What a verified key tells the rest of the request; cached as a plain dict."""
+
+    key_id: int
+    prefix: str
+    secret_hash: str
+    organization_id: int
+    organization_slug: str
+    user: str
+    name: str
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    api_key: APIKey
+    plaintext: str
+
+
+def _hash_secret(secret: str) -> str:
+    return hmac.new(settings.API_KEY_PEPPER.encode(), secret.encode(), hashlib.sha256).hexdigest()
+
+
+def _cache_key(prefix: str) -> str:
+    return f"apikey:v1:{prefix}"
+
+
+def _parse(raw_key: str) -> tuple[str, str] | None:
+    parts = raw_key.split("_")
+    if len(parts) != 3 or parts[0] != KEY_SCHEME or len(parts[1]) != PREFIX_BYTES * 2 or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+def _require_text(value: object, field: str, max_length: int = 150) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"'{field}' must be a non-empty string.", details={"field": field})
+    if len(value) > max_length:
+        raise InvalidInput(f"'{field}' must be at most {max_length} characters.", details={"field": field})
+    return value.strip()
+
+
+def api_key_issue(*, organization: Organization, user: str, name: str) -> IssuedKey:
+    """Create a key; the plaintext is returned here once and never stored."""
+    user = _require_text(user, "user")
+    name = _require_text(name, "api_key_name")
+    prefix = secrets.token_hex(PREFIX_BYTES)
+    secret = secrets.token_urlsafe(SECRET_BYTES)
+    try:
+        with transaction.atomic():
+            api_key = APIKey.objects.create(
+                organization=organization,
+                user=user,
+                name=name,
+                prefix=prefix,
+                secret_hash=_hash_secret(secret),
+            )
+    except IntegrityError as exc:
+        raise Conflict(
+            f"An active key named '{name}' already exists in '{organization.slug}'.", code="api_key_exists"
+        ) from exc
+    logger.info("api key issued", extra={"organization": organization.slug, "key_prefix": prefix})
+    return IssuedKey(api_key=api_key, plaintext=f"{KEY_SCHEME}_{prefix}_{secret}")
+
+
+def _load_from_database(prefix: str) -> AuthenticatedKey | None:
+    api_key = (
+        APIKey.objects.select_related("organization")
+        .filter(prefix=prefix, revoked_at__isnull=True, organization__is_active=True)
+        .first()
+    )
+    if api_key is None:
+        return None
+    now = timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+        # Coarse on purpose: one write a minute per key, not one per request.
+        APIKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    return AuthenticatedKey(
+        key_id=api_key.pk,
+        prefix=api_key.prefix,
+        secret_hash=api_key.secret_hash,
+        organization_id=api_key.organization_id,
+        organization_slug=api_key.organization.slug,
+        user=api_key.user,
+        name=api_key.name,
+    )
+
+
+def api_key_verify(*, raw_key: str) -> AuthenticatedKey | None:
+    """Return the key's identity when `raw_key` is valid, active and of an active organisation.
+
+    The cache (Redis in production) answers most requests; a cache outage falls back to the
+    database because the cache backend ignores connection errors and reports a miss.
+    """
+    parsed = _parse(raw_key)
+    if parsed is None:
+        return None
+    prefix, secret = parsed
+    presented_hash = _hash_secret(secret)
+    cached = cache.get(_cache_key(prefix))
+    if cached is not None:
+        identity = AuthenticatedKey(**cached)
+    else:
+        identity = _load_from_database(prefix)
+        if identity is None:
+            return None
+        cache.set(_cache_key(prefix), asdict(identity), timeout=settings.API_KEY_CACHE_TTL)
+    if not hmac.compare_digest(identity.secret_hash, presented_hash):
+        return None
+    return identity
+
+
+def _forget(prefix: str) -> None:
+    try:
+        cache.delete(_cache_key(prefix))
+    except Exception:  # the cache must never make revocation fail; the TTL bounds staleness
+        logger.warning("could not evict revoked key from cache", extra={"key_prefix": prefix})
+
+
+def api_key_revoke(*, api_key: APIKey) -> APIKey:
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+    # Evict after the commit so no request can re-cache the key from a not-yet-committed row.
+    transaction.on_commit(lambda: _forget(api_key.prefix))
+    logger.info("api key revoked", extra={"organization": api_key.organization.slug, "key_prefix": api_key.prefix})
+    return api_key
+
+
+def api_key_revoke_by_name(*, organization: Organization, user: str, name: str) -> APIKey:
+    user = _require_text(user, "user")
+    name = _require_text(name, "api_key_name")
+    api_key = APIKey.objects.filter(
+        organization=organization, user=user, name=name, revoked_at__isnull=True
+    ).first()
+    if api_key is None:
+        raise NotFound(f"No active key '{name}' for user '{user}' in '{organization.slug}'.", code="api_key_not_found")
+    return api_key_revoke(api_key=api_key)
+
+
+def api_key_cache_forget_organization(*, organization: Organization) -> None:
+    prefixes = list(APIKey.objects.filter(organization=organization).values_list("prefix", flat=True))
+    transaction.on_commit(lambda: [_forget(prefix) for prefix in prefixes])

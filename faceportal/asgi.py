@@ -1,0 +1,24 @@
+"""ASGI entry point for daphne: HTTP through Django, WebSocket through Channels."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "faceportal.settings")
+# Django must be set up before anything imports models (routing imports the consumers).
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from faceportal.routing import websocket_urlpatterns  # noqa: E402
+from faces.engine import warm_in_background  # noqa: E402
+
+warm_in_background()
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+    }
+)

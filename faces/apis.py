@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apikeys.authentication import HasOrganizationKey, check_api_auth_body, request_key
+from faceportal.errors import InvalidInput
+from faces.models import Face, Person
+from faces.selectors import face_get, person_get, person_list
+from faces.services import face_delete, person_delete, person_register, person_rename
+from organizations.models import Organization
+from organizations.selectors import organization_get
+
+
+class OrganizationScopedApi(APIView):
+    """Base for data routes: the key's organisation must be the URL's, and `api_auth` must match."""
+
+    permission_classes = [HasOrganizationKey]
+
+    def organization(self) -> Organization:
+        return organization_get(slug=self.kwargs["organization"])
+
+    def body(self) -> dict[str, Any]:
+        data = self.request.data
+        if not hasattr(data, "get"):
+            raise InvalidInput("Request body must be a JSON object.")
+        api_auth = data.get("api_auth")
+        if isinstance(api_auth, str):  # multipart forms carry it as a JSON string
+            try:
+                api_auth = json.loads(api_auth)
+            except ValueError:
+                raise InvalidInput("'api_auth' must be a JSON object.", details={"field": "api_auth"}) from None
+        check_api_auth_body(key=request_key(self.request), api_auth=api_auth)
+        return data
+
+
+def images_from_request(request, data) -> list[Any]:
+    uploads = request.FILES.getlist("images") or request.FILES.getlist("image")
+    if uploads:
+        return list(uploads)
+    images = data.get("images")
+    if images is None:
+        raise InvalidInput("'images' is required.", details={"field": "images"})
+    if isinstance(images, str) and hasattr(data, "getlist"):  # form field repeated
+        images = data.getlist("images")
+    return images
+
+
+class ApiAuthSerializer(serializers.Serializer):
+    user = serializers.CharField()
+    api_key_name = serializers.CharField()
+
+
+class RegisterInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    images = serializers.ListField(
+        child=serializers.JSONField(),
+        help_text="Each: base64 string, data URI, http(s) URL, server path, or {base64|url|path: ...}. "
+        "Multipart uploads use repeated 'images' file fields.",
+    )
+    api_auth = ApiAuthSerializer(required=False)
+
+
+class BoxSerializer(serializers.Serializer):
+    x = serializers.IntegerField()
+    y = serializers.IntegerField()
+    w = serializers.IntegerField()
+    h = serializers.IntegerField()
+
+
+class ImageOutcomeSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    accepted = serializers.BooleanField()
+    reason = serializers.CharField(allow_null=True)
+    face_id = serializers.IntegerField(allow_null=True)
+    box = BoxSerializer(allow_null=True)
+    detection_confidence = serializers.FloatField(allow_null=True)
+    faces_detected = serializers.IntegerField()
+
+
+class FaceOutputSerializer(serializers.ModelSerializer):
+    box = BoxSerializer()
+
+    class Meta:
+        model = Face
+        fields = ["id", "box", "detection_confidence", "model_name", "created_at"]
+
+
+class PersonOutputSerializer(serializers.ModelSerializer):
+    face_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Person
+        fields = ["id", "name", "face_count", "created_at", "updated_at"]
+
+
+class PersonDetailOutputSerializer(PersonOutputSerializer):
+    faces = FaceOutputSerializer(many=True, read_only=True)
+
+    class Meta(PersonOutputSerializer.Meta):
+        fields = [*PersonOutputSerializer.Meta.fields, "faces"]
+
+
+class RegisterOutputSerializer(serializers.Serializer):
+    person = PersonOutputSerializer()
+    created = serializers.BooleanField()
+    faces_added = serializers.IntegerField()
+    images = ImageOutcomeSerializer(many=True)
+    timings_ms = serializers.DictField(child=serializers.FloatField())
+
+
+class RegisterApi(OrganizationScopedApi):
+    @extend_schema(request=RegisterInputSerializer, responses={201: RegisterOutputSerializer},
+                   summary="Register a person from one or more photos")
+    def post(self, request, organization: str):
+        data = self.body()
+        org = self.organization()
+        result = person_register(organization=org, name=data.get("name"), images=images_from_request(request, data))
+        person = person_get(organization=org, person_id=result.person.pk)
+        payload = {
+            "person": PersonOutputSerializer(person).data,
+            "created": result.created,
+            "faces_added": result.accepted_count,
+            "images": [outcome.__dict__ for outcome in result.outcomes],
+            "timings_ms": {k: round(v, 2) for k, v in result.timings_ms.items()},
+        }
+        return Response(payload, status=status.HTTP_201_CREATED)
+
+
+class PeoplePagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class PersonListApi(OrganizationScopedApi):
+    @extend_schema(
+        parameters=[OpenApiParameter("search", str, description="Case-insensitive name filter"),
+                    OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
+        responses={200: PersonOutputSerializer(many=True)},
+        summary="List people (paginated, searchable)",
+    )
+    def get(self, request, organization: str):
+        queryset = person_list(organization=self.organization(), search=request.query_params.get("search"))
+        paginator = PeoplePagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(PersonOutputSerializer(page, many=True).data)
+
+
+class PersonRenameInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    api_auth = ApiAuthSerializer(required=False)
+
+
+class PersonDetailApi(OrganizationScopedApi):
+    @extend_schema(responses={200: PersonDetailOutputSerializer}, summary="A person with their faces")
+    def get(self, request, organization: str, person_id: int):
+        person = person_get(organization=self.organization(), person_id=person_id)
+        return Response(PersonDetailOutputSerializer(person).data)
+
+    @extend_schema(request=PersonRenameInputSerializer, responses={200: PersonDetailOutputSerializer},
+                   summary="Rename a person")
+    def patch(self, request, organization: str, person_id: int):
+        data = self.body()
+        org = self.organization()
+        person = person_rename(person=person_get(organization=org, person_id=person_id), name=data.get("name"))
+        return Response(PersonDetailOutputSerializer(person_get(organization=org, person_id=person.pk)).data)
+
+    @extend_schema(responses={204: None}, summary="Delete a person, their faces and vectors")
+    def delete(self, request, organization: str, person_id: int):
+        self.body()
+        person_delete(person=person_get(organization=self.organization(), person_id=person_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class FaceDetailApi(OrganizationScopedApi):
+    @extend_schema(responses={204: None}, summary="Delete one face of a person")
+    def delete(self, request, organization: str, person_id: int, face_id: int):
+        self.body()
+        face_delete(face=face_get(organization=self.organization(), person_id=person_id, face_id=face_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)

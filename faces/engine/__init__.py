@@ -1,0 +1,18 @@
+"""The face engine: detection, alignment and embedding behind one small interface.
+
+`get_engine()` returns the process-wide engine chosen by settings; models load lazily, once.
+"""
+
+from faces.engine.base import DetectedFace, EmbeddedFace, FaceBox
+from faces.engine.pipeline import FaceEngine, engine_loaded, get_engine, run_in_engine_pool, warm_in_background
+
+__all__ = [
+    "DetectedFace",
+    "EmbeddedFace",
+    "FaceBox",
+    "FaceEngine",
+    "engine_loaded",
+    "get_engine",
+    "run_in_engine_pool",
+    "warm_in_background",
+]

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    x: int
+    y: int
+    w: int
+    h: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"x": self.x, "y": self.y, "w": self.w, "h": self.h}
+
+    @property
+    def area(self) -> int:
+        return self.w * self.h
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    box: FaceBox  # in the coordinates of the original image
+    confidence: float
+    # (x, y) of each eye in original coordinates, when the detector gives them.
+    left_eye: tuple[float, float] | None = None
+    right_eye: tuple[float, float] | None = None
+
+
+@dataclass
+class EmbeddedFace:
+    detection: DetectedFace
+    embedding: np.ndarray  # L2-normalised float32
+    crop_jpeg: bytes = b""  # small context crop around the face, for thumbnails and re-embedding
+    extra: dict = field(default_factory=dict)
+
+
+class Detector(Protocol):
+    name: str
+
+    def detect(self, image_bgr: np.ndarray) -> list[DetectedFace]: ...
+
+
+class Aligner(Protocol):
+    def align(self, image_bgr: np.ndarray, faces: list[DetectedFace]) -> list[np.ndarray]: ...
+
+
+class Embedder(Protocol):
+    name: str
+    dimension: int
+    input_size: tuple[int, int]
+
+    def embed(self, chips_bgr: list[np.ndarray]) -> np.ndarray: ...

@@ -1,0 +1,67 @@
+"""Detector role: a DeepFace detector run on a bounded-size copy, boxes mapped back."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from faces.engine.base import DetectedFace, FaceBox
+from faces.engine.cache import thread_model
+
+
+class DeepFaceDetector:
+    """Wraps `deepface` detector classes (`dlib`, `opencv`, `ssd`, `mtcnn`, `retinaface`, `yunet`, …).
+
+    DeepFace's own `extract_faces` pads the image by 50% per side when aligning, so the detector
+    scans four times the pixels; we detect on a copy scaled into [min_side, max_side] instead
+    and align later from the original pixels.
+    """
+
+    def __init__(self, name: str, *, max_side: int, min_side: int):
+        self.name = name
+        self.max_side = max_side
+        self.min_side = min_side
+
+    def _model(self):
+        from deepface.modules import modeling
+
+        return thread_model(f"detector:{self.name}", lambda: modeling.get_model_class("face_detector", self.name)())
+
+    def load(self) -> None:
+        self._model()
+
+    def scale_for(self, height: int, width: int) -> float:
+        longest = max(height, width)
+        if longest > self.max_side:
+            return self.max_side / longest
+        if longest < self.min_side:
+            return self.min_side / longest
+        return 1.0
+
+    def detect(self, image_bgr: np.ndarray) -> list[DetectedFace]:
+        height, width = image_bgr.shape[:2]
+        scale = self.scale_for(height, width)
+        work = image_bgr
+        if scale != 1.0:
+            interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            work = cv2.resize(image_bgr, (round(width * scale), round(height * scale)), interpolation=interpolation)
+        regions = self._model().detect_faces(work)
+        faces = []
+        for region in regions:
+            x0 = max(0, int(round(region.x / scale)))
+            y0 = max(0, int(round(region.y / scale)))
+            x1 = min(width, int(round((region.x + region.w) / scale)))
+            y1 = min(height, int(round((region.y + region.h) / scale)))
+            if x1 <= x0 or y1 <= y0:
+                continue
+            eyes = [region.left_eye, region.right_eye]
+            mapped = [None if eye is None else (eye[0] / scale, eye[1] / scale) for eye in eyes]
+            faces.append(
+                DetectedFace(
+                    box=FaceBox(x0, y0, x1 - x0, y1 - y0),
+                    confidence=float(region.confidence or 0.0),
+                    left_eye=mapped[0],
+                    right_eye=mapped[1],
+                )
+            )
+        return faces

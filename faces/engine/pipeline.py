@@ -1,0 +1,214 @@
+"""FaceEngine: detect once, align once, embed all faces of an image in one batch.
+
+All model work runs in one process-wide thread pool sized to the cores: its threads keep their
+models loaded (engine/cache.py), the event loop never runs a model, and CPU work stays bounded.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from django.conf import settings
+
+from faces.engine.alignment import DlibLandmarkAligner, EyeAligner
+from faces.engine.base import DetectedFace, EmbeddedFace
+from faces.engine.cache import model_load_seconds
+from faces.engine.detection import DeepFaceDetector
+from faces.engine.recognition import DEFAULT_THRESHOLDS, DeepFaceEmbedder
+from faces.engine.weights import prepare_deepface_home
+
+CROP_MAX_SIDE = 200
+CROP_CONTEXT = 0.5  # keep half a face of context on each side: enough to detect again later
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_pool_threads: set[int] = set()
+
+
+def _register_pool_thread() -> None:
+    _pool_threads.add(threading.get_ident())
+
+
+def _engine_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max_workers=max(1, settings.FACEPORTAL_ENGINE_WORKERS),
+                thread_name_prefix="face-engine",
+                initializer=_register_pool_thread,
+            )
+        return _pool
+
+
+def run_in_engine_pool(fn, /, *args, **kwargs) -> Future:
+    return _engine_pool().submit(fn, *args, **kwargs)
+
+
+def in_engine_pool(method):
+    """Run the method on an engine-pool thread and wait, unless already on one."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        if threading.get_ident() in _pool_threads:
+            return method(*args, **kwargs)
+        return run_in_engine_pool(method, *args, **kwargs).result()
+
+    return wrapper
+
+
+@dataclass
+class EngineResult:
+    faces: list[EmbeddedFace]
+    image_size: tuple[int, int]  # width, height
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def prominence(face: DetectedFace, width: int, height: int) -> float:
+    """Large and central wins: area, discounted by distance from the image centre."""
+    cx = (face.box.x + face.box.w / 2) / width - 0.5
+    cy = (face.box.y + face.box.h / 2) / height - 0.5
+    offset = min(1.0, (cx * cx + cy * cy) ** 0.5 / 0.7071)
+    return face.box.area * (1.0 - 0.5 * offset)
+
+
+def context_crop_jpeg(image_bgr: np.ndarray, face: DetectedFace) -> bytes:
+    height, width = image_bgr.shape[:2]
+    box = face.box
+    pad_x, pad_y = int(box.w * CROP_CONTEXT), int(box.h * CROP_CONTEXT)
+    x0, y0 = max(0, box.x - pad_x), max(0, box.y - pad_y)
+    x1, y1 = min(width, box.x + box.w + pad_x), min(height, box.y + box.h + pad_y)
+    crop = image_bgr[y0:y1, x0:x1]
+    longest = max(crop.shape[:2])
+    if longest > CROP_MAX_SIDE:
+        scale = CROP_MAX_SIDE / longest
+        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
+                          interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return encoded.tobytes() if ok else b""
+
+
+class FaceEngine:
+    def __init__(self, *, detector_name: str, embedder_name: str, detect_max_side: int, min_face_pixels: int,
+                 detect_min_side: int = 400):
+        self.detector = DeepFaceDetector(detector_name, max_side=detect_max_side, min_side=detect_min_side)
+        self.embedder = DeepFaceEmbedder(embedder_name)
+        self.min_face_pixels = min_face_pixels
+        self._aligner = None
+
+    @property
+    def model_name(self) -> str:
+        return self.embedder.name
+
+    @property
+    def detector_name(self) -> str:
+        return self.detector.name
+
+    @property
+    def default_threshold(self) -> float:
+        configured = settings.FACEPORTAL_DEFAULT_THRESHOLD
+        if configured is not None:
+            return float(configured)
+        return DEFAULT_THRESHOLDS.get(self.embedder.name, 0.85)
+
+    @property
+    def aligner(self):
+        if self._aligner is None:
+            if self.embedder.name == "Dlib":
+                self._aligner = DlibLandmarkAligner()
+            else:
+                self._aligner = EyeAligner(size=self.embedder.input_size)
+        return self._aligner
+
+    @in_engine_pool
+    def warm(self) -> None:
+        """Load every model on this pool thread (start-up calls it once per thread)."""
+        self.detector.load()
+        self.embedder.load()
+        self.aligner.load()
+
+    @functools.cached_property
+    def dimension(self) -> int:
+        return run_in_engine_pool(lambda: self.embedder.dimension).result()
+
+
+    def _detect(self, image_bgr: np.ndarray) -> list[DetectedFace]:
+        height, width = image_bgr.shape[:2]
+        faces = [
+            face for face in self.detector.detect(image_bgr)
+            if min(face.box.w, face.box.h) >= self.min_face_pixels
+        ]
+        return sorted(faces, key=lambda face: prominence(face, width, height), reverse=True)
+
+    @in_engine_pool
+    def faces_in(self, image_bgr: np.ndarray, *, most_prominent_only: bool = False,
+                 with_crops: bool = False) -> EngineResult:
+        """Every face in the image, most prominent first, each with its embedding."""
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        faces = self._detect(image_bgr)
+        if most_prominent_only:
+            faces = faces[:1]
+        timings["detect"] = (time.perf_counter() - started) * 1000
+        mark = time.perf_counter()
+        chips = self.aligner.align(image_bgr, faces)
+        timings["align"] = (time.perf_counter() - mark) * 1000
+        mark = time.perf_counter()
+        vectors = self.embedder.embed(chips)
+        timings["embed"] = (time.perf_counter() - mark) * 1000
+        results = [
+            EmbeddedFace(
+                detection=face,
+                embedding=vectors[i],
+                crop_jpeg=context_crop_jpeg(image_bgr, face) if with_crops else b"",
+            )
+            for i, face in enumerate(faces)
+        ]
+        height, width = image_bgr.shape[:2]
+        return EngineResult(faces=results, image_size=(width, height), timings_ms=timings)
+
+
+def warm_in_background() -> None:
+    """Load the models on every engine-pool thread without holding up start-up."""
+    if not settings.FACEPORTAL_WARM_ENGINE:
+        return
+    workers = max(1, settings.FACEPORTAL_ENGINE_WORKERS)
+    barrier = threading.Barrier(workers)
+
+    def warm_one() -> None:
+        get_engine().warm()
+        try:
+            barrier.wait(timeout=120)  # hold this thread so the next task lands on another one
+        except threading.BrokenBarrierError:
+            pass
+
+    for _ in range(workers):
+        run_in_engine_pool(warm_one)
+
+
+def engine_loaded() -> bool:
+    return _engine is not None and bool(model_load_seconds())
+
+
+_engine: FaceEngine | None = None
+_engine_lock = threading.Lock()
+
+
+def get_engine() -> FaceEngine:
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            prepare_deepface_home(settings.DEEPFACE_HOME)
+            _engine = FaceEngine(
+                detector_name=settings.DEEPFACE_DETECTOR_BACKEND,
+                embedder_name=settings.DEEPFACE_EMBEDDER_MODEL,
+                detect_max_side=settings.FACEPORTAL_DETECT_MAX_SIDE,
+                min_face_pixels=settings.FACEPORTAL_MIN_FACE_PIXELS,
+            )
+        return _engine

@@ -1,0 +1,75 @@
+"""Embedder role: a DeepFace recognition model, batched, L2-normalised float32 output."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from faces.engine.cache import thread_model
+
+# Default minimum similarity ((1 + cosine) / 2) per model. Dlib's was calibrated on
+# ../shared/faces (README, "Accuracy"); the others start from DeepFace's cosine-distance
+# thresholds (similarity = 1 - distance / 2) until calibrated on real data.
+DEFAULT_THRESHOLDS = {
+    "Dlib": 0.96,
+    "Facenet512": 0.85,
+    "ArcFace": 0.66,
+    "Facenet": 0.80,
+    "SFace": 0.70,
+    "VGG-Face": 0.66,
+    "GhostFaceNet": 0.66,
+}
+
+
+# Output sizes, so callers (index creation) need not load a model to learn them.
+MODEL_DIMENSIONS = {
+    "Dlib": 128, "Facenet": 128, "Facenet512": 512, "ArcFace": 512, "SFace": 128, "OpenFace": 128,
+    "VGG-Face": 4096, "GhostFaceNet": 512, "DeepID": 160, "DeepFace": 4096, "Buffalo_L": 512,
+}
+
+
+class DeepFaceEmbedder:
+    def __init__(self, model_name: str):
+        self.name = model_name
+
+    def _model(self):
+        from deepface.modules import modeling
+
+        return thread_model(
+            f"embedder:{self.name}", lambda: modeling.get_model_class("facial_recognition", self.name)()
+        )
+
+    def load(self) -> None:
+        self._model()
+
+    @property
+    def dimension(self) -> int:
+        known = MODEL_DIMENSIONS.get(self.name)
+        return known if known is not None else int(self._model().output_shape)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        width, height = self._model().input_shape
+        return int(width), int(height)
+
+    def embed(self, chips_bgr: list[np.ndarray]) -> np.ndarray:
+        model = self._model()
+        if not chips_bgr:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        if self.name == "Dlib":
+            # Dlib takes uint8 chips as they are (the aligner made them 150x150).
+            batch = np.stack(chips_bgr).astype(np.uint8)
+        else:
+            from deepface.modules import preprocessing
+
+            width, height = model.input_shape
+            batch = np.concatenate(
+                [
+                    preprocessing.resize_image(chip.astype(np.float32) / 255.0, target_size=(height, width))
+                    for chip in chips_bgr
+                ],
+                axis=0,
+            )
+        vectors = np.asarray(model.forward(batch), dtype=np.float32).reshape(len(chips_bgr), -1)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        return vectors / norms

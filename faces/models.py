@@ -1,0 +1,61 @@
+import numpy as np
+from django.db import models
+
+from organizations.models import Organization
+
+
+class Person(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="people")
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="unique_person_name_per_org")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.organization.slug})"
+
+
+class Face(models.Model):
+    """One registered face. The database row is the source of truth; vector stores mirror it."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="faces")
+    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="faces")
+    model_name = models.CharField(max_length=40)
+    embedding = models.BinaryField()  # float32, L2-normalised, little-endian
+    box = models.JSONField()  # {"x", "y", "w", "h"} in the source image
+    detection_confidence = models.FloatField(default=0.0)
+    crop = models.BinaryField(blank=True, default=b"")  # small JPEG around the face
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["organization", "id"])]
+
+    def __str__(self) -> str:
+        return f"face {self.pk} of {self.person_id}"
+
+    @property
+    def vector(self) -> np.ndarray:
+        return np.frombuffer(bytes(self.embedding), dtype="<f4")
+
+
+class IndexState(models.Model):
+    """Per-organisation change counter: workers compare it to their in-memory index before a search."""
+
+    organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="index_state")
+    version = models.BigIntegerField(default=0)
+
+
+class EmbeddedVector(models.Model):
+    """The embedded vector store's durable copy (the Atlas backend keeps its own in MongoDB)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    face_id = models.BigIntegerField()
+    person_id = models.BigIntegerField()
+    vector = models.BinaryField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "face_id"], name="unique_vector_per_face")]

@@ -1,0 +1,76 @@
+"""Reads on people and faces, always scoped to one organisation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, QuerySet
+
+from faceportal.errors import NotFound
+from faces.index import Hit
+from faces.models import Face, Person
+from organizations.models import Organization
+
+
+def person_list(*, organization: Organization, search: str | None = None) -> QuerySet[Person]:
+    queryset = Person.objects.filter(organization=organization).annotate(face_count=Count("faces"))
+    if search:
+        queryset = queryset.filter(name__icontains=search)
+    return queryset.order_by("name", "id")
+
+
+def person_get(*, organization: Organization, person_id: int) -> Person:
+    # The same answer for "no such id" and "someone else's id": nothing leaks across tenants.
+    person = (
+        Person.objects.filter(organization=organization, pk=person_id).annotate(face_count=Count("faces")).first()
+    )
+    if person is None:
+        raise NotFound("Person not found.", code="person_not_found")
+    return person
+
+
+def face_get(*, organization: Organization, person_id: int, face_id: int) -> Face:
+    face = Face.objects.filter(organization=organization, person_id=person_id, pk=face_id).first()
+    if face is None:
+        raise NotFound("Face not found.", code="face_not_found")
+    return face
+
+
+@dataclass(frozen=True)
+class PersonMatch:
+    person_id: int
+    name: str
+    similarity: float
+    face_id: int
+
+
+def matches_for_hits(*, organization: Organization, hits: list[list[Hit]], per_query: int) -> list[list[PersonMatch]]:
+    """Turn face hits into the best match per person, best first, names from the database.
+
+    Hits whose face row is gone (or belongs to another organisation) are dropped, so an orphan
+    vector can never name anyone.
+    """
+    face_ids = {hit.face_id for row in hits for hit in row}
+    rows = Face.objects.filter(organization=organization, id__in=face_ids).values_list(
+        "id", "person_id", "person__name"
+    )
+    owner = {face_id: (person_id, name) for face_id, person_id, name in rows}
+    results = []
+    for row in hits:
+        best: dict[int, PersonMatch] = {}
+        for hit in row:
+            if hit.face_id not in owner:
+                continue
+            person_id, name = owner[hit.face_id]
+            if person_id not in best or hit.similarity > best[person_id].similarity:
+                best[person_id] = PersonMatch(person_id, name, hit.similarity, hit.face_id)
+        ranked = sorted(best.values(), key=lambda match: match.similarity, reverse=True)
+        results.append(ranked[:per_query])
+    return results
+
+
+def organization_counts(*, organization: Organization) -> dict[str, int]:
+    return {
+        "people": Person.objects.filter(organization=organization).count(),
+        "faces": Face.objects.filter(organization=organization).count(),
+    }

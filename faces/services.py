@@ -1,0 +1,245 @@
+"""Writes on people and faces. Database rows are the source of truth; the vector store mirrors them.
+
+Every write calls the vector store inside the database transaction: if the store fails, the
+transaction rolls back (nothing half-written); if the commit fails after the store succeeded, the
+store write is undone (compensation). A crash between the two can leave orphan vectors only,
+which searches ignore (hits are joined to face rows) and `manage.py vectors check --repair` removes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from django.db import IntegrityError, transaction
+
+from faceportal.errors import Conflict, InvalidInput, Unprocessable
+from faces.engine import get_engine
+from faces.images import LoadedImage, load_all
+from faces.index import VectorRecord, get_index
+from faces.models import Face, Person
+from organizations.models import Organization
+
+logger = logging.getLogger(__name__)
+
+MAX_NAME_LENGTH = 200
+
+
+@dataclass
+class ImageOutcome:
+    index: int
+    accepted: bool
+    reason: str | None = None
+    face_id: int | None = None
+    box: dict[str, int] | None = None
+    detection_confidence: float | None = None
+    faces_detected: int = 0
+
+
+@dataclass
+class RegistrationResult:
+    person: Person
+    created: bool
+    outcomes: list[ImageOutcome] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def accepted_count(self) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.accepted)
+
+
+def validate_person_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput("'name' must be a non-empty string.", details={"field": "name"})
+    name = name.strip()
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"'name' must be at most {MAX_NAME_LENGTH} characters.", details={"field": "name"})
+    if any(ord(char) < 32 for char in name):
+        raise InvalidInput("'name' may not contain control characters.", details={"field": "name"})
+    return name
+
+
+def embedding_bytes(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+@contextmanager
+def mirrored_write(undo: list[Callable[[], None]]) -> Iterator[None]:
+    """A DB transaction whose vector-store writes are undone if the commit itself fails."""
+    try:
+        with transaction.atomic():
+            yield
+    except Exception:
+        for step in reversed(undo):
+            try:
+                step()
+            except Exception:  # best effort: `vectors check --repair` finds what is left
+                logger.exception("vector store compensation failed")
+        raise
+
+
+def person_register(*, organization: Organization, name: Any, images: list[Any]) -> RegistrationResult:
+    """Register a person (or add faces to the existing one of that name) from several photos.
+
+    Each image contributes its most prominent face; images without a usable face are reported,
+    not stored. When no image yields a face, nothing is stored and Unprocessable is raised.
+    """
+    name = validate_person_name(name)
+    loaded: list[LoadedImage] = load_all(images)
+    engine = get_engine()
+    outcomes: list[ImageOutcome] = []
+    accepted: list[tuple[ImageOutcome, Any]] = []
+    timings = {"detect": 0.0, "align": 0.0, "embed": 0.0}
+    for image in loaded:
+        result = engine.faces_in(image.pixels, with_crops=True)
+        for stage, value in result.timings_ms.items():
+            timings[stage] = timings.get(stage, 0.0) + value
+        if not result.faces:
+            outcomes.append(ImageOutcome(index=image.index, accepted=False, reason="no face detected"))
+            continue
+        best = result.faces[0]
+        outcome = ImageOutcome(
+            index=image.index,
+            accepted=True,
+            box=best.detection.box.as_dict(),
+            detection_confidence=round(best.detection.confidence, 4),
+            faces_detected=len(result.faces),
+        )
+        outcomes.append(outcome)
+        accepted.append((outcome, best))
+    if not accepted:
+        raise Unprocessable(
+            "No usable face was found in any image; nothing was stored.",
+            details={"images": [{"index": o.index, "reason": o.reason} for o in outcomes]},
+            code="no_face",
+        )
+
+    index = get_index()
+    index.ensure_organization(organization_id=organization.pk, dimension=engine.dimension)
+    undo: list[Callable[[], None]] = []
+    with mirrored_write(undo):
+        person, created = Person.objects.select_for_update().get_or_create(organization=organization, name=name)
+        faces = []
+        for outcome, embedded in accepted:
+            face = Face.objects.create(
+                organization=organization,
+                person=person,
+                model_name=engine.model_name,
+                embedding=embedding_bytes(embedded.embedding),
+                box=outcome.box,
+                detection_confidence=embedded.detection.confidence,
+                crop=embedded.crop_jpeg,
+            )
+            outcome.face_id = face.pk
+            faces.append((face, embedded.embedding))
+        if not created:
+            person.save(update_fields=["updated_at"])
+        records = [VectorRecord(face_id=face.pk, person_id=person.pk, vector=vector) for face, vector in faces]
+        index.add(organization_id=organization.pk, records=records)
+        undo.append(lambda: index.remove(organization_id=organization.pk, face_ids=[r.face_id for r in records]))
+    logger.info(
+        "person registered",
+        extra={"organization": organization.slug, "person_id": person.pk, "faces": len(faces)},
+    )
+    return RegistrationResult(person=person, created=created, outcomes=outcomes, timings_ms=timings)
+
+
+def person_rename(*, person: Person, name: Any) -> Person:
+    name = validate_person_name(name)
+    if name == person.name:
+        return person
+    try:
+        with transaction.atomic():
+            person.name = name
+            person.save(update_fields=["name", "updated_at"])
+    except IntegrityError as exc:
+        raise Conflict(f"A person named '{name}' already exists.", code="person_exists") from exc
+    return person
+
+
+def person_delete(*, person: Person) -> int:
+    """Delete a person with all their faces, vectors and crops. Returns the number of faces removed."""
+    index = get_index()
+    organization_id = person.organization_id
+    face_ids = list(person.faces.values_list("id", flat=True))
+    with transaction.atomic():
+        person.delete()
+        # Inside the transaction: if the store is unreachable, the person stays, whole.
+        index.remove(organization_id=organization_id, face_ids=face_ids)
+    logger.info("person deleted", extra={"organization_id": organization_id, "faces": len(face_ids)})
+    return len(face_ids)
+
+
+def face_delete(*, face: Face) -> None:
+    index = get_index()
+    with transaction.atomic():
+        face.delete()
+        index.remove(organization_id=face.organization_id, face_ids=[face.pk])
+
+
+def vectors_rebuild(*, organization: Organization, progress: Callable[[int], None] | None = None) -> int:
+    """Rewrite the vector store of one organisation from the face rows (the source of truth)."""
+    engine_dimension = None
+    queryset = Face.objects.filter(organization=organization).order_by("id")
+
+    def records() -> Iterator[VectorRecord]:
+        for face_id, person_id, embedding in queryset.values_list("id", "person_id", "embedding").iterator(
+            chunk_size=2000
+        ):
+            if progress:
+                progress(1)
+            yield VectorRecord(face_id=face_id, person_id=person_id, vector=np.frombuffer(bytes(embedding), "<f4"))
+
+    first = queryset.values_list("embedding", flat=True).first()
+    if first is not None:
+        engine_dimension = len(bytes(first)) // 4
+    index = get_index()
+    if engine_dimension:
+        index.ensure_organization(organization_id=organization.pk, dimension=engine_dimension)
+    return index.rebuild(organization_id=organization.pk, records=records())
+
+
+@dataclass
+class VectorDiff:
+    organization: str
+    faces: int
+    vectors: int
+    missing_vectors: list[int]
+    orphan_vectors: list[int]
+
+    @property
+    def consistent(self) -> bool:
+        return not self.missing_vectors and not self.orphan_vectors
+
+
+def vectors_check(*, organization: Organization) -> VectorDiff:
+    face_ids = set(Face.objects.filter(organization=organization).values_list("id", flat=True))
+    vector_ids = get_index().face_ids(organization_id=organization.pk)
+    return VectorDiff(
+        organization=organization.slug,
+        faces=len(face_ids),
+        vectors=len(vector_ids),
+        missing_vectors=sorted(face_ids - vector_ids),
+        orphan_vectors=sorted(vector_ids - face_ids),
+    )
+
+
+def vectors_repair(*, organization: Organization) -> VectorDiff:
+    """Remove orphan vectors and add missing ones from the face rows; returns the diff it fixed."""
+    diff = vectors_check(organization=organization)
+    index = get_index()
+    if diff.orphan_vectors:
+        index.remove(organization_id=organization.pk, face_ids=diff.orphan_vectors)
+    if diff.missing_vectors:
+        rows = Face.objects.filter(id__in=diff.missing_vectors).values_list("id", "person_id", "embedding")
+        records = [
+            VectorRecord(face_id=face_id, person_id=person_id, vector=np.frombuffer(bytes(embedding), "<f4"))
+            for face_id, person_id, embedding in rows
+        ]
+        index.ensure_organization(organization_id=organization.pk, dimension=len(records[0].vector))
+        index.add(organization_id=organization.pk, records=records)
+    return diff

@@ -1,0 +1,150 @@
+"""Recognition and verification: the one code path REST and WebSocket share."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from faceportal.errors import InvalidInput, Unprocessable
+from faces.engine import get_engine
+from faces.images import LoadedImage, load
+from faces.index import get_index
+from faces.selectors import matches_for_hits, person_get
+from organizations.models import Organization
+
+MAX_RESULTS_LIMIT = 20
+# Faces fetched per query before grouping by person, so one person's many faces cannot crowd
+# the candidates list.
+FACES_PER_CANDIDATE = 4
+
+
+def validate_threshold(threshold: Any) -> float:
+    engine = get_engine()
+    if threshold is None:
+        return engine.default_threshold
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise InvalidInput("'threshold' must be a number between 0 and 1.", details={"field": "threshold"})
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise InvalidInput("'threshold' must be between 0 and 1.", details={"field": "threshold"})
+    return float(threshold)
+
+
+def validate_max_results(max_results: Any) -> int:
+    if max_results is None:
+        return 5
+    if isinstance(max_results, bool) or not isinstance(max_results, int) or not 1 <= max_results <= MAX_RESULTS_LIMIT:
+        raise InvalidInput(
+            f"'max_results' must be an integer from 1 to {MAX_RESULTS_LIMIT}.", details={"field": "max_results"}
+        )
+    return max_results
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def recognize_loaded(
+    *, organization: Organization, image: LoadedImage, threshold: float, max_results: int
+) -> dict[str, Any]:
+    engine = get_engine()
+    timings: dict[str, float] = {}
+    result = engine.faces_in(image.pixels)
+    timings.update({stage: round(value, 2) for stage, value in result.timings_ms.items()})
+    started = time.perf_counter()
+    faces_out: list[dict[str, Any]] = []
+    if result.faces:
+        vectors = np.stack([face.embedding for face in result.faces])
+        # Candidates below the threshold are still useful to a client tuning it, so search
+        # without a floor and mark the match separately.
+        hits = get_index().search(
+            organization_id=organization.pk, vectors=vectors, k=max_results * FACES_PER_CANDIDATE
+        )
+        timings["search"] = _ms(started)
+        mark = time.perf_counter()
+        matches = matches_for_hits(organization=organization, hits=hits, per_query=max_results)
+        for face, candidates in zip(result.faces, matches, strict=True):
+            best = candidates[0] if candidates and candidates[0].similarity >= threshold else None
+            faces_out.append(
+                {
+                    "box": face.detection.box.as_dict(),
+                    "detection_confidence": round(face.detection.confidence, 4),
+                    "match": None if best is None else {
+                        "person": best.person_id, "name": best.name, "similarity": round(best.similarity, 4)
+                    },
+                    "candidates": [
+                        {"person": c.person_id, "name": c.name, "similarity": round(c.similarity, 4)}
+                        for c in candidates
+                    ],
+                }
+            )
+        timings["names"] = _ms(mark)
+    else:
+        timings["search"] = 0.0
+    width, height = result.image_size
+    return {
+        "faces": faces_out,
+        "threshold": threshold,
+        "model": engine.model_name,
+        "detector": engine.detector_name,
+        "image": {"width": width, "height": height},
+        "timings_ms": timings,
+    }
+
+
+def recognize(
+    *, organization: Organization, image: Any, threshold: Any = None, max_results: Any = None
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    threshold_value = validate_threshold(threshold)
+    limit = validate_max_results(max_results)
+    if image is None:
+        raise InvalidInput("'image' is required.", details={"field": "image"})
+    decode_started = time.perf_counter()
+    loaded = load(image, index=0)
+    decode_ms = _ms(decode_started)
+    response = recognize_loaded(organization=organization, image=loaded, threshold=threshold_value, max_results=limit)
+    response["timings_ms"] = {"decode": decode_ms, **response["timings_ms"], "total": _ms(started)}
+    return response
+
+
+def _single_embedding(image: Any, *, index: int) -> np.ndarray:
+    loaded = load(image, index=index)
+    result = get_engine().faces_in(loaded.pixels, most_prominent_only=True)
+    if not result.faces:
+        raise Unprocessable(f"Image {index}: no face detected.", details={"image_index": index}, code="no_face")
+    return result.faces[0].embedding
+
+
+@dataclass(frozen=True)
+class Verification:
+    verified: bool
+    similarity: float
+    threshold: float
+
+
+def verify(
+    *, organization: Organization, image: Any, other_image: Any = None, person_id: Any = None, threshold: Any = None
+) -> Verification:
+    """1:1 check: is the face in `image` the same person as `other_image`'s, or as person `person_id`?"""
+    threshold_value = validate_threshold(threshold)
+    if (other_image is None) == (person_id is None):
+        raise InvalidInput("Give exactly one of 'image2' or 'person'.", details={"field": "image2"})
+    if image is None:
+        raise InvalidInput("'image' is required.", details={"field": "image"})
+    probe = _single_embedding(image, index=0)
+    if other_image is not None:
+        similarity = float((1 + probe @ _single_embedding(other_image, index=1)) / 2)
+    else:
+        if isinstance(person_id, bool) or not isinstance(person_id, int):
+            raise InvalidInput("'person' must be an integer id.", details={"field": "person"})
+        person = person_get(organization=organization, person_id=person_id)
+        vectors = [face.vector for face in person.faces.all()]
+        if not vectors:
+            raise Unprocessable("That person has no registered faces.", code="person_has_no_faces")
+        gallery = np.stack(vectors)
+        similarity = float(np.max((1 + gallery @ probe) / 2))
+    return Verification(verified=similarity >= threshold_value, similarity=round(similarity, 4),
+                        threshold=threshold_value)
