@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 from apikeys.authentication import IsStaff, request_key
 from apikeys.models import APIKey
 from apikeys.services import api_key_issue, api_key_revoke_by_name
+from faceportal.fields import StrictCharField
 from organizations.selectors import organization_get
 
 
@@ -21,20 +22,20 @@ class ApiKeyOutputSerializer(serializers.ModelSerializer):
 
 
 class ApiKeyCreateInputSerializer(serializers.Serializer):
-    user = serializers.CharField(max_length=150)
-    api_key_name = serializers.CharField(max_length=150)
+    user = StrictCharField(max_length=150)
+    api_key_name = StrictCharField(max_length=150)
 
 
 class ApiKeyCreatedSerializer(ApiKeyOutputSerializer):
-    api_key = serializers.CharField(help_text="The secret. Shown once, now; store it safely.")
+    api_key = StrictCharField(help_text="The secret. Shown once, now; store it safely.")
 
     class Meta(ApiKeyOutputSerializer.Meta):
         fields = [*ApiKeyOutputSerializer.Meta.fields, "api_key"]
 
 
 class ApiAuthSerializer(serializers.Serializer):
-    user = serializers.CharField(max_length=150)
-    api_key_name = serializers.CharField(max_length=150)
+    user = StrictCharField(max_length=150)
+    api_key_name = StrictCharField(max_length=150)
 
 
 class ApiKeyRevokeInputSerializer(serializers.Serializer):

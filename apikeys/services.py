@@ -59,7 +59,7 @@ def _cache_key(prefix: str) -> str:
 
 
 def _parse(raw_key: str) -> tuple[str, str] | None:
-    parts = raw_key.split("_")
+    parts = raw_key.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_SCHEME or len(parts[1]) != PREFIX_BYTES * 2 or not parts[2]:
         return None
     return parts[1], parts[2]

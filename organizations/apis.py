@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apikeys.authentication import IsStaff
+from faceportal.fields import StrictCharField
 from organizations.models import Organization
 from organizations.services import organization_create
 
@@ -20,8 +21,8 @@ class OrganizationOutputSerializer(serializers.ModelSerializer):
 
 class OrganizationCreateInputSerializer(serializers.Serializer):
     # Length and alphabet are checked by the service, so the message is the same everywhere.
-    organization = serializers.CharField(trim_whitespace=False, allow_blank=True)
-    name = serializers.CharField(required=False, max_length=200)
+    organization = StrictCharField(trim_whitespace=False, allow_blank=True)
+    name = StrictCharField(required=False, max_length=200)
 
 
 class OrganizationCreateApi(APIView):
