@@ -176,9 +176,10 @@ def person_delete(*, person: Person) -> int:
 
 def face_delete(*, face: Face) -> None:
     index = get_index()
+    face_id, organization_id = face.pk, face.organization_id
     with transaction.atomic():
         face.delete()
-        index.remove(organization_id=face.organization_id, face_ids=[face.pk])
+        index.remove(organization_id=organization_id, face_ids=[face_id])
 
 
 def vectors_rebuild(*, organization: Organization, progress: Callable[[int], None] | None = None) -> int:

@@ -1,0 +1,58 @@
+"""The real model on real photographs: enrol one photo per identity over REST, recognise the rest."""
+
+import pytest
+
+from tests.conftest import api_auth, key_client
+
+pytestmark = pytest.mark.django_db
+
+STRANGERS = ("Lin_Manuel_Miranda", "Azure_Family3_Lady", "Azure_Family3_Man")
+MIN_RANK1 = 0.95
+
+
+@pytest.fixture
+def tenant(make_org, make_key):
+    org = make_org("acme")
+    issued = make_key(org)
+    return org, issued, key_client(issued)
+
+
+def test_enrol_one_photo_each_then_recognise_the_others(tenant, manifest, capsys):
+    _, issued, client = tenant
+    identities = {name: photos for name, photos in manifest.items() if not name.startswith("_")}
+    for name, photos in identities.items():
+        if name in STRANGERS:
+            continue
+        response = client.post("/register/acme", {"name": name, "images": [photos[0].b64()],
+                                                  "api_auth": api_auth(issued)}, format="json")
+        assert response.status_code == 201, (name, response.content)
+        assert response.json()["faces_added"] == 1
+
+    correct = total = 0
+    misses = []
+    for name, photos in identities.items():
+        if name in STRANGERS:
+            continue
+        for photo in photos[1:]:
+            response = client.post("/recognize/acme", {"image": photo.b64()}, format="json")
+            assert response.status_code == 200, response.content
+            faces = response.json()["faces"]
+            total += 1
+            named = faces[0]["match"]["name"] if faces and faces[0]["match"] else None
+            if named == name:
+                correct += 1
+            else:
+                misses.append((str(photo.path.relative_to(photo.path.parents[1])), named))
+
+    false_matches = []
+    for name in STRANGERS:
+        response = client.post("/recognize/acme", {"image": identities[name][0].b64()}, format="json")
+        assert response.status_code == 200
+        false_matches += [face["match"] for face in response.json()["faces"] if face["match"]]
+
+    rank1 = correct / total
+    with capsys.disabled():
+        print(f"\n[accuracy] rank-1 {correct}/{total} = {rank1:.3f}; strangers matched: {len(false_matches)}/3; "
+              f"misses: {misses}")
+    assert rank1 >= MIN_RANK1
+    assert false_matches == []
