@@ -1,7 +1,9 @@
 from django.contrib import admin
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apikeys.apis import ApiKeyApi
+from faceportal import views as site_views
 from faces.apis import (
     FaceDetailApi,
     PersonDetailApi,
@@ -9,9 +11,17 @@ from faces.apis import (
     RegisterApi,
 )
 from organizations.apis import OrganizationCreateApi
+from recognition import views as recognition_views
 from recognition.apis import RecognizeApi, VerifyApi
 
 urlpatterns = [
+    path("", site_views.landing, name="landing"),
+    path("demo/", recognition_views.webcam, name="webcam"),
+    path("healthz", site_views.healthz, name="healthz"),
+    path("readyz", site_views.readyz, name="readyz"),
+    path("metrics", site_views.metrics, name="metrics"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),
     path("orgs", OrganizationCreateApi.as_view(), name="org-create"),
     path("orgs/<str:organization>/api-key", ApiKeyApi.as_view(), name="api-key"),
