@@ -8,6 +8,7 @@ from typing import Any
 from rest_framework import authentication, exceptions, permissions
 
 from apikeys.services import AuthenticatedKey, api_key_verify
+from apikeys.throttling import FailedAuthenticationThrottle
 
 
 class APIKeyPrincipal:
@@ -45,13 +46,39 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         raw_key = raw_key_from_headers(request.META)
         if raw_key is None:
             return None
+        guard = FailedAuthenticationThrottle()
+        refuse_if_brute_forcing(guard, request)
         identity = api_key_verify(raw_key=raw_key)
         if identity is None:
+            guard.record_failure(request)
             raise exceptions.AuthenticationFailed("Invalid, revoked or unknown API key.")
         return APIKeyPrincipal(identity), identity
 
     def authenticate_header(self, request) -> str:
         return self.keyword
+
+
+def refuse_if_brute_forcing(guard: FailedAuthenticationThrottle, request) -> None:
+    # Checked before the credential, so a blocked address learns nothing about what it presents.
+    if guard.is_blocked(request):
+        raise exceptions.Throttled(
+            wait=guard.wait(), detail="Too many failed authentication attempts from this address; try again later."
+        )
+
+
+class ThrottledBasicAuthentication(authentication.BasicAuthentication):
+    """Staff basic auth with the same failed-attempt limit as API keys (passwords are guessable)."""
+
+    def authenticate(self, request):
+        if not request.META.get("HTTP_AUTHORIZATION", "").lower().startswith("basic "):
+            return None
+        guard = FailedAuthenticationThrottle()
+        refuse_if_brute_forcing(guard, request)
+        try:
+            return super().authenticate(request)
+        except exceptions.AuthenticationFailed:
+            guard.record_failure(request)
+            raise
 
 
 def request_key(request) -> AuthenticatedKey | None:

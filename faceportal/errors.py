@@ -11,6 +11,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
+from django.db import InterfaceError as DatabaseInterfaceError
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -103,6 +105,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             error_payload(code="payload_too_large", message="Request body is too large."),
             status=413,
         )
+    if isinstance(exc, (DatabaseOperationalError, DatabaseInterfaceError)):
+        # The database is unreachable, was cut off mid-request or timed out on a lock: the
+        # transaction rolled back, so nothing was written; the client may retry.
+        logger.warning("database unavailable: %s", exc.__class__.__name__)
+        return Response(
+            error_payload(code="database_unavailable", message="The database is unavailable. Try again shortly."),
+            status=503,
+            headers={"Retry-After": "5"},
+        )
     if isinstance(exc, SuspiciousOperation):
         return Response(error_payload(code="malformed_request", message="Malformed request."), status=400)
     if isinstance(exc, Http404):
@@ -114,6 +125,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             headers["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):
             headers["Retry-After"] = str(int(exc.wait))
+        if isinstance(exc, drf_exceptions.Throttled):
+            return Response(
+                error_payload(code="throttled", message=str(exc.detail), details={"retry_after": exc.wait}),
+                status=exc.status_code,
+                headers=headers,
+            )
         if isinstance(exc, drf_exceptions.ValidationError):
             message = "Request body is invalid."
             details = {"fields": exc.detail} if isinstance(exc.detail, dict) else {"errors": exc.detail}

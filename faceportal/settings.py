@@ -164,7 +164,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "apikeys.authentication.APIKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
+        "apikeys.authentication.ThrottledBasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": [
@@ -176,6 +176,18 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "faceportal.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # Counted in the cache (Redis when REDIS_URL is set, shared by all workers); see apikeys/throttling.py.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "apikeys.throttling.APIKeyRateThrottle",
+        "apikeys.throttling.ClientAddressRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "api_key": os.environ.get("FACEPORTAL_THROTTLE_KEY_RATE") or "6000/min",
+        "address": os.environ.get("FACEPORTAL_THROTTLE_ADDRESS_RATE") or "12000/min",
+        "auth_failure": os.environ.get("FACEPORTAL_THROTTLE_AUTH_FAILURE_RATE") or "30/min",
+    },
+    # Proxies in front of daphne whose X-Forwarded-For to trust; 0 = the socket address only.
+    "NUM_PROXIES": env_int("FACEPORTAL_NUM_PROXIES", 0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "FacePortal API",
@@ -203,7 +215,19 @@ FACEPORTAL_IMAGE_ROOT = os.environ.get("FACEPORTAL_IMAGE_ROOT") or None
 FACEPORTAL_URL_FETCH_TIMEOUT = env_float("FACEPORTAL_URL_FETCH_TIMEOUT", 5.0)
 FACEPORTAL_URL_FETCH_ENABLED = env_bool("FACEPORTAL_URL_FETCH_ENABLED", True)
 
+# --- Real-time WebSocket (/ws/recognize) ------------------------------------------------------------
+# Below daphne's own 1 MiB message cap, so an oversized frame gets an error reply, not a dropped socket.
+FACEPORTAL_WS_MAX_FRAME_BYTES = env_int("FACEPORTAL_WS_MAX_FRAME_BYTES", 768 * 1024)
+FACEPORTAL_WS_MAX_FPS = env_float("FACEPORTAL_WS_MAX_FPS", 30.0)  # per connection; extra frames get an error
+FACEPORTAL_WS_MAX_CONNECTIONS = env_int("FACEPORTAL_WS_MAX_CONNECTIONS", 100)  # per daphne process
+# Frames a connection may queue when it opts out of stale-frame dropping (`drop_stale=0`).
+FACEPORTAL_WS_MAX_QUEUED_FRAMES = env_int("FACEPORTAL_WS_MAX_QUEUED_FRAMES", 64)
+
 # --- Vector store ---------------------------------------------------------------------------------
+# Embedded store: organisations with at least this many faces are searched through a persisted
+# HNSW graph (usearch) instead of exact NumPy; expansion trades query time for recall.
+FACEPORTAL_ANN_MIN_FACES = env_int("FACEPORTAL_ANN_MIN_FACES", 50_000)
+FACEPORTAL_ANN_EXPANSION_SEARCH = env_int("FACEPORTAL_ANN_EXPANSION_SEARCH", 64)
 MONGODB_URI = os.environ.get("MONGODB_URI", "")
 MONGODB_DATABASE = os.environ.get("MONGODB_DATABASE", "faceportal")
 # "per_org": one collection and search index per organisation; "shared": one of each, filtered.
