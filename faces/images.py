@@ -126,14 +126,18 @@ def resolve_public(host: str, port: int, *, index: int) -> str:
 def _fetch_once(url: str, *, index: int):
     import urllib3
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        explicit_port = parts.port  # raises on a port out of range or a broken IPv6 literal
+    except ValueError:
+        raise _fail(index, "malformed URL", code="image_url_forbidden") from None
     if parts.scheme not in ("http", "https"):
         raise _fail(index, "only http and https URLs are allowed", code="image_url_forbidden")
     if not parts.hostname:
         raise _fail(index, "URL has no host")
     if parts.username or parts.password:
         raise _fail(index, "URLs with credentials are not allowed", code="image_url_forbidden")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    port = explicit_port or (443 if parts.scheme == "https" else 80)
     address = resolve_public(parts.hostname, port, index=index)
     timeout = urllib3.Timeout(total=settings.FACEPORTAL_URL_FETCH_TIMEOUT)
     if parts.scheme == "https":
@@ -185,7 +189,12 @@ def read_path(raw_path: str, *, index: int) -> bytes:
     candidate = Path(raw_path)
     if ".." in candidate.parts:
         raise _fail(index, "path may not contain '..'", code="image_path_forbidden")
-    target = (root / candidate.relative_to("/") if candidate.is_absolute() else root / candidate).resolve()
+    if candidate.is_absolute():
+        candidate = Path(*candidate.parts[1:])  # drop the root, whatever it is ('/' or '//')
+    try:
+        target = (root / candidate).resolve()
+    except (OSError, ValueError):  # a NUL byte, a symlink loop
+        raise _fail(index, "path cannot be resolved", code="image_path_forbidden") from None
     if not target.is_relative_to(root):
         raise _fail(index, "path is outside the image root", code="image_path_forbidden")
     if not target.is_file():
