@@ -1,0 +1,271 @@
+"""Property tests for image input (faces/images.py): whatever bytes or text arrive, the only
+failures are our own InvalidImage / InvalidInput / PayloadTooLarge (a 4xx), never a crash; paths
+never escape the image root; URLs never reach a private address."""
+
+from __future__ import annotations
+
+import base64
+import io
+import ipaddress
+import os
+import socket
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from faceportal.errors import FacePortalError, InvalidImage, InvalidInput, PayloadTooLarge
+from faces import images
+from faces.services import validate_person_name
+from organizations.services import validate_slug
+from recognition.services import validate_max_results
+
+OURS = (InvalidImage, InvalidInput, PayloadTooLarge)
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def encoded(color: tuple[int, int, int], fmt: str, size: tuple[int, int] = (8, 6)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(
+        b"IEND", b"")
+
+
+SAMPLES = [encoded((200, 30, 30), fmt) for fmt in ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")]
+
+
+@st.composite
+def damaged_images(draw) -> bytes:
+    """A real small image of some format with bytes flipped, cut off or spliced: what fuzzers send."""
+    data = bytearray(draw(st.sampled_from(SAMPLES)))
+    for _ in range(draw(st.integers(0, 6))):
+        position = draw(st.integers(0, len(data) - 1))
+        data[position] = draw(st.integers(0, 255))
+    if draw(st.booleans()):
+        data = data[: draw(st.integers(0, len(data)))]
+    if draw(st.booleans()):
+        data += draw(st.binary(max_size=64))
+    return bytes(data)
+
+
+def assert_only_our_errors(call) -> images.LoadedImage | None:
+    try:
+        return call()
+    except OURS as exc:
+        assert 400 <= exc.status_code < 500
+        assert exc.message and isinstance(exc.details, dict)
+        return None
+
+
+@PROPERTY
+@given(data=st.one_of(st.binary(max_size=512), damaged_images()))
+@example(data=png_claiming(20000, 20000))
+@example(data=png_claiming(0, 0))
+@example(data=png_claiming(2**31 - 1, 1))
+@example(data=b"")
+def test_decoding_any_bytes_gives_an_image_or_our_error(data):
+    loaded = assert_only_our_errors(lambda: images.decode(data, index=0))
+    if loaded is not None:
+        height, width, channels = loaded.pixels.shape
+        assert channels == 3 and loaded.pixels.dtype == np.uint8
+        assert 0 < width * height <= 40_000_000
+
+
+@PROPERTY
+@given(width=st.integers(1, 2**31 - 1), height=st.integers(1, 2**31 - 1))
+def test_pixel_limit_is_checked_from_the_header_before_decoding(width, height):
+    assume(width * height > 40_000_000)
+    with pytest.raises(InvalidImage) as refused:
+        images.decode(png_claiming(width, height), index=3)
+    assert refused.value.code == "image_too_large"
+    assert refused.value.details["image_index"] == 3
+
+
+@pytest.fixture
+def no_url_fetch(settings):
+    settings.FACEPORTAL_URL_FETCH_ENABLED = False
+    settings.FACEPORTAL_IMAGE_ROOT = None
+
+
+@PROPERTY
+@given(source=st.one_of(
+    st.text(max_size=300),
+    st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_- \n", max_size=300),
+    st.builds(lambda tail: "data:" + tail, st.text(max_size=80)),
+    st.builds(lambda kind, value: {kind: value}, st.sampled_from(["base64", "url", "path", "other"]), st.text()),
+    st.none(), st.integers(), st.floats(), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(), st.text()),
+))
+def test_loading_any_json_value_gives_an_image_or_our_error(no_url_fetch, source):
+    assert_only_our_errors(lambda: images.load(source, index=0))
+
+
+@PROPERTY
+@given(
+    payload=st.sampled_from(SAMPLES),
+    mime=st.sampled_from(["image/png", "image/jpeg", "IMAGE/WEBP", "image/x-whatever"]),
+    wrap=st.sampled_from([0, 4, 76]),
+    urlsafe=st.booleans(),
+    padded=st.booleans(),
+    as_data_uri=st.booleans(),
+)
+def test_base64_and_data_uri_forms_all_give_the_same_pixels(no_url_fetch, payload, mime, wrap, urlsafe, padded,
+                                                              as_data_uri):
+    text = (base64.urlsafe_b64encode if urlsafe else base64.b64encode)(payload).decode()
+    if not padded:
+        text = text.rstrip("=")
+    if wrap:
+        text = "\n".join(text[i:i + wrap] for i in range(0, len(text), wrap))
+    if as_data_uri:
+        text = f"data:{mime};base64,{text}"
+    expected = images.decode(payload, index=0).pixels
+    assert np.array_equal(images.load(text, index=0).pixels, expected)
+
+
+def test_base64_larger_than_the_byte_limit_is_refused_before_decoding(no_url_fetch, settings):
+    settings.FACEPORTAL_MAX_IMAGE_BYTES = 1000
+    with pytest.raises(InvalidImage) as refused:
+        images.load("A" * 5000, index=0)
+    assert refused.value.code == "image_too_large"
+
+
+# --- server paths -------------------------------------------------------------------------------
+
+INSIDE_COLOR, OUTSIDE_COLOR = (10, 200, 10), (250, 250, 0)
+
+
+@pytest.fixture(scope="module")
+def image_tree(tmp_path_factory):
+    base = tmp_path_factory.mktemp("paths")
+    root = base / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "inside.png").write_bytes(encoded(INSIDE_COLOR, "PNG"))
+    (root / "sub" / "inside.png").write_bytes(encoded(INSIDE_COLOR, "PNG"))
+    (base / "secret.png").write_bytes(encoded(OUTSIDE_COLOR, "PNG"))
+    os.symlink(base / "secret.png", root / "link.png")
+    os.symlink(base, root / "escape")
+    return root
+
+
+SEGMENTS = ["..", ".", "sub", "inside.png", "secret.png", "link.png", "escape", "root", "", "%2e%2e", "..\\..", "~"]
+
+
+@PROPERTY
+@given(segments=st.lists(st.one_of(st.sampled_from(SEGMENTS), st.text(max_size=8)), min_size=1, max_size=6),
+       absolute=st.sampled_from(["", "/", "//", "///"]))
+@example(segments=["escape", "secret.png"], absolute="")
+@example(segments=["link.png"], absolute="/")
+@example(segments=["..", "secret.png"], absolute="")
+@example(segments=["inside.png\x00"], absolute="")
+@example(segments=["", "inside.png"], absolute="//")
+def test_paths_never_read_outside_the_image_root(settings, image_tree, segments, absolute):
+    settings.FACEPORTAL_IMAGE_ROOT = str(image_tree)
+    raw = absolute + "/".join(segments)
+    assume(raw.strip())
+    try:
+        data = images.read_path(raw, index=0)
+    except InvalidImage as refused:
+        assert refused.code in {"image_path_forbidden", "image_path_not_found", "image_too_large"}
+        return
+    pixels = images.decode(data, index=0).pixels
+    assert tuple(int(v) for v in pixels[0, 0][::-1]) == INSIDE_COLOR  # BGR -> RGB
+
+
+def test_paths_are_refused_when_no_root_is_configured(settings):
+    settings.FACEPORTAL_IMAGE_ROOT = None
+    with pytest.raises(InvalidImage) as refused:
+        images.load("photos/inside.png", index=0)
+    assert refused.value.code == "image_path_forbidden"
+
+
+# --- URLs ------------------------------------------------------------------------------------------
+
+PRIVATE_V4 = ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "0.0.0.0/8",
+              "100.64.0.0/10", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4"]
+PRIVATE_V6 = ["::1/128", "fc00::/7", "fe80::/10", "ff00::/8", "::/128"]
+
+
+@st.composite
+def private_addresses(draw) -> str:
+    network = ipaddress.ip_network(draw(st.sampled_from(PRIVATE_V4 + PRIVATE_V6)))
+    address = network[draw(st.integers(0, network.num_addresses - 1))]
+    if address.version == 4 and draw(st.booleans()):
+        return f"[::ffff:{address}]"  # an IPv4-mapped IPv6 address reaches the same host
+    return f"[{address}]" if address.version == 6 else str(address)
+
+
+@pytest.fixture
+def no_connections(monkeypatch):
+    """Fail loudly if URL rules ever let a connection through (these addresses are all private)."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a connection was attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@PROPERTY
+@given(
+    host=private_addresses(),
+    scheme=st.sampled_from(["http", "https", "HTTP"]),
+    port=st.one_of(st.none(), st.integers(1, 65535)),
+    path=st.text(alphabet="abc/._-?=&%", max_size=20),
+)
+def test_urls_to_private_addresses_are_refused_without_connecting(settings, no_connections, host, scheme, port, path):
+    settings.FACEPORTAL_URL_FETCH_ENABLED = True
+    url = f"{scheme}://{host}{'' if port is None else f':{port}'}/{path}"
+    with pytest.raises(InvalidImage) as refused:
+        images.load(url, index=0)
+    assert refused.value.code == "image_url_forbidden"
+
+
+@PROPERTY
+@given(url=st.one_of(
+    st.builds(lambda scheme, rest: f"{scheme}://{rest}", st.sampled_from(["file", "ftp", "gopher", "dict", "ldap",
+                                                                       "jar", "ws"]), st.text(max_size=30)),
+    st.builds(lambda rest: f"http://user:pw@{rest}", st.text(max_size=30)),
+    st.builds(lambda port: f"http://8.8.8.8:{port}/x.jpg",
+              st.one_of(st.text(alphabet="xyz:-", min_size=1, max_size=8), st.integers(65536, 10**9))),
+    st.builds(lambda rest: f"http://[{rest}/x.jpg", st.text(alphabet="0123456789abcdef:", max_size=12)),
+))
+@example(url="http://127.0.0.1:99999/a.jpg")
+@example(url="http://[::1/a.jpg")
+def test_odd_or_forbidden_urls_are_refused_without_connecting(settings, no_connections, url):
+    settings.FACEPORTAL_URL_FETCH_ENABLED = True
+    with pytest.raises(InvalidImage) as refused:
+        images.load(url, index=0)
+    assert refused.value.code in {"image_url_forbidden", "invalid_image", "image_url_unreachable"}
+
+
+# --- other validators --------------------------------------------------------------------------------
+
+@PROPERTY
+@given(images_value=st.one_of(st.none(), st.text(), st.integers(), st.lists(st.none(), max_size=15)))
+def test_image_count_rule(images_value):
+    try:
+        images.check_count(images_value)
+    except InvalidInput as refused:
+        assert refused.details["field"] == "images"
+    else:
+        assert isinstance(images_value, list) and 1 <= len(images_value) <= 10
+
+
+@PROPERTY
+@given(value=st.one_of(st.text(max_size=260), st.none(), st.integers(), st.lists(st.text(), max_size=2)))
+def test_validators_accept_or_refuse_with_our_error(value):
+    for validator in (validate_person_name, validate_slug, validate_max_results):
+        try:
+            validator(value)
+        except FacePortalError as refused:
+            assert 400 <= refused.status_code < 500
