@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -9,6 +9,7 @@ from apikeys.authentication import IsStaff, request_key
 from apikeys.models import APIKey
 from apikeys.services import api_key_issue, api_key_revoke_by_name
 from faceportal.fields import StrictCharField
+from faceportal.openapi import API_KEY_AUTH, STAFF_AUTH, error_responses
 from organizations.selectors import organization_get
 
 
@@ -52,8 +53,21 @@ class ApiKeyApi(APIView):
 
     @extend_schema(
         request=ApiKeyCreateInputSerializer,
-        responses={201: ApiKeyCreatedSerializer},
-        summary="Issue an API key (staff only); the secret is returned once",
+        responses={201: ApiKeyCreatedSerializer, **error_responses(400, 401, 403, 404, 409, 415, 429, 503)},
+        summary="Issue an API key (staff only); the secret is returned once", operation_id="api_key_issue",
+        tags=["organizations"],
+        auth=STAFF_AUTH,
+        examples=[
+            OpenApiExample("Key for a laptop", value={"user": "alice", "api_key_name": "laptop"}, request_only=True),
+            OpenApiExample(
+                "Issued",
+                value={"organization": "acme", "user": "alice", "api_key_name": "laptop", "prefix": "3f9a1c0b7d2e",
+                       "created_at": "2025-01-31T09:00:00Z", "last_used_at": None, "revoked_at": None,
+                       "api_key": "fp_3f9a1c0b7d2e_<secret, shown once>"},
+                response_only=True,
+                status_codes=["201"],
+            ),
+        ],
     )
     def post(self, request, organization: str):
         serializer = ApiKeyCreateInputSerializer(data=request.data)
@@ -67,8 +81,15 @@ class ApiKeyApi(APIView):
 
     @extend_schema(
         request=ApiKeyRevokeInputSerializer,
-        responses={200: ApiKeyOutputSerializer, 403: OpenApiResponse(description="Not allowed")},
-        summary="Revoke an API key (staff, or the key itself)",
+        responses={200: ApiKeyOutputSerializer, **error_responses(400, 401, 403, 404, 415, 429, 503)},
+        summary="Revoke an API key (staff, or the key itself)", operation_id="api_key_revoke",
+        tags=["organizations"],
+        auth=[*API_KEY_AUTH, *STAFF_AUTH],
+        examples=[
+            OpenApiExample(
+                "Revoke by name", value={"api_auth": {"user": "alice", "api_key_name": "laptop"}}, request_only=True
+            ),
+        ],
     )
     def delete(self, request, organization: str):
         serializer = ApiKeyRevokeInputSerializer(data=request.data)

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's JS and CSS served from here, not a CDN
     "channels",
     "organizations",
     "apikeys",
@@ -65,6 +66,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "faceportal.middleware.RequestLogMiddleware",  # first: request id and timing cover everything
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -193,6 +195,17 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "FacePortal API",
     "DESCRIPTION": "Multi-tenant face registration and recognition.",
     "VERSION": "1.0.0",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "TAGS": [
+        {"name": "organizations", "description": "Tenants and their API keys (staff)."},
+        {"name": "faces", "description": "Register, list, rename and delete people and their faces."},
+        {"name": "recognition", "description": "Recognise faces in an image; 1:1 verification."},
+        {"name": "operations", "description": "Liveness and readiness probes."},
+    ],
 }
 
 # --- Faces ----------------------------------------------------------------------------------------
@@ -251,7 +264,10 @@ LOGGING = {
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "filters": {"request_context": {"()": "faceportal.log_context.RequestContextFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_context"]}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},

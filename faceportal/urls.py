@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+import faceportal.openapi  # noqa: F401  registers the API-key security schemes for the schema
 from apikeys.apis import ApiKeyApi
 from faceportal import views as site_views
 from faces.apis import (

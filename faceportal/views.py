@@ -1,19 +1,79 @@
-"""Landing page, health checks and metrics (filled in by the ship-it issue)."""
+"""Landing page, health checks and metrics."""
 
-from django.http import HttpResponse, JsonResponse
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.shortcuts import render
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+from faceportal import metrics as faceportal_metrics
+from faceportal.errors import error_payload
+from faceportal.health import readiness
+from faceportal.openapi import NOT_READY_EXAMPLE, ErrorSerializer, HealthSerializer, ReadinessSerializer
 
 
 def landing(request):
-    return HttpResponse("FacePortal")
+    return render(
+        request,
+        "landing.html",
+        {
+            "model": settings.DEEPFACE_EMBEDDER_MODEL,
+            "detector": settings.DEEPFACE_DETECTOR_BACKEND,
+            "vector_store": settings.FACEPORTAL_VECTOR_STORE,
+        },
+    )
 
 
+@extend_schema(
+    tags=["operations"],
+    auth=[],
+    summary="Liveness: the process answers",
+    operation_id="healthz",
+    responses={200: HealthSerializer},
+)
+@api_view(["GET"])
+@authentication_classes([])  # probes carry no credentials and are never throttled
+@permission_classes([AllowAny])
+@throttle_classes([])
 def healthz(request):
-    return JsonResponse({"status": "ok"})
+    return Response({"status": "ok"})
 
 
+@extend_schema(
+    tags=["operations"],
+    auth=[],
+    summary="Readiness: database, cache, vector store and face models", operation_id="readyz",
+    responses={
+        200: ReadinessSerializer,
+        503: OpenApiResponse(
+            ErrorSerializer,
+            description="Not ready; `details.not_ready` names the failing checks.",
+            examples=[OpenApiExample("Redis down", value=NOT_READY_EXAMPLE, response_only=True, status_codes=["503"])],
+        ),
+    },
+)
+@api_view(["GET"])
+@authentication_classes([])  # probes carry no credentials and are never throttled
+@permission_classes([AllowAny])
+@throttle_classes([])
 def readyz(request):
-    return JsonResponse({"status": "ok"})
+    results = readiness()
+    checks = {name: {"ready": result.ready, "detail": result.detail} for name, result in results.items()}
+    not_ready = [name for name, result in results.items() if not result.ready]
+    if not_ready:
+        payload = error_payload(
+            code="not_ready",
+            message=f"Not ready: {', '.join(not_ready)}.",
+            details={"not_ready": not_ready, "checks": checks},
+        )
+        return Response(payload, status=503)
+    return Response({"status": "ready", "checks": checks})
 
 
 def metrics(request):
-    return HttpResponse("", content_type="text/plain")
+    body, content_type = faceportal_metrics.exposition()
+    return HttpResponse(body, content_type=content_type)

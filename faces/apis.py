@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from apikeys.authentication import HasOrganizationKey, check_api_auth_body, request_key
 from faceportal.errors import InvalidInput
+from faceportal.openapi import API_KEY_AUTH, DATA_ROUTE_ERRORS, error_responses
 from faces.models import Face, Person
 from faces.selectors import face_get, person_get, person_list
 from faces.services import face_delete, person_delete, person_register, person_rename
@@ -67,6 +68,16 @@ class RegisterInputSerializer(serializers.Serializer):
     api_auth = ApiAuthSerializer(required=False)
 
 
+class RegisterMultipartSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    images = serializers.ListField(child=serializers.FileField(), help_text="One or more photos (repeat the field).")
+    api_auth = serializers.CharField(required=False, help_text='Optional JSON: {"user": ..., "api_key_name": ...}')
+
+
+class ApiAuthBodySerializer(serializers.Serializer):
+    api_auth = ApiAuthSerializer(required=False, help_text="Optional; when given it must name the key used.")
+
+
 class BoxSerializer(serializers.Serializer):
     x = serializers.IntegerField()
     y = serializers.IntegerField()
@@ -115,9 +126,49 @@ class RegisterOutputSerializer(serializers.Serializer):
     timings_ms = serializers.DictField(child=serializers.FloatField())
 
 
+class PersonPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = PersonOutputSerializer(many=True)
+
+
+FACE_BOX = {"x": 84, "y": 61, "w": 112, "h": 112}
+REGISTER_RESPONSE_EXAMPLE = {
+    "person": {"id": 7, "name": "Ada Lovelace", "face_count": 2,
+               "created_at": "2025-01-31T09:00:00Z", "updated_at": "2025-01-31T09:00:00Z"},
+    "created": True,
+    "faces_added": 2,
+    "images": [
+        {"index": 0, "accepted": True, "reason": None, "face_id": 31, "box": FACE_BOX,
+         "detection_confidence": 0.99, "faces_detected": 1},
+        {"index": 1, "accepted": True, "reason": None, "face_id": 32, "box": FACE_BOX,
+         "detection_confidence": 0.97, "faces_detected": 1},
+        {"index": 2, "accepted": False, "reason": "no face detected", "face_id": None, "box": None,
+         "detection_confidence": None, "faces_detected": 0},
+    ],
+    "timings_ms": {"detect": 212.4, "align": 9.8, "embed": 41.0},
+}
+
+
 class RegisterApi(OrganizationScopedApi):
-    @extend_schema(request=RegisterInputSerializer, responses={201: RegisterOutputSerializer},
-                   summary="Register a person from one or more photos")
+    @extend_schema(
+        request={"application/json": RegisterInputSerializer, "multipart/form-data": RegisterMultipartSerializer},
+        responses={201: RegisterOutputSerializer, **error_responses(*DATA_ROUTE_ERRORS, 422)},
+        summary="Register a person from one or more photos", operation_id="person_register",
+        description="Each photo adds its most prominent face. Registering an existing name adds faces to that "
+        "person. Photos without a face are reported per image; when none has a face nothing is stored (422).",
+        tags=["faces"],
+        auth=API_KEY_AUTH,
+        examples=[
+            OpenApiExample(
+                "Two photos as base64 and a URL",
+                value={"name": "Ada Lovelace", "images": ["<base64 JPEG>", "https://example.org/ada.jpg"]},
+                request_only=True,
+            ),
+            OpenApiExample("Registered", value=REGISTER_RESPONSE_EXAMPLE, response_only=True, status_codes=["201"]),
+        ],
+    )
     def post(self, request, organization: str):
         data = self.body()
         org = self.organization()
@@ -143,8 +194,10 @@ class PersonListApi(OrganizationScopedApi):
     @extend_schema(
         parameters=[OpenApiParameter("search", str, description="Case-insensitive name filter"),
                     OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
-        responses={200: PersonOutputSerializer(many=True)},
-        summary="List people (paginated, searchable)",
+        responses={200: PersonPageSerializer, **error_responses(400, 401, 403, 404, 429, 503)},
+        summary="List people (paginated, searchable)", operation_id="person_list",
+        tags=["faces"],
+        auth=API_KEY_AUTH,
     )
     def get(self, request, organization: str):
         queryset = person_list(organization=self.organization(), search=request.query_params.get("search"))
@@ -159,20 +212,27 @@ class PersonRenameInputSerializer(serializers.Serializer):
 
 
 class PersonDetailApi(OrganizationScopedApi):
-    @extend_schema(responses={200: PersonDetailOutputSerializer}, summary="A person with their faces")
+    @extend_schema(responses={200: PersonDetailOutputSerializer, **error_responses(401, 403, 404, 429, 503)},
+                   summary="A person with their faces", operation_id="person_get", tags=["faces"], auth=API_KEY_AUTH)
     def get(self, request, organization: str, person_id: int):
         person = person_get(organization=self.organization(), person_id=person_id)
         return Response(PersonDetailOutputSerializer(person).data)
 
-    @extend_schema(request=PersonRenameInputSerializer, responses={200: PersonDetailOutputSerializer},
-                   summary="Rename a person")
+    @extend_schema(request=PersonRenameInputSerializer,
+                   responses={200: PersonDetailOutputSerializer,
+                              **error_responses(400, 401, 403, 404, 409, 415, 429, 503)},
+                   summary="Rename a person", operation_id="person_rename", tags=["faces"], auth=API_KEY_AUTH,
+                   examples=[OpenApiExample("New name", value={"name": "Ada King"}, request_only=True)])
     def patch(self, request, organization: str, person_id: int):
         data = self.body()
         org = self.organization()
         person = person_rename(person=person_get(organization=org, person_id=person_id), name=data.get("name"))
         return Response(PersonDetailOutputSerializer(person_get(organization=org, person_id=person.pk)).data)
 
-    @extend_schema(responses={204: None}, summary="Delete a person, their faces and vectors")
+    @extend_schema(request=ApiAuthBodySerializer,
+                   responses={204: None, **error_responses(400, 401, 403, 404, 429, 503)},
+                   summary="Delete a person, their faces and vectors", operation_id="person_delete",
+                   tags=["faces"], auth=API_KEY_AUTH)
     def delete(self, request, organization: str, person_id: int):
         self.body()
         person_delete(person=person_get(organization=self.organization(), person_id=person_id))
@@ -180,7 +240,9 @@ class PersonDetailApi(OrganizationScopedApi):
 
 
 class FaceDetailApi(OrganizationScopedApi):
-    @extend_schema(responses={204: None}, summary="Delete one face of a person")
+    @extend_schema(request=ApiAuthBodySerializer,
+                   responses={204: None, **error_responses(400, 401, 403, 404, 429, 503)},
+                   summary="Delete one face of a person", operation_id="face_delete", tags=["faces"], auth=API_KEY_AUTH)
     def delete(self, request, organization: str, person_id: int, face_id: int):
         self.body()
         face_delete(face=face_get(organization=self.organization(), person_id=person_id, face_id=face_id))

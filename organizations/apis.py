@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apikeys.authentication import IsStaff
 from faceportal.fields import StrictCharField
+from faceportal.openapi import STAFF_AUTH, error_responses
 from organizations.models import Organization
 from organizations.services import organization_create
 
@@ -30,8 +31,20 @@ class OrganizationCreateApi(APIView):
 
     @extend_schema(
         request=OrganizationCreateInputSerializer,
-        responses={201: OrganizationOutputSerializer},
-        summary="Create an organization (staff only)",
+        responses={201: OrganizationOutputSerializer, **error_responses(400, 401, 403, 409, 415, 429, 503)},
+        summary="Create an organization (staff only)", operation_id="organization_create",
+        tags=["organizations"],
+        auth=STAFF_AUTH,
+        examples=[
+            OpenApiExample("New tenant", value={"organization": "acme", "name": "Acme Corp"}, request_only=True),
+            OpenApiExample(
+                "Created",
+                value={"organization": "acme", "name": "Acme Corp", "is_active": True,
+                       "created_at": "2025-01-31T09:00:00Z"},
+                response_only=True,
+                status_codes=["201"],
+            ),
+        ],
     )
     def post(self, request):
         serializer = OrganizationCreateInputSerializer(data=request.data)

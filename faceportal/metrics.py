@@ -1,0 +1,145 @@
+"""Prometheus metrics: definitions, the helpers other code calls, and the exposition for /metrics.
+
+Every daphne process keeps its own counters. With one process per container (the Compose stack,
+`--scale web=N`) Prometheus scrapes each replica and `sum()` adds them up. When several processes
+share one container and port, set PROMETHEUS_MULTIPROC_DIR (an empty, writable folder, cleared
+at start) so they write to shared files and /metrics reports all of them (README, "Docker").
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+
+from django.db import transaction
+from django.db.models.signals import post_save
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import REGISTRY, Collector
+
+# Face pipelines take tens of milliseconds to seconds; the defaults stop at 10 s with too few
+# buckets in between.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0)
+
+HTTP_REQUESTS = Counter(
+    "faceportal_http_requests_total",
+    "HTTP requests answered, by route name, method and status code.",
+    ["route", "method", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "faceportal_http_request_duration_seconds",
+    "Time from request to response, by route name and method.",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+STAGE_LATENCY = Histogram(
+    "faceportal_stage_duration_seconds",
+    "Time spent in each stage of a face pipeline (decode, detect, align, embed, search, ...), by route.",
+    ["route", "stage"],
+    buckets=LATENCY_BUCKETS,
+)
+FACES_REGISTERED = Counter(
+    "faceportal_faces_registered_total",
+    "Faces added to galleries by registrations handled by this process.",
+)
+WEBSOCKET_CONNECTIONS = Gauge(
+    "faceportal_websocket_connections",
+    "Open WebSocket connections.",
+    multiprocess_mode="livesum",
+)
+WEBSOCKET_FRAMES = Counter(
+    "faceportal_websocket_frames_total",
+    "WebSocket frames processed, by outcome (ok, error, dropped).",
+    ["outcome"],
+)
+
+
+def observe_request(*, route: str, method: str, status: int, seconds: float) -> None:
+    HTTP_REQUESTS.labels(route=route, method=method, status=str(status)).inc()
+    HTTP_LATENCY.labels(route=route, method=method).observe(seconds)
+
+
+def observe_stage_timings(*, route: str, timings_ms: Mapping[str, object]) -> None:
+    """Record a result's `timings_ms` ({"decode": 3.1, "detect": 80.2, ...}) as stage latencies."""
+    for stage, value in timings_ms.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            STAGE_LATENCY.labels(route=route, stage=str(stage)).observe(value / 1000.0)
+
+
+def _face_saved(sender, instance, created: bool, **kwargs) -> None:
+    if created:
+        # Counted once the registration's transaction commits; a rolled-back one added nothing.
+        transaction.on_commit(FACES_REGISTERED.inc, using=kwargs.get("using"))
+
+
+post_save.connect(_face_saved, sender="faces.Face", dispatch_uid="faceportal.metrics.face_saved")
+
+
+def websocket_connected() -> None:
+    """The WebSocket consumer calls this once a connection is accepted ..."""
+    WEBSOCKET_CONNECTIONS.inc()
+
+
+def websocket_disconnected() -> None:
+    """... and this once when that connection closes."""
+    WEBSOCKET_CONNECTIONS.dec()
+
+
+def websocket_frame(*, outcome: str) -> None:
+    WEBSOCKET_FRAMES.labels(outcome=outcome).inc()
+
+
+class RuntimeStateCollector(Collector):
+    """Values read when scraped: model load times and the gallery sizes from the database."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from faces.engine import engine_loaded
+        from faces.engine.cache import model_load_seconds
+
+        load_times = GaugeMetricFamily(
+            "faceportal_model_load_seconds", "Seconds the first load of each model took in this process.",
+            labels=["model"],
+        )
+        for model, seconds in sorted(model_load_seconds().items()):
+            load_times.add_metric([model], seconds)
+        yield load_times
+        yield GaugeMetricFamily(
+            "faceportal_model_loaded", "1 once the face models are loaded in this process.",
+            value=1.0 if engine_loaded() else 0.0,
+        )
+        yield from self._gallery_sizes()
+
+    def _gallery_sizes(self) -> Iterator[GaugeMetricFamily]:
+        from django.db import DatabaseError
+
+        from faces.models import Face, Person
+
+        try:
+            faces, people = Face.objects.count(), Person.objects.count()
+        except DatabaseError:  # /metrics must answer while the database is away; /readyz says why
+            return
+        yield GaugeMetricFamily("faceportal_faces_stored", "Faces registered, all organisations.", value=faces)
+        yield GaugeMetricFamily("faceportal_people_stored", "People registered, all organisations.", value=people)
+
+
+_runtime_collector = RuntimeStateCollector()
+REGISTRY.register(_runtime_collector)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text /metrics answers with, and its content type."""
+    multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if multiproc_dir:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=multiproc_dir)
+        registry.register(_runtime_collector)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
