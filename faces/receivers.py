@@ -6,7 +6,7 @@ import logging
 
 from django.dispatch import receiver
 
-from faces.index import get_index
+from faces.index import VectorStoreUnavailable, get_index
 from organizations.signals import organization_created, organization_deleted
 
 logger = logging.getLogger(__name__)
@@ -24,4 +24,11 @@ def create_organization_index(sender, organization, **kwargs) -> None:
 
 @receiver(organization_deleted)
 def drop_organization_index(sender, organization, **kwargs) -> None:
-    get_index().drop_organization(organization_id=organization.pk)
+    try:
+        get_index().drop_organization(organization_id=organization.pk)
+    except VectorStoreUnavailable:
+        # The rows are gone already (the source of truth); `manage.py vectors repair` drops the rest.
+        logger.warning(
+            "vectors of a deleted organisation left for repair",
+            extra={"organization": organization.slug, "organization_id": organization.pk},
+        )

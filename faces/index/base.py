@@ -70,5 +70,10 @@ class VectorIndex(ABC):
     def rebuild(self, *, organization_id: int, records: Iterable[VectorRecord]) -> int:
         """Replace the organisation's vectors with `records`; return how many were written."""
 
+    def stored_organization_ids(self) -> set[int]:
+        """Organisations the store holds vectors for. A store whose vectors die with the organisation's
+        rows (the embedded one) has no strays to report; the Atlas store lists its own."""
+        return set()
+
     def ready(self) -> tuple[bool, str]:
         return True, "ok"
