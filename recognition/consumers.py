@@ -1,8 +1,177 @@
-"""Placeholder replaced by the WebSocket issue's consumer."""
+"""`ws://host/ws/recognize`: real-time recognition for one organisation per connection.
 
+Protocol (messages, replies, close codes): README, "Webcam page and WebSocket". The consumer only
+authenticates, hands frames to `recognition.realtime`, and sends replies; the model runs in the
+engine pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from apikeys.websocket import (
+    CLOSE_BUSY,
+    CLOSE_KEY_REVOKED,
+    WebSocketAuthError,
+    handshake_credentials,
+    websocket_authenticate,
+)
+from faceportal.errors import FacePortalError
+from faces.engine import get_engine
+from recognition.realtime import (
+    Frame,
+    FrameCounters,
+    FrameQueue,
+    FrameRateExceeded,
+    FrameRateLimiter,
+    FrameSettings,
+    KeyRevoked,
+    error_reply,
+    frame_from_bytes,
+    frame_from_message,
+    frame_settings_update,
+    parse_flag,
+    parse_text_message,
+    recognize_frame,
+    result_reply,
+)
+
+logger = logging.getLogger(__name__)
+
+# Live authenticated connections in this process, for the FACEPORTAL_WS_MAX_CONNECTIONS cap.
+_open_connections = 0
 
 
 class RecognizeConsumer(AsyncJsonWebsocketConsumer):
+    worker: asyncio.Task | None = None
+    counted = False
+    closing = False
+
     async def connect(self):
-        await self.close(code=4000)
+        global _open_connections
+        # Accept first: a close code and reason only reach the client on an accepted socket.
+        await self.accept()
+        if _open_connections >= settings.FACEPORTAL_WS_MAX_CONNECTIONS:
+            await self._close(CLOSE_BUSY, "Server busy: too many live connections; try again shortly.")
+            return
+        try:
+            credentials = handshake_credentials(query_string=self.scope.get("query_string", b""))
+            self.identity, self.organization = await database_sync_to_async(websocket_authenticate)(
+                credentials=credentials
+            )
+        except WebSocketAuthError as exc:
+            await self._close(exc.close_code, exc.reason)
+            return
+        _open_connections += 1
+        self.counted = True
+        self.token = credentials.token  # kept in memory to re-check revocation per frame; never logged
+        self.counters = FrameCounters()
+        self.frame_settings = FrameSettings()
+        self.queue = FrameQueue(
+            drop_stale=parse_flag(credentials.options.get("drop_stale"), default=True),
+            max_queued=settings.FACEPORTAL_WS_MAX_QUEUED_FRAMES,
+        )
+        self.limiter = FrameRateLimiter(rate=settings.FACEPORTAL_WS_MAX_FPS)
+        self.wakeup = asyncio.Event()
+        self.worker = asyncio.create_task(self._work())
+        engine = await sync_to_async(get_engine, thread_sensitive=False)()
+        await self.send_json({
+            "type": "ready",
+            "organization": self.organization.slug,
+            "user": self.identity.user,
+            "api_key_name": self.identity.name,
+            "drop_stale": self.queue.drop_stale,
+            "model": engine.model_name,
+            "detector": engine.detector_name,
+            "default_threshold": engine.default_threshold,
+            "limits": {
+                "max_frame_bytes": settings.FACEPORTAL_WS_MAX_FRAME_BYTES,
+                "max_fps": settings.FACEPORTAL_WS_MAX_FPS,
+            },
+        })
+
+    async def disconnect(self, code):
+        global _open_connections
+        if self.counted:
+            _open_connections -= 1
+            self.counted = False
+        if self.worker is not None:
+            self.worker.cancel()
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.worker is None or self.closing:
+            return
+        self.counters.received += 1
+        seq = self.counters.received
+        try:
+            if not self.limiter.allow():
+                raise FrameRateExceeded(settings.FACEPORTAL_WS_MAX_FPS)
+            if bytes_data is not None:
+                frame = frame_from_bytes(bytes_data, seq=seq, defaults=self.frame_settings)
+            else:
+                message = parse_text_message(text_data or "", organization_slug=self.organization.slug)
+                kind = message.get("type", "frame")
+                if kind == "settings":
+                    self.frame_settings = frame_settings_update(message, current=self.frame_settings)
+                    await self.send_json({"type": "settings", "seq": seq, **self.frame_settings.__dict__})
+                    return
+                if kind != "frame":
+                    raise FacePortalError("'type' must be 'frame' or 'settings'.", details={"field": "type"},
+                                          code="invalid_input")
+                frame = frame_from_message(message, seq=seq, defaults=self.frame_settings)
+        except FacePortalError as exc:
+            self.counters.rejected += 1
+            await self.send_json(error_reply(error=exc, seq=seq, counters=self.counters))
+            return
+        self.counters.dropped_stale += self.queue.put(frame)
+        self.wakeup.set()
+
+    async def _work(self) -> None:
+        try:
+            while not self.closing:
+                await self.wakeup.wait()
+                self.wakeup.clear()
+                while not self.closing and (frame := self.queue.take()) is not None:
+                    await self._process(frame)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("websocket worker stopped", extra={"organization": self.organization.slug})
+            await self._close(1011, "Internal error.")
+
+    async def _process(self, frame: Frame) -> None:
+        started = time.perf_counter()
+        try:
+            # Not thread-sensitive: connections must not queue behind each other on one thread.
+            result = await database_sync_to_async(recognize_frame, thread_sensitive=False)(
+                organization=self.organization, token=self.token, identity=self.identity, frame=frame
+            )
+        except KeyRevoked:
+            self.counters.rejected += 1
+            error = FacePortalError("The API key was revoked.", code="api_key_revoked")
+            await self.send_json(error_reply(error=error, seq=frame.seq, counters=self.counters))
+            await self._close(CLOSE_KEY_REVOKED, "API key revoked.")
+            return
+        except FacePortalError as exc:
+            self.counters.rejected += 1
+            await self.send_json(error_reply(error=exc, seq=frame.seq, counters=self.counters))
+            return
+        except Exception:
+            logger.exception("websocket frame failed", extra={"organization": self.organization.slug})
+            self.counters.rejected += 1
+            error = FacePortalError("Internal server error.", code="internal_error")
+            await self.send_json(error_reply(error=error, seq=frame.seq, counters=self.counters))
+            return
+        self.counters.processed += 1
+        await self.send_json(result_reply(frame=frame, result=result, started_at=started, counters=self.counters))
+
+    async def _close(self, code: int, reason: str) -> None:
+        self.closing = True
+        await self.close(code=code, reason=reason)

@@ -1,0 +1,210 @@
+"""Real-time recognition over a WebSocket: frame parsing, the per-connection frame queue, limits.
+
+The consumer stays thin; this module decides what a message means, which frames are kept, and
+runs one frame through the shared `recognition.services.recognize` path (off the event loop).
+
+Frames arrive faster than a CPU can embed them, so a connection keeps only its newest pending
+frame: a frame still waiting when a newer one arrives is dropped ("stale") and counted, which
+keeps latency at about one frame's processing time however fast the client sends.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from apikeys.services import AuthenticatedKey
+from apikeys.websocket import websocket_key_still_valid
+from faceportal.errors import FacePortalError, Forbidden, InvalidInput, PayloadTooLarge, error_payload
+from organizations.models import Organization
+from recognition.services import recognize, validate_max_results, validate_threshold
+
+
+class FrameRateExceeded(FacePortalError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, max_fps: float):
+        super().__init__(f"More than {max_fps:g} messages a second on this connection; this one was dropped.",
+                         details={"max_fps": max_fps})
+
+
+class KeyRevoked(Exception):
+    """The connection's key stopped being valid after the handshake."""
+
+
+@dataclass
+class FrameCounters:
+    received: int = 0  # frame messages received (every one gets a sequence number)
+    processed: int = 0  # frames recognised (a result reply)
+    dropped_stale: int = 0  # frames replaced by a newer frame before they were processed
+    rejected: int = 0  # frames answered with an error (bad input, over a limit, other organisation)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class Frame:
+    seq: int
+    image: Any  # JPEG bytes, or {"base64": <base64 or data URI>}
+    threshold: float | None
+    max_results: int | None
+    received_at: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class FrameSettings:
+    """Per-connection defaults for frames that do not say (binary frames never can)."""
+
+    threshold: float | None = None
+    max_results: int | None = None
+
+
+class FrameRateLimiter:
+    """Token bucket: `rate` frames a second on average, bursts of up to one second's worth."""
+
+    def __init__(self, *, rate: float):
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class FrameQueue:
+    """Latest-frame-wins slot, or a bounded FIFO when the client opted out of dropping."""
+
+    def __init__(self, *, drop_stale: bool, max_queued: int):
+        self.drop_stale = drop_stale
+        self._frames: deque[Frame] = deque()
+        self._limit = 1 if drop_stale else max(1, max_queued)
+
+    def put(self, frame: Frame) -> int:
+        """Queue `frame`; return how many older frames were dropped to make room."""
+        dropped = 0
+        while len(self._frames) >= self._limit:
+            self._frames.popleft()
+            dropped += 1
+        self._frames.append(frame)
+        return dropped
+
+    def take(self) -> Frame | None:
+        return self._frames.popleft() if self._frames else None
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+
+def parse_flag(value: str | None, *, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() not in {"0", "false", "no", "off"}
+
+
+def _check_size(size: int) -> None:
+    limit = settings.FACEPORTAL_WS_MAX_FRAME_BYTES
+    if size > limit:
+        raise PayloadTooLarge(f"Frame is larger than {limit} bytes.", details={"limit": limit},
+                              code="frame_too_large")
+
+
+def _check_organization(message: dict[str, Any], *, organization_slug: str) -> None:
+    named = message.get("organization")
+    if named is not None and named != organization_slug:
+        # Same words whether or not the named organisation exists.
+        raise Forbidden(
+            "This connection is bound to the organization of its handshake; "
+            "open another connection to use another organization.",
+            details={"field": "organization"},
+        )
+
+
+def parse_text_message(text: str, *, organization_slug: str) -> dict[str, Any]:
+    """Size, JSON and tenant checks for a text message; returns the decoded object."""
+    _check_size(len(text))
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise InvalidInput("Message is not valid JSON.", code="malformed_message") from None
+    if not isinstance(message, dict):
+        raise InvalidInput("Message must be a JSON object.", code="malformed_message")
+    _check_organization(message, organization_slug=organization_slug)
+    return message
+
+
+def frame_settings_update(message: dict[str, Any], *, current: FrameSettings) -> FrameSettings:
+    """A `{"type": "settings", "threshold"?, "max_results"?}` message; validated before applied."""
+    threshold = current.threshold
+    max_results = current.max_results
+    if "threshold" in message:
+        threshold = None if message["threshold"] is None else validate_threshold(message["threshold"])
+    if "max_results" in message:
+        max_results = None if message["max_results"] is None else validate_max_results(message["max_results"])
+    return FrameSettings(threshold=threshold, max_results=max_results)
+
+
+def frame_from_message(message: dict[str, Any], *, seq: int, defaults: FrameSettings) -> Frame:
+    """A JSON frame `{"image": <data URI or base64>, "threshold"?, "max_results"?}`."""
+    image = message.get("image")
+    if image is None:
+        raise InvalidInput("'image' is required.", details={"field": "image"})
+    if not isinstance(image, str) or not image.strip():
+        raise InvalidInput("'image' must be a data URI or base64 string.", details={"field": "image"})
+    threshold = message.get("threshold", defaults.threshold)
+    max_results = message.get("max_results", defaults.max_results)
+    # Validated now, so a bad value is answered even if the frame is later dropped as stale.
+    validate_threshold(threshold)
+    validate_max_results(max_results)
+    # Only base64 over the socket: a URL or server path here would be fetched once per frame.
+    return Frame(seq=seq, image={"base64": image}, threshold=threshold, max_results=max_results)
+
+
+def frame_from_bytes(data: bytes, *, seq: int, defaults: FrameSettings) -> Frame:
+    _check_size(len(data))
+    if not data:
+        raise InvalidInput("Binary frame is empty.", details={"field": "image"})
+    return Frame(seq=seq, image=data, threshold=defaults.threshold, max_results=defaults.max_results)
+
+
+def recognize_frame(*, organization: Organization, token: str, identity: AuthenticatedKey,
+                    frame: Frame) -> dict[str, Any]:
+    """Re-check the key (a cache hit), then the same recognition as `POST /recognize`.
+
+    Runs in a worker thread; the model itself runs on the engine pool.
+    """
+    if not websocket_key_still_valid(token=token, identity=identity):
+        raise KeyRevoked()
+    return recognize(organization=organization, image=frame.image, threshold=frame.threshold,
+                     max_results=frame.max_results)
+
+
+def result_reply(*, frame: Frame, result: dict[str, Any], started_at: float,
+                 counters: FrameCounters) -> dict[str, Any]:
+    now = time.perf_counter()
+    timings = dict(result.get("timings_ms", {}))
+    timings["queued"] = round((started_at - frame.received_at) * 1000, 2)
+    timings["server"] = round((now - frame.received_at) * 1000, 2)
+    return {"type": "result", "seq": frame.seq, **result, "timings_ms": timings, "counters": counters.as_dict()}
+
+
+def error_reply(*, error: FacePortalError, seq: int | None, counters: FrameCounters) -> dict[str, Any]:
+    return {
+        "type": "error",
+        "seq": seq,
+        **error_payload(code=error.code, message=error.message, details=error.details),
+        "counters": counters.as_dict(),
+    }
