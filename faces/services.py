@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 
-from faceportal.errors import Conflict, InvalidInput, Unprocessable
+from faceportal.errors import Conflict, InvalidImage, InvalidInput, Unprocessable
 from faces.engine import get_engine
-from faces.images import LoadedImage, load_all
+from faces.images import LoadedImage, decode, load_all
 from faces.index import VectorRecord, get_index
 from faces.models import Face, Person
 from organizations.models import Organization
@@ -139,8 +140,9 @@ def person_register(*, organization: Organization, name: Any, images: list[Any])
         if not created:
             person.save(update_fields=["updated_at"])
         records = [VectorRecord(face_id=face.pk, person_id=person.pk, vector=vector) for face, vector in faces]
-        index.add(organization_id=organization.pk, records=records)
+        # Registered before the call: a store that fails midway (Atlas) may have written part of it.
         undo.append(lambda: index.remove(organization_id=organization.pk, face_ids=[r.face_id for r in records]))
+        index.add(organization_id=organization.pk, records=records)
     logger.info(
         "person registered",
         extra={"organization": organization.slug, "person_id": person.pk, "faces": len(faces)},
@@ -165,10 +167,14 @@ def person_delete(*, person: Person) -> int:
     """Delete a person with all their faces, vectors and crops. Returns the number of faces removed."""
     index = get_index()
     organization_id = person.organization_id
-    face_ids = list(person.faces.values_list("id", flat=True))
-    with transaction.atomic():
+    records = _face_records(Face.objects.filter(person=person))
+    face_ids = [record.face_id for record in records]
+    undo: list[Callable[[], None]] = []
+    with mirrored_write(undo):
         person.delete()
-        # Inside the transaction: if the store is unreachable, the person stays, whole.
+        # Inside the transaction: if the store is unreachable, the person stays, whole; if the
+        # commit fails after the store removed the vectors, they are put back.
+        undo.append(lambda: _restore_vectors(organization_id=organization_id, records=records))
         index.remove(organization_id=organization_id, face_ids=face_ids)
     logger.info("person deleted", extra={"organization_id": organization_id, "faces": len(face_ids)})
     return len(face_ids)
@@ -177,9 +183,29 @@ def person_delete(*, person: Person) -> int:
 def face_delete(*, face: Face) -> None:
     index = get_index()
     face_id, organization_id = face.pk, face.organization_id
-    with transaction.atomic():
+    records = [VectorRecord(face_id=face_id, person_id=face.person_id, vector=face.vector)]
+    undo: list[Callable[[], None]] = []
+    with mirrored_write(undo):
         face.delete()
+        undo.append(lambda: _restore_vectors(organization_id=organization_id, records=records))
         index.remove(organization_id=organization_id, face_ids=[face_id])
+
+
+def _restore_vectors(*, organization_id: int, records: list[VectorRecord]) -> None:
+    """Put back the vectors a failed deletion removed (a transactional store already has them)."""
+    index = get_index()
+    present = index.face_ids(organization_id=organization_id)
+    missing = [record for record in records if record.face_id not in present]
+    if missing:
+        index.add(organization_id=organization_id, records=missing)
+
+
+def _face_records(faces: QuerySet[Face]) -> list[VectorRecord]:
+    rows = faces.order_by("id").values_list("id", "person_id", "embedding")
+    return [
+        VectorRecord(face_id=face_id, person_id=person_id, vector=np.frombuffer(bytes(embedding), "<f4"))
+        for face_id, person_id, embedding in rows
+    ]
 
 
 def vectors_rebuild(*, organization: Organization, progress: Callable[[int], None] | None = None) -> int:
@@ -244,3 +270,80 @@ def vectors_repair(*, organization: Organization) -> VectorDiff:
         index.ensure_organization(organization_id=organization.pk, dimension=len(records[0].vector))
         index.add(organization_id=organization.pk, records=records)
     return diff
+
+
+def vectors_stray_organizations() -> list[int]:
+    """Organisations whose vectors outlived their database row (the store was down at deletion)."""
+    stored = get_index().stored_organization_ids()
+    existing = set(Organization.objects.filter(pk__in=stored).values_list("pk", flat=True))
+    return sorted(stored - existing)
+
+
+def vectors_drop_stray() -> list[int]:
+    stray = vectors_stray_organizations()
+    for organization_id in stray:
+        get_index().drop_organization(organization_id=organization_id)
+    return stray
+
+
+@dataclass
+class ReembedResult:
+    organization: str
+    model_name: str
+    reembedded: int
+    unembeddable: list[int]  # faces whose stored crop shows no face to the current engine
+    written: bool
+
+
+def _embed_crop(crop: bytes) -> np.ndarray | None:
+    if not crop:
+        return None
+    try:
+        image = decode(crop, index=0, source_kind="crop")
+    except InvalidImage:
+        return None
+    result = get_engine().faces_in(image.pixels, most_prominent_only=True)
+    return result.faces[0].embedding if result.faces else None
+
+
+def vectors_reembed(
+    *, organization: Organization, drop_unembeddable: bool = False, progress: Callable[[int], None] | None = None
+) -> ReembedResult:
+    """Re-embed every face from its stored crop with the current engine; rewrite rows and vectors.
+
+    All or nothing per organisation: when some crops no longer yield a face, nothing is written
+    unless `drop_unembeddable`, which deletes those faces (they could never match a new-model query).
+    """
+    engine = get_engine()
+    embeddings: dict[int, bytes] = {}
+    unembeddable: list[int] = []
+    rows = Face.objects.filter(organization=organization).order_by("id").values_list("id", "crop")
+    for face_id, crop in rows.iterator(chunk_size=200):
+        vector = _embed_crop(bytes(crop or b""))
+        if vector is None:
+            unembeddable.append(face_id)
+        else:
+            embeddings[face_id] = embedding_bytes(vector)
+        if progress:
+            progress(1)
+    result = ReembedResult(
+        organization=organization.slug, model_name=engine.model_name, reembedded=len(embeddings),
+        unembeddable=unembeddable, written=False,
+    )
+    if unembeddable and not drop_unembeddable:
+        return result
+    index = get_index()
+    index.ensure_organization(organization_id=organization.pk, dimension=engine.dimension)
+    with transaction.atomic():
+        Face.objects.filter(organization=organization, id__in=unembeddable).delete()
+        faces = list(Face.objects.select_for_update().filter(organization=organization, id__in=embeddings).only("id"))
+        for face in faces:
+            face.embedding = embeddings[face.pk]
+            face.model_name = engine.model_name
+        Face.objects.bulk_update(faces, ["embedding", "model_name"], batch_size=500)
+        # Inside the transaction: if the store fails, the rows keep their old embeddings.
+        records = _face_records(Face.objects.filter(organization=organization))
+        index.rebuild(organization_id=organization.pk, records=records)
+    result.written = True
+    logger.info("faces re-embedded", extra={"organization": organization.slug, "faces": len(faces)})
+    return result
