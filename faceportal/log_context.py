@@ -32,10 +32,11 @@ class RequestContextFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        request_id = request_id_var.get()
+        request = record.__dict__.get("request")
+        # Django logs 4xx/5xx responses after the middleware has returned, so also ask the request.
+        request_id = request_id_var.get() or getattr(request, "request_id", None)
         if request_id and not hasattr(record, "request_id"):
             record.request_id = request_id
-        request = record.__dict__.get("request")
         if request is not None and not isinstance(request, str):
             record.request = f"{getattr(request, 'method', '')} {getattr(request, 'path', '')}".strip()
         for name in list(record.__dict__):

@@ -100,6 +100,10 @@ def websocket_frame(*, outcome: str) -> None:
 class RuntimeStateCollector(Collector):
     """Values read when scraped: model load times and the gallery sizes from the database."""
 
+    def describe(self) -> list:
+        return []  # registering must not run collect(): it queries the database
+
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from faces.engine import engine_loaded
         from faces.engine.cache import model_load_seconds

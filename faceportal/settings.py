@@ -200,6 +200,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "faceportal.openapi.add_security_schemes",
+    ],
     "TAGS": [
         {"name": "organizations", "description": "Tenants and their API keys (staff)."},
         {"name": "faces", "description": "Register, list, rename and delete people and their faces."},
