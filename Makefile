@@ -11,7 +11,7 @@ PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/faceportal
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install run test test-embedded lint bench system-deps migrate
+.PHONY: install run test test-embedded test-atlas lint bench system-deps migrate
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ test: install system-deps
 	@bash .ci/services.sh
 	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) FACEPORTAL_FACES_DIR=$(FACES_DIR) \
 		$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# The vector-store contract against MongoDB Atlas (both layouts); needs Atlas reachable, e.g. the
+# local container: `docker compose up -d --wait mongodb` (README, "MongoDB Atlas Vector Search").
+ATLAS_TEST_URI ?= mongodb://127.0.0.1:27017/?directConnection=true
+test-atlas: install
+	@bash .ci/services.sh
+	MONGODB_URI='$(ATLAS_TEST_URI)' DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) FACEPORTAL_FACES_DIR=$(FACES_DIR) \
+		$(PY) -m pytest -p no:cacheprovider tests/faces/test_index_contract.py $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import socket
 import threading
 from typing import Any
 
@@ -155,6 +156,13 @@ def _index_description(dimension: int, queryable: bool) -> dict[str, Any]:
             {"type": "vector", "path": "vector", "numDimensions": dimension, "similarity": "cosine"},
         ]},
     }
+
+
+def closed_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def unit(seed: int, dimension: int = DIMENSION) -> np.ndarray:
@@ -414,9 +422,8 @@ def test_rebuild_upserts_a_generation_then_deletes_everything_else(make_atlas, f
 
 # --- outages ------------------------------------------------------------------------------------
 def test_unreachable_server_raises_503_and_never_logs_the_password(make_atlas, fake_atlas, caplog):
-    host = fake_atlas.server.address_string
-    fake_atlas.stop()  # nothing listens on that port any more
-    index = make_atlas(uri=f"mongodb://faceportal:pa55-w0rd-secret@{host}/?directConnection=true", timeout_ms=200)
+    index = make_atlas(uri=f"mongodb://faceportal:pa55-w0rd-secret@127.0.0.1:{closed_port()}/?directConnection=true",
+                       timeout_ms=200)
     caplog.set_level(logging.DEBUG)
     operations = [
         lambda: index.ensure_organization(organization_id=7, dimension=DIMENSION),
@@ -460,15 +467,21 @@ def photo_b64(manifest) -> str:
     return base64.b64encode(manifest["Barack_Obama"][0].path.read_bytes()).decode()
 
 
+def atlas_stops_answering(fake: FakeAtlasWire) -> None:
+    fake.silent = True
+    # The same index object (it remembers which organisations have their index), reconnecting
+    # with short timeouts so the test does not wait long for each 503.
+    index = get_index()
+    index.close()
+    index.timeout_ms = 300
+
+
 def test_api_answers_503_json_and_writes_nothing_when_atlas_does_not_answer(
-    atlas_settings, fake_atlas, make_key, photo_b64
+    atlas_settings, fake_atlas, make_key, photo_b64, caplog
 ):
     org = organization_create(slug="acme")  # index created while Atlas answers
     client = key_client(make_key(org))
-    fake_atlas.silent = True
-    atlas_settings.MONGODB_TIMEOUT_MS = 300
-    get_index().close()  # reconnect with the shorter timeouts
-    get_index().timeout_ms = 300
+    atlas_stops_answering(fake_atlas)
 
     response = client.post("/recognize/acme", {"image": photo_b64}, format="json")
     assert response.status_code == 503
@@ -477,6 +490,7 @@ def test_api_answers_503_json_and_writes_nothing_when_atlas_does_not_answer(
     response = client.post("/register/acme", {"name": "Barack Obama", "images": [photo_b64]}, format="json")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "vector_store_unavailable"
+    assert "vector store add failed" in caplog.text, "the face rows were written, then rolled back"
     assert not Person.objects.filter(organization=org).exists()
     assert not Face.objects.filter(organization=org).exists()
 
@@ -487,9 +501,7 @@ def test_deleting_a_person_while_atlas_is_down_keeps_the_person_whole(atlas_sett
     person = Person.objects.create(organization=org, name="Ada")
     Face.objects.create(organization=org, person=person, model_name="Dlib", embedding=unit(1).tobytes(),
                         box={"x": 0, "y": 0, "w": 10, "h": 10})
-    fake_atlas.silent = True
-    get_index().close()
-    get_index().timeout_ms = 300
+    atlas_stops_answering(fake_atlas)
     response = client.delete(f"/orgs/acme/people/{person.pk}")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "vector_store_unavailable"
@@ -499,9 +511,7 @@ def test_deleting_a_person_while_atlas_is_down_keeps_the_person_whole(atlas_sett
 def test_organisation_deleted_while_atlas_is_down_leaves_strays_that_repair_drops(atlas_settings, fake_atlas):
     org = organization_create(slug="acme")
     org_id = org.pk
-    fake_atlas.silent = True
-    get_index().close()
-    get_index().timeout_ms = 300
+    atlas_stops_answering(fake_atlas)
     organization_delete(organization=org)  # the database is the truth: the tenant is gone
     fake_atlas.silent = False
     fake_atlas.collections = [f"faces_org_{org_id}"]
