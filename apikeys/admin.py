@@ -13,9 +13,11 @@ class APIKeyCreateForm(forms.ModelForm):
 
 @admin.register(APIKey)
 class APIKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "user", "organization", "prefix", "created_at", "last_used_at", "revoked_at"]
-    list_filter = ["organization", ("revoked_at", admin.EmptyFieldListFilter)]
+    list_display = ["name", "user", "organization", "prefix", "is_active", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["organization", ("revoked_at", admin.EmptyFieldListFilter), "created_at", "last_used_at"]
     search_fields = ["name", "user", "prefix", "organization__slug"]
+    list_select_related = ["organization"]
+    date_hierarchy = "created_at"
     # The hash is never shown; the prefix is public by design.
     readonly_fields = ["organization", "user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
@@ -42,8 +44,13 @@ class APIKeyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return obj is None and super().has_change_permission(request, obj)
 
+    @admin.display(description="Active", boolean=True, ordering="revoked_at")
+    def is_active(self, obj):
+        return obj.revoked_at is None
+
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):
-        for api_key in queryset.select_related("organization"):
+        active = list(queryset.filter(revoked_at__isnull=True).select_related("organization"))
+        for api_key in active:
             api_key_revoke(api_key=api_key)
-        messages.success(request, f"Revoked {queryset.count()} key(s).")
+        messages.success(request, f"Revoked {len(active)} key(s).")
