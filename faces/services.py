@@ -3,7 +3,7 @@
 Every write calls the vector store inside the database transaction: if the store fails, the
 transaction rolls back (nothing half-written); if the commit fails after the store succeeded, the
 store write is undone (compensation). A crash between the two can leave orphan vectors only,
-which searches ignore (hits are joined to face rows) and `manage.py vectors check --repair` removes.
+which searches ignore (hits are joined to face rows) and `manage.py vectors repair` removes.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def mirrored_write(undo: list[Callable[[], None]]) -> Iterator[None]:
         for step in reversed(undo):
             try:
                 step()
-            except Exception:  # best effort: `vectors check --repair` finds what is left
+            except Exception:  # best effort: `manage.py vectors repair` fixes what is left
                 logger.exception("vector store compensation failed")
         raise
 
