@@ -80,6 +80,12 @@ class ThrottledBasicAuthentication(authentication.BasicAuthentication):
             guard.record_failure(request)
             raise
 
+    def authenticate_credentials(self, userid, password, request=None):
+        # PostgreSQL refuses NUL in text (a 500); such a credential can never be valid anyway.
+        if "\x00" in userid or "\x00" in password:
+            raise exceptions.AuthenticationFailed("Invalid username/password.")
+        return super().authenticate_credentials(userid, password, request)
+
 
 def request_key(request) -> AuthenticatedKey | None:
     return request.auth if isinstance(request.auth, AuthenticatedKey) else None
