@@ -86,3 +86,13 @@ def test_unknown_route_is_json_404(anon_client):
     response = anon_client.get("/no/such/route")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_basic_auth_with_nul_byte_is_401_not_500(db, anon_client):
+    import base64
+
+    anon_client.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"st\x00aff:pw").decode())
+    response = anon_client.post("/orgs", {"organization": "acme"}, format="json")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_failed"
+    assert not Organization.objects.exists()
