@@ -1,7 +1,27 @@
-"""The webcam page (filled in by the real-time issue)."""
+"""The webcam page: a static shell; everything it shows comes over the WebSocket and the REST API."""
 
-from django.http import HttpResponse
+from django.conf import settings
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from faces.engine.recognition import DEFAULT_THRESHOLDS
 
 
+@require_GET
 def webcam(request):
-    return HttpResponse("webcam")
+    response = render(
+        request,
+        "recognition/webcam.html",
+        {
+            "model": settings.DEEPFACE_EMBEDDER_MODEL,
+            "detector": settings.DEEPFACE_DETECTOR_BACKEND,
+            "max_fps": settings.FACEPORTAL_WS_MAX_FPS,
+            # The slider starts here; the WebSocket's `ready` message confirms the server's value.
+            "default_threshold": float(settings.FACEPORTAL_DEFAULT_THRESHOLD
+                                       or DEFAULT_THRESHOLDS.get(settings.DEEPFACE_EMBEDDER_MODEL, 0.85)),
+        },
+    )
+    # The page holds an API key in memory: never let it be cached or leak through a referrer.
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    return response

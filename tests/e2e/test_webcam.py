@@ -1,0 +1,285 @@
+"""The webcam page in real headless Chromium against a real daphne (HTTP + WebSocket).
+
+Chromium's fake camera plays a video made here from a real photo; the visitor connects with an
+API key, registers the person from the camera, and the page must draw that name over the face,
+in the right place at two window sizes; then deletes the person and sees them become unknown.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from django.conf import settings
+from django.db import connection
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from apikeys.services import api_key_issue
+from faces.engine import get_engine
+from organizations.services import organization_create
+from tests.conftest import REPO_ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+VIDEO_SIZE = (640, 480)
+WAIT = 90  # seconds; the server loads the model on its first frames
+
+
+def camera_frame(photo: Path) -> np.ndarray:
+    """The photo cropped to 4:3 around its centre and scaled to the fake camera's size."""
+    image = cv2.imread(str(photo))
+    height, width = image.shape[:2]
+    target_ratio = VIDEO_SIZE[0] / VIDEO_SIZE[1]
+    if width / height > target_ratio:
+        new_width = int(height * target_ratio)
+        x0 = (width - new_width) // 2
+        image = image[:, x0:x0 + new_width]
+    else:
+        new_height = int(width / target_ratio)
+        y0 = (height - new_height) // 2
+        image = image[y0:y0 + new_height]
+    return cv2.resize(image, VIDEO_SIZE, interpolation=cv2.INTER_AREA)
+
+
+def write_y4m(path: Path, frame_bgr: np.ndarray, *, frames: int = 30, fps: int = 15) -> None:
+    """A raw YUV4MPEG2 (4:2:0) file, the format Chromium's fake capture device reads."""
+    height, width = frame_bgr.shape[:2]
+    i420 = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2YUV_I420).tobytes()
+    with open(path, "wb") as handle:
+        handle.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            handle.write(b"FRAME\n")
+            handle.write(i420)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        raise RuntimeError("The browser test shares its database with a daphne process: "
+                           "set DATABASE_URL to PostgreSQL.")
+    credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+test_database_url.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture
+def live_server_url(transactional_db, tmp_path):
+    """daphne in a subprocess, serving the app against this test's database."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = free_port()
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": test_database_url(),
+        "FACEPORTAL_VAR_DIR": str(tmp_path / "var"),
+        "DEEPFACE_HOME": str(settings.DEEPFACE_HOME),
+        "FACEPORTAL_ENGINE_WORKERS": "1",
+        "ALLOWED_HOSTS": "localhost,127.0.0.1",
+        "PYTHONUNBUFFERED": "1",
+    })
+    log_path = ARTIFACTS / "e2e-daphne.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "faceportal.asgi:application"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"daphne exited; see {log_path}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        # localhost is a secure context, so the page may use the camera over plain http.
+        yield f"http://localhost:{port}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture
+def browser(tmp_path, camera_video):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run",
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={camera_video}",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1400,900",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        try:
+            (ARTIFACTS / "e2e-browser-console.log").write_text(
+                "\n".join(f"{entry['level']} {entry['message']}" for entry in driver.get_log("browser"))
+            )
+        finally:
+            driver.quit()
+
+
+@pytest.fixture
+def camera_photo(manifest) -> Path:
+    return manifest["Barack_Obama"][3].path
+
+
+@pytest.fixture
+def camera_video(tmp_path, camera_photo) -> Path:
+    path = tmp_path / "camera.y4m"
+    write_y4m(path, camera_frame(camera_photo))
+    return path
+
+
+@pytest.fixture
+def acme_key(transactional_db):
+    return api_key_issue(organization=organization_create(slug="acme"), user="alice", name="webcam")
+
+
+def wait_for(driver, condition, message: str, timeout: float = WAIT):
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d), message)
+
+
+def face_label(driver) -> str | None:
+    return driver.execute_script(
+        "const n = document.querySelector('#overlay .face-box .face-label .name');"
+        "return n ? n.textContent : null;"
+    )
+
+
+def box_geometry(driver) -> dict:
+    """The drawn box and the video's displayed picture, in page pixels."""
+    return driver.execute_script("""
+        const video = document.getElementById('video');
+        const overlay = document.getElementById('overlay').getBoundingClientRect();
+        const box = document.querySelector('#overlay .face-box').getBoundingClientRect();
+        return {overlay: {x: overlay.x, y: overlay.y, w: overlay.width, h: overlay.height},
+                box: {x: box.x, y: box.y, w: box.width, h: box.height},
+                video: {w: video.videoWidth, h: video.videoHeight},
+                mirrored: document.getElementById('mirror').checked};
+    """)
+
+
+def assert_box_over_the_face(geometry: dict, expected: dict) -> None:
+    overlay, box = geometry["overlay"], geometry["box"]
+    video_w, video_h = geometry["video"]["w"], geometry["video"]["h"]
+    assert (video_w, video_h) == VIDEO_SIZE
+    # The overlay covers exactly the displayed picture (object-fit: contain keeps the aspect ratio).
+    assert abs(overlay["w"] / overlay["h"] - video_w / video_h) < 0.02
+    scale = overlay["w"] / video_w
+    x = video_w - expected["x"] - expected["w"] if geometry["mirrored"] else expected["x"]
+    expected_cx = overlay["x"] + (x + expected["w"] / 2) * scale
+    expected_cy = overlay["y"] + (expected["y"] + expected["h"] / 2) * scale
+    tolerance = 0.06 * overlay["w"]
+    assert abs(box["x"] + box["w"] / 2 - expected_cx) < tolerance, (geometry, expected)
+    assert abs(box["y"] + box["h"] / 2 - expected_cy) < tolerance, (geometry, expected)
+    assert 0.7 < box["w"] / (expected["w"] * scale) < 1.4, (geometry, expected)
+
+
+def test_register_from_camera_then_the_page_names_the_face(live_server_url, browser, acme_key, camera_photo):
+    frame = camera_frame(camera_photo)
+    detected = get_engine().faces_in(frame).faces
+    assert len(detected) == 1, "the fake camera's picture should show one face"
+    expected_box = detected[0].detection.box.as_dict()
+
+    browser.get(f"{live_server_url}/demo/")
+    assert "Live recognition" in browser.title
+
+    browser.find_element(By.ID, "organization").send_keys("acme")
+    browser.find_element(By.ID, "user").send_keys("alice")
+    browser.find_element(By.ID, "api-key-name").send_keys("webcam")
+    browser.find_element(By.ID, "api-key").send_keys(acme_key.plaintext)
+    browser.find_element(By.ID, "connect-button").click()
+    wait_for(browser, lambda d: "Live" in d.find_element(By.ID, "connection-state").text, "never connected")
+    assert "fp_" not in browser.current_url  # the key never lands in the page's address
+
+    browser.find_element(By.ID, "camera-button").click()
+    wait_for(browser, lambda d: d.execute_script("return document.getElementById('video').videoWidth") > 0,
+             "the camera never started")
+
+    # Before registration the face is drawn, but as unknown.
+    wait_for(browser, lambda d: face_label(d) == "Unknown", "no face box drawn for the camera's face")
+
+    browser.find_element(By.ID, "register-name").send_keys("Barack Obama")
+    wait_for(browser, lambda d: d.find_element(By.ID, "register-button").is_enabled(), "register stays disabled")
+    browser.find_element(By.ID, "register-button").click()
+    wait_for(browser, lambda d: "Registered Barack Obama" in d.find_element(By.ID, "register-result").text,
+             "registration from the camera did not succeed")
+    wait_for(browser, lambda d: "Barack Obama" in d.find_element(By.ID, "people").text,
+             "the people list does not show the new person")
+
+    wait_for(browser, lambda d: face_label(d) == "Barack Obama", "the page never named the registered face")
+    assert_box_over_the_face(box_geometry(browser), expected_box)
+    similarity = browser.find_element(By.CSS_SELECTOR, "#overlay .face-box .similarity").text
+    assert similarity.endswith("%")
+    wait_for(browser, lambda d: d.find_element(By.ID, "stat-fps").text not in ("", "–"), "no live FPS shown")
+    assert browser.find_element(By.ID, "stat-latency").text.isdigit()
+
+    time.sleep(2.0)  # a representative picture: live statistics past the first frames
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "webcam.png"))
+
+    # Another window size: the box follows the picture.
+    browser.set_window_size(820, 1000)
+    time.sleep(1.0)  # let a few more results arrive and the layout settle
+    wait_for(browser, lambda d: face_label(d) == "Barack Obama", "name lost after resizing")
+    assert_box_over_the_face(box_geometry(browser), expected_box)
+
+    # Delete from the list (two clicks: arm, confirm): the face becomes unknown again.
+    delete_button = browser.find_element(By.CSS_SELECTOR, "#people li .btn-danger")
+    delete_button.click()
+    delete_button.click()
+    wait_for(browser, lambda d: "No one registered yet" in d.find_element(By.ID, "people").text,
+             "the person was not deleted")
+    wait_for(browser, lambda d: face_label(d) == "Unknown", "a deleted person is still named")
+
+
+def test_wrong_key_shows_a_clear_message_and_does_not_retry(live_server_url, browser, acme_key):
+    browser.get(f"{live_server_url}/demo/")
+    browser.find_element(By.ID, "organization").send_keys("acme")
+    browser.find_element(By.ID, "user").send_keys("alice")
+    browser.find_element(By.ID, "api-key-name").send_keys("webcam")
+    browser.find_element(By.ID, "api-key").send_keys(acme_key.plaintext[:-3] + "xyz")
+    browser.find_element(By.ID, "connect-button").click()
+    wait_for(browser, lambda d: "API key was refused" in d.find_element(By.ID, "messages").text,
+             "no message for a bad key")
+    assert browser.find_element(By.ID, "connection-state").text == "Disconnected"
+
+
+if shutil.which(CHROMIUM) is None or shutil.which(CHROMEDRIVER) is None:
+    raise RuntimeError(f"The browser test needs {CHROMIUM} and {CHROMEDRIVER} (make system-deps installs them).")
