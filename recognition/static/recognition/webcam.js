@@ -217,6 +217,10 @@
         stop("The API key was revoked while connected. Ask for a new key.");
         return;
       default:
+        if (event.code >= 4400 && event.code < 4500) { // any other refusal: retrying would not help
+          stop(event.reason || "The server refused the connection.");
+          return;
+        }
         break;
     }
     if (!state.wantConnected) {
