@@ -107,14 +107,20 @@ class AtlasVectorIndex(VectorIndex):
     def client(self) -> MongoClient:
         with self._lock:
             if self._client is None:
-                # The constructor does not connect; every wait below is bounded by timeout_ms.
-                self._client = MongoClient(
-                    self.uri,
-                    connectTimeoutMS=self.timeout_ms,
-                    serverSelectionTimeoutMS=self.timeout_ms,
-                    socketTimeoutMS=self.timeout_ms,
-                    appname="faceportal",
-                )
+                try:
+                    # The constructor does not connect; every wait below is bounded by timeout_ms.
+                    self._client = MongoClient(
+                        self.uri,
+                        connectTimeoutMS=self.timeout_ms,
+                        serverSelectionTimeoutMS=self.timeout_ms,
+                        socketTimeoutMS=self.timeout_ms,
+                        appname="faceportal",
+                    )
+                except (PyMongoError, ValueError) as exc:  # a malformed URI, an SRV record not found
+                    self._log_failure("connect", exc)
+                    raise VectorStoreUnavailable(
+                        "The vector store is not configured correctly (MONGODB_URI).", details={"store": "atlas"}
+                    ) from None
             return self._client
 
     def close(self) -> None:
@@ -128,16 +134,19 @@ class AtlasVectorIndex(VectorIndex):
         try:
             yield
         except PyMongoError as exc:
-            logger.warning(
-                "vector store %s failed: %s: %s",
-                action,
-                type(exc).__name__,
-                self._redact(str(exc)),
-                extra={"mongodb": redact_uri(self.uri)},
-            )
+            self._log_failure(action, exc)
             raise VectorStoreUnavailable(
                 "The vector store is unavailable; try again shortly.", details={"store": "atlas"}
             ) from None
+
+    def _log_failure(self, action: str, exc: Exception) -> None:
+        logger.warning(
+            "vector store %s failed: %s: %s",
+            action,
+            type(exc).__name__,
+            self._redact(str(exc)),
+            extra={"mongodb": redact_uri(self.uri)},
+        )
 
     def _redact(self, text: str) -> str:
         text = text.replace(self.uri, redact_uri(self.uri))

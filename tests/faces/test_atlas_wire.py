@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 from mockupdb import MockupDB
+from pymongo import MongoClient
 
 from faces.engine import get_engine
 from faces.index import VectorRecord, VectorStoreUnavailable, get_index, reset_index
@@ -68,6 +69,11 @@ class FakeAtlasWire:
 
     def start(self) -> FakeAtlasWire:
         self.server.run()
+        # Stopping mockupdb before its accept thread is up makes that thread fail on the closed
+        # socket; one answered ping proves it is up.
+        with MongoClient(self.uri, serverSelectionTimeoutMS=10_000) as probe:
+            probe.admin.command("ping")
+        self.clear()
         return self
 
     def stop(self) -> None:
@@ -450,6 +456,16 @@ def test_server_that_does_not_answer_raises_503(make_atlas, fake_atlas):
         index.search(organization_id=7, vectors=unit(1), k=3)
     with pytest.raises(VectorStoreUnavailable):
         index.add(organization_id=7, records=[VectorRecord(face_id=1, person_id=1, vector=unit(1))])
+
+
+def test_malformed_uri_answers_503_and_never_logs_the_password(make_atlas, caplog):
+    index = make_atlas(uri="mongodb://faceportal:pa55-w0rd-secret@db.example:notaport/")
+    with pytest.raises(VectorStoreUnavailable) as raised:
+        index.count(organization_id=7)
+    assert "MONGODB_URI" in raised.value.message
+    [record] = [r for r in caplog.records if r.name == "faces.index.atlas"]
+    assert record.mongodb == "mongodb://faceportal:***@db.example:notaport/"
+    assert "pa55-w0rd-secret" not in caplog.text
 
 
 def test_redact_uri_hides_only_the_password():
