@@ -44,7 +44,7 @@ ORG_COLLECTION_PREFIX = "faces_org_"
 VECTOR_PATH = "vector"
 MAX_CANDIDATES = 10_000  # Atlas' ceiling for numCandidates and limit
 WRITE_BATCH = 500
-GALLERY_SIZE_TTL_S = 30.0  # the size only picks exact vs approximate search; a little staleness is harmless
+GALLERY_SIZE_TTL_S = 30.0  # a non-zero size only picks exact vs approximate search: staleness is harmless
 INDEX_NOT_FOUND = 27  # OperationFailure code for dropping a search index that is not there
 NAMESPACE_EXISTS = 48
 
@@ -337,7 +337,8 @@ class AtlasVectorIndex(VectorIndex):
         if cached is not None and time.monotonic() - cached[0] < GALLERY_SIZE_TTL_S:
             return cached[1]
         size = self.count(organization_id=organization_id)
-        self._sizes[organization_id] = (time.monotonic(), size)
+        if size:  # an empty gallery is counted again: another worker may fill it any moment
+            self._sizes[organization_id] = (time.monotonic(), size)
         return size
 
     def vector_search_stage(self, *, organization_id: int, vector: np.ndarray, k: int, exact: bool) -> dict[str, Any]:

@@ -348,6 +348,15 @@ def test_until_the_index_is_queryable_searches_are_exact_scans_then_vector_searc
     assert fake_atlas.pipelines("$listSearchIndexes") == [], "once queryable, the status is not polled again"
 
 
+def test_an_empty_gallery_filled_by_another_worker_is_searched_at_once(make_atlas, fake_atlas):
+    fake_atlas.queryable_index()
+    index = make_atlas()
+    assert index.search(organization_id=7, vectors=unit(1), k=3) == [[]]
+    fake_atlas.count = 1  # another process registered a face
+    fake_atlas.hits = [{"_id": 11, "person_id": 1, "score": 0.97}]
+    assert [hit.face_id for hit in index.search(organization_id=7, vectors=unit(1), k=3)[0]] == [11]
+
+
 def test_wait_until_queryable_polls_list_search_indexes(make_atlas, fake_atlas):
     fake_atlas.queryable_index(queryable=False)
     polls = {"n": 0}
