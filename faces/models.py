@@ -28,11 +28,16 @@ class Face(models.Model):
     box = models.JSONField()  # {"x", "y", "w", "h"} in the source image
     detection_confidence = models.FloatField(default=0.0)
     crop = models.BinaryField(blank=True, default=b"")  # small JPEG around the face
+    # SHA-256 of the source image file, when known: `manage.py enroll` skips images already enrolled.
+    content_hash = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["organization", "id"])]
+        indexes = [
+            models.Index(fields=["organization", "id"]),
+            models.Index(fields=["organization", "content_hash"], name="face_org_content_hash"),
+        ]
 
     def __str__(self) -> str:
         return f"face {self.pk} of {self.person_id}"
@@ -56,6 +61,9 @@ class EmbeddedVector(models.Model):
     face_id = models.BigIntegerField()
     person_id = models.BigIntegerField()
     vector = models.BinaryField()
+    # IndexState.version of the write that stored it: other workers fetch only what is newer.
+    version = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["organization", "face_id"], name="unique_vector_per_face")]
+        indexes = [models.Index(fields=["organization", "version"], name="vector_org_version")]

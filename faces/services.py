@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
 from faceportal.errors import Conflict, InvalidImage, InvalidInput, Unprocessable
-from faces.engine import get_engine
+from faces.engine import get_engine, map_in_engine_pool
 from faces.images import LoadedImage, decode, load_all
 from faces.index import VectorRecord, get_index
 from faces.models import Face, Person
@@ -83,11 +83,14 @@ def mirrored_write(undo: list[Callable[[], None]]) -> Iterator[None]:
         raise
 
 
-def person_register(*, organization: Organization, name: Any, images: list[Any]) -> RegistrationResult:
+def person_register(
+    *, organization: Organization, name: Any, images: list[Any], content_hashes: list[str] | None = None
+) -> RegistrationResult:
     """Register a person (or add faces to the existing one of that name) from several photos.
 
     Each image contributes its most prominent face; images without a usable face are reported,
     not stored. When no image yields a face, nothing is stored and Unprocessable is raised.
+    `content_hashes` (one per image) are recorded on the faces so bulk enrolment can resume.
     """
     name = validate_person_name(name)
     loaded: list[LoadedImage] = load_all(images)
@@ -95,8 +98,9 @@ def person_register(*, organization: Organization, name: Any, images: list[Any])
     outcomes: list[ImageOutcome] = []
     accepted: list[tuple[ImageOutcome, Any]] = []
     timings = {"detect": 0.0, "align": 0.0, "embed": 0.0}
-    for image in loaded:
-        result = engine.faces_in(image.pixels, with_crops=True)
+    # Images are independent: embed them on all engine threads at once.
+    results = map_in_engine_pool(lambda image: engine.faces_in(image.pixels, with_crops=True), loaded)
+    for image, result in zip(loaded, results, strict=True):
         for stage, value in result.timings_ms.items():
             timings[stage] = timings.get(stage, 0.0) + value
         if not result.faces:
@@ -134,6 +138,7 @@ def person_register(*, organization: Organization, name: Any, images: list[Any])
                 box=outcome.box,
                 detection_confidence=embedded.detection.confidence,
                 crop=embedded.crop_jpeg,
+                content_hash=content_hashes[outcome.index] if content_hashes else "",
             )
             outcome.face_id = face.pk
             faces.append((face, embedded.embedding))

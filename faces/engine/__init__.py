@@ -4,7 +4,14 @@
 """
 
 from faces.engine.base import DetectedFace, EmbeddedFace, FaceBox
-from faces.engine.pipeline import FaceEngine, engine_loaded, get_engine, run_in_engine_pool, warm_in_background
+from faces.engine.pipeline import (
+    FaceEngine,
+    engine_loaded,
+    get_engine,
+    map_in_engine_pool,
+    run_in_engine_pool,
+    warm_in_background,
+)
 
 __all__ = [
     "DetectedFace",
@@ -13,6 +20,7 @@ __all__ = [
     "FaceEngine",
     "engine_loaded",
     "get_engine",
+    "map_in_engine_pool",
     "run_in_engine_pool",
     "warm_in_background",
 ]

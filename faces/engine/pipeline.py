@@ -51,6 +51,14 @@ def run_in_engine_pool(fn, /, *args, **kwargs) -> Future:
     return _engine_pool().submit(fn, *args, **kwargs)
 
 
+def map_in_engine_pool(fn, items: list) -> list:
+    """`[fn(item) for item in items]` spread over the pool's threads (in order), inline when on one."""
+    if len(items) < 2 or threading.get_ident() in _pool_threads:
+        return [fn(item) for item in items]
+    futures = [run_in_engine_pool(fn, item) for item in items]
+    return [future.result() for future in futures]
+
+
 def in_engine_pool(method):
     """Run the method on an engine-pool thread and wait, unless already on one."""
 

@@ -1,46 +1,253 @@
-"""Embedded vector store: exact cosine top-k over an in-memory matrix per organisation.
+"""Embedded vector store: exact NumPy top-k for small organisations, a persisted HNSW graph for large ones.
 
 The durable copy is the `EmbeddedVector` table, written in the caller's database transaction, so
-registration is atomic with its face rows. Each worker process keeps a matrix per organisation and
-a version number; `IndexState.version` is bumped with every write, and a search first compares it
-(one indexed read) and reloads the organisation when another worker changed it.
+registration is atomic with its face rows. Each worker process keeps the vectors of an organisation
+in memory with the `IndexState.version` they reflect; every write bumps that version and stamps its
+rows with it, so before a search a worker compares versions (one indexed read) and, when another
+worker wrote, fetches only the newer rows (plus an id diff when a count shows removals).
+
+Organisations with at least `FACEPORTAL_ANN_MIN_FACES` faces are searched through a usearch HNSW
+graph (inner product on L2-normalised float32, so similarities are exact for the hits it returns).
+The graph is saved under `VAR_DIR/index/` with the version it reflects and the organisation's
+creation time, so a restart loads it and catches up instead of rebuilding it; a file from another
+database (same id, other organisation) or from the future is ignored.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import threading
+import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
 from faces.index.base import Hit, VectorIndex, VectorRecord, cosine_to_similarity
 from faces.models import EmbeddedVector, IndexState
 
+logger = logging.getLogger(__name__)
 
-@dataclass
-class _OrgMatrix:
-    version: int
-    face_ids: np.ndarray  # int64 (n,)
-    person_ids: np.ndarray  # int64 (n,)
-    matrix: np.ndarray  # float32 (n, d)
+HNSW_CONNECTIVITY = 16
+HNSW_EXPANSION_ADD = 64
+# Save the graph again once this share of it changed since the last save (and at least SAVE_MIN_CHANGES).
+SAVE_CHANGED_SHARE = 0.02
+SAVE_MIN_CHANGES = 1000
+FETCH_CHUNK = 5000
 
 
 def _to_bytes(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype="<f4").tobytes()
 
 
+def _ann_index(dimension: int):
+    from usearch.index import Index
+
+    return Index(
+        ndim=dimension, metric="ip", dtype="f32", connectivity=HNSW_CONNECTIVITY,
+        expansion_add=HNSW_EXPANSION_ADD, expansion_search=settings.FACEPORTAL_ANN_EXPANSION_SEARCH,
+    )
+
+
+@dataclass
+class OrgVectors:
+    """One organisation's vectors in memory: a matrix (exact) or an HNSW graph (approximate).
+
+    `face_ids` stays sorted with `person_ids` aligned to it, so hits map to people by binary search.
+    Public so the benchmarks measure the very structure the service searches.
+    """
+
+    dimension: int
+    ann_min_faces: int
+    version: int = 0
+    face_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    person_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    matrix: np.ndarray | None = None  # float32 (n, d), rows aligned with face_ids; None once on HNSW
+    ann: object | None = None  # usearch.index.Index keyed by face id
+    changed_since_save: int = 0
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.matrix is None and self.ann is None:
+            self.matrix = np.zeros((0, self.dimension), dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.face_ids)
+
+    @property
+    def approximate(self) -> bool:
+        return self.ann is not None
+
+    def upsert(self, face_ids: np.ndarray, person_ids: np.ndarray, vectors: np.ndarray, *,
+               threads: int = 0) -> None:
+        face_ids = np.asarray(face_ids, dtype=np.int64)
+        if not len(face_ids):
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(face_ids), self.dimension)
+        self.remove(face_ids[np.isin(face_ids, self.face_ids)])
+        all_ids = np.concatenate([self.face_ids, face_ids])
+        all_people = np.concatenate([self.person_ids, np.asarray(person_ids, dtype=np.int64)])
+        order = None if (len(all_ids) < 2 or np.all(all_ids[1:] > all_ids[:-1])) else np.argsort(all_ids,
+                                                                                                 kind="stable")
+        if self.ann is not None:
+            self.ann.add(face_ids.astype(np.uint64), vectors, threads=threads)
+        else:
+            self.matrix = np.vstack([self.matrix, vectors])
+            if order is not None:
+                self.matrix = self.matrix[order]
+        if order is not None:
+            all_ids, all_people = all_ids[order], all_people[order]
+        self.face_ids, self.person_ids = all_ids, all_people
+        self.changed_since_save += len(face_ids)
+        if self.ann is None and len(self) >= self.ann_min_faces:
+            self.to_ann(threads=threads)
+
+    def remove(self, face_ids: np.ndarray) -> None:
+        gone = np.asarray(face_ids, dtype=np.int64)
+        if not len(gone) or not len(self.face_ids):
+            return
+        keep = ~np.isin(self.face_ids, gone)
+        if keep.all():
+            return
+        if self.ann is not None:
+            self.ann.remove(self.face_ids[~keep].astype(np.uint64))
+        else:
+            self.matrix = self.matrix[keep]
+        self.changed_since_save += int((~keep).sum())
+        self.face_ids, self.person_ids = self.face_ids[keep], self.person_ids[keep]
+
+    def to_ann(self, *, threads: int = 0) -> None:
+        ann = _ann_index(self.dimension)
+        if len(self):
+            ann.add(self.face_ids.astype(np.uint64), self.matrix, threads=threads)
+        self.ann, self.matrix = ann, None
+        self.changed_since_save = len(self)
+
+    def search(self, queries: np.ndarray, k: int, min_similarity: float = 0.0) -> list[list[Hit]]:
+        n = len(self)
+        if n == 0 or k <= 0:
+            return [[] for _ in range(len(queries))]
+        k = min(k, n)
+        if self.ann is None:
+            return self._exact(queries, k, min_similarity)
+        matches = self.ann.search(queries, k)
+        if not hasattr(matches, "counts"):  # usearch answers one query with a flat `Matches`
+            rows = [(matches.keys, matches.distances)]
+        else:
+            rows = [(matches.keys[i][: matches.counts[i]], matches.distances[i][: matches.counts[i]])
+                    for i in range(len(queries))]
+        results = []
+        for row_keys, row_distances in rows:
+            keys = np.asarray(row_keys).astype(np.int64)
+            similarities = cosine_to_similarity(1.0 - np.asarray(row_distances, dtype=np.float64))
+            people = self.person_ids[np.searchsorted(self.face_ids, keys)]
+            results.append(
+                [
+                    Hit(face_id=int(key), person_id=int(person), similarity=float(similarity))
+                    for key, person, similarity in zip(keys, people, similarities, strict=True)
+                    if similarity >= min_similarity
+                ]
+            )
+        return results
+
+    def _exact(self, queries: np.ndarray, k: int, min_similarity: float) -> list[list[Hit]]:
+        n = len(self)
+        similarities = cosine_to_similarity(queries @ self.matrix.T)
+        results = []
+        for row in similarities:
+            top = np.argpartition(-row, k - 1)[:k] if k < n else np.arange(n)
+            top = top[np.argsort(-row[top], kind="stable")]
+            results.append(
+                [
+                    Hit(face_id=int(self.face_ids[i]), person_id=int(self.person_ids[i]), similarity=float(row[i]))
+                    for i in top
+                    if row[i] >= min_similarity
+                ]
+            )
+        return results
+
+    def memory_bytes(self) -> int:
+        own = self.face_ids.nbytes + self.person_ids.nbytes
+        if self.ann is not None:
+            return own + int(self.ann.memory_usage)
+        return own + self.matrix.nbytes
+
+
+class AnnFiles:
+    """`VAR_DIR/index/org-<id>.json` names the current graph file and says what it reflects."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def _meta(self, organization_id: int) -> Path:
+        return self.directory / f"org-{organization_id}.json"
+
+    def save(self, organization_id: int, stamp: str, vectors: OrgVectors) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        token = f"org-{organization_id}-v{vectors.version}-{uuid.uuid4().hex[:8]}"
+        vectors.ann.save(str(self.directory / f"{token}.usearch"))
+        np.savez(self.directory / f"{token}.npz", face_ids=vectors.face_ids, person_ids=vectors.person_ids)
+        meta = {"token": token, "version": vectors.version, "stamp": stamp, "dimension": vectors.dimension}
+        temporary = self.directory / f".{token}.json"
+        temporary.write_text(json.dumps(meta))
+        os.replace(temporary, self._meta(organization_id))  # readers see the old or the new file, whole
+        vectors.changed_since_save = 0
+        self._remove_others(organization_id, keep=token)
+
+    def load(self, organization_id: int, stamp: str, *, db_version: int, ann_min_faces: int) -> OrgVectors | None:
+        from usearch.index import Index
+
+        try:
+            meta = json.loads(self._meta(organization_id).read_text())
+        except (OSError, ValueError):
+            return None
+        if meta.get("stamp") != stamp or int(meta.get("version", -1)) > db_version:
+            return None  # another database's organisation with this id, or a rolled-back future
+        try:
+            ann = Index.restore(str(self.directory / f"{meta['token']}.usearch"), view=False)
+            with np.load(self.directory / f"{meta['token']}.npz") as ids:
+                face_ids, person_ids = ids["face_ids"], ids["person_ids"]
+        except (OSError, ValueError, KeyError, RuntimeError):
+            logger.warning("ignoring unreadable vector index file", extra={"organization_id": organization_id})
+            return None
+        if ann is None or len(ann) != len(face_ids):
+            return None
+        ann.expansion_search = settings.FACEPORTAL_ANN_EXPANSION_SEARCH
+        return OrgVectors(
+            dimension=int(meta["dimension"]), ann_min_faces=ann_min_faces, version=int(meta["version"]),
+            face_ids=face_ids.astype(np.int64), person_ids=person_ids.astype(np.int64), ann=ann,
+        )
+
+    def _remove_others(self, organization_id: int, *, keep: str | None) -> None:
+        for path in self.directory.glob(f"org-{organization_id}-v*"):
+            if keep is None or not path.name.startswith(keep):
+                path.unlink(missing_ok=True)
+
+    def delete(self, organization_id: int) -> None:
+        if self.directory.exists():
+            self._meta(organization_id).unlink(missing_ok=True)
+            self._remove_others(organization_id, keep=None)
+
+
 class EmbeddedVectorIndex(VectorIndex):
     name = "embedded"
 
-    def __init__(self) -> None:
-        self._orgs: dict[int, _OrgMatrix] = {}
+    def __init__(self, *, ann_min_faces: int | None = None, directory: Path | None = None) -> None:
+        self.ann_min_faces = ann_min_faces if ann_min_faces is not None else settings.FACEPORTAL_ANN_MIN_FACES
+        self.files = AnnFiles(directory or Path(settings.VAR_DIR) / "index")
+        self._orgs: dict[int, OrgVectors] = {}
         self._lock = threading.Lock()
+        self._open_locks: dict[int, threading.Lock] = {}
 
     # --- versioning ---------------------------------------------------------------------------
     def _bump(self, organization_id: int) -> int:
+        """Next version; the row lock it takes orders concurrent writers of one organisation."""
         IndexState.objects.get_or_create(organization_id=organization_id)
         IndexState.objects.filter(organization_id=organization_id).update(version=F("version") + 1)
         return IndexState.objects.values_list("version", flat=True).get(organization_id=organization_id)
@@ -49,47 +256,126 @@ class EmbeddedVectorIndex(VectorIndex):
         version = IndexState.objects.filter(organization_id=organization_id).values_list("version", flat=True).first()
         return version or 0
 
-    def _load(self, organization_id: int) -> _OrgMatrix:
+    def _stamp(self, organization_id: int) -> str:
+        from organizations.models import Organization
+
+        created = Organization.objects.filter(pk=organization_id).values_list("created_at", flat=True).first()
+        return f"{organization_id}:{created.isoformat() if created else ''}"
+
+    # --- loading and catching up --------------------------------------------------------------
+    def _fetch(self, queryset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        face_ids, person_ids, blobs = [], [], []
+        for face_id, person_id, vector in queryset.values_list("face_id", "person_id", "vector").iterator(
+            chunk_size=FETCH_CHUNK
+        ):
+            face_ids.append(face_id)
+            person_ids.append(person_id)
+            blobs.append(bytes(vector))
+        if not blobs:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(np.float32)
+        return np.array(face_ids, dtype=np.int64), np.array(person_ids, dtype=np.int64), matrix
+
+    def _load_from_db(self, organization_id: int) -> OrgVectors:
         with transaction.atomic():
             version = self._db_version(organization_id)
-            rows = list(
-                EmbeddedVector.objects.filter(organization_id=organization_id)
-                .order_by("face_id")
-                .values_list("face_id", "person_id", "vector")
+            face_ids, person_ids, matrix = self._fetch(
+                EmbeddedVector.objects.filter(organization_id=organization_id).order_by("face_id")
             )
-        if rows:
-            matrix = np.stack([np.frombuffer(bytes(row[2]), dtype="<f4") for row in rows]).astype(np.float32)
-        else:
-            matrix = np.zeros((0, 0), dtype=np.float32)
-        return _OrgMatrix(
-            version=version,
-            face_ids=np.array([row[0] for row in rows], dtype=np.int64),
-            person_ids=np.array([row[1] for row in rows], dtype=np.int64),
-            matrix=matrix,
-        )
+        vectors = OrgVectors(dimension=matrix.shape[1] if len(matrix) else 0, ann_min_faces=self.ann_min_faces,
+                             version=version)
+        if len(face_ids):
+            vectors.upsert(face_ids, person_ids, matrix)
+        return vectors
 
-    def _current(self, organization_id: int) -> _OrgMatrix:
-        version = self._db_version(organization_id)
+    def _open(self, organization_id: int, db_version: int) -> OrgVectors:
+        stamp = self._stamp(organization_id)
+        vectors = self.files.load(organization_id, stamp, db_version=db_version, ann_min_faces=self.ann_min_faces)
+        if vectors is not None:
+            self._catch_up(organization_id, vectors, db_version)
+            return vectors
+        vectors = self._load_from_db(organization_id)
+        self._maybe_save(organization_id, vectors, stamp=stamp)
+        return vectors
+
+    def _catch_up(self, organization_id: int, vectors: OrgVectors, db_version: int) -> OrgVectors | None:
+        """Bring `vectors` to `db_version` in place; None when a full reload is cheaper or needed."""
+        if db_version < vectors.version:
+            return None  # the state row was dropped and re-created
+        rows = EmbeddedVector.objects.filter(organization_id=organization_id, version__gt=vectors.version)
+        if rows.count() > max(SAVE_MIN_CHANGES, len(vectors) // 2):
+            return None  # rebuilt elsewhere
+        face_ids, person_ids, matrix = self._fetch(rows)
+        if len(face_ids):
+            if vectors.dimension == 0:
+                vectors.dimension = matrix.shape[1]
+                vectors.matrix = np.zeros((0, vectors.dimension), dtype=np.float32)
+            vectors.upsert(face_ids, person_ids, matrix)
+        if EmbeddedVector.objects.filter(organization_id=organization_id).count() != len(vectors):
+            # Removals leave no rows behind: compare ids, and fetch whatever arrived meanwhile.
+            stored = np.array(
+                EmbeddedVector.objects.filter(organization_id=organization_id).values_list("face_id", flat=True),
+                dtype=np.int64,
+            )
+            vectors.remove(vectors.face_ids[~np.isin(vectors.face_ids, stored)])
+            missing = stored[~np.isin(stored, vectors.face_ids)]
+            if len(missing):
+                vectors.upsert(*self._fetch(EmbeddedVector.objects.filter(organization_id=organization_id,
+                                                                          face_id__in=missing.tolist())))
+        vectors.version = db_version
+        self._maybe_save(organization_id, vectors)
+        return vectors
+
+    def _maybe_save(self, organization_id: int, vectors: OrgVectors, *, stamp: str | None = None) -> None:
+        if not vectors.approximate:
+            return
+        if vectors.changed_since_save < max(SAVE_MIN_CHANGES, SAVE_CHANGED_SHARE * len(vectors)):
+            return
+        try:
+            self.files.save(organization_id, stamp or self._stamp(organization_id), vectors)
+        except OSError:  # the graph is only a cache of the table: serve from memory, save next time
+            logger.exception("could not save the vector index", extra={"organization_id": organization_id})
+
+    def _open_lock(self, organization_id: int) -> threading.Lock:
         with self._lock:
-            cached = self._orgs.get(organization_id)
-        if cached is not None and cached.version == version:
-            return cached
-        loaded = self._load(organization_id)
+            return self._open_locks.setdefault(organization_id, threading.Lock())
+
+    def _current(self, organization_id: int) -> OrgVectors:
+        db_version = self._db_version(organization_id)
         with self._lock:
-            self._orgs[organization_id] = loaded
-        return loaded
+            vectors = self._orgs.get(organization_id)
+        if vectors is not None and vectors.version == db_version:
+            return vectors
+        with self._open_lock(organization_id):
+            with self._lock:
+                vectors = self._orgs.get(organization_id)
+            if vectors is not None:
+                if vectors.version == db_version:
+                    return vectors
+                with vectors.lock:
+                    if self._catch_up(organization_id, vectors, db_version) is not None:
+                        return vectors
+            vectors = self._open(organization_id, db_version)
+            with self._lock:
+                self._orgs[organization_id] = vectors
+            return vectors
 
     def _after_commit(self, organization_id: int, new_version: int, apply) -> None:
-        """Apply our own write to the in-memory copy once committed, if nothing else intervened."""
+        """Apply our own write to the in-memory copy once committed, if nothing else intervened.
+
+        Otherwise the next search catches up from the rows stamped with the versions it missed.
+        """
 
         def callback() -> None:
             with self._lock:
-                cached = self._orgs.get(organization_id)
-                if cached is not None and cached.version == new_version - 1:
-                    self._orgs[organization_id] = apply(cached)
-                    self._orgs[organization_id].version = new_version
-                else:
-                    self._orgs.pop(organization_id, None)
+                vectors = self._orgs.get(organization_id)
+            if vectors is None:
+                return
+            with vectors.lock:
+                if vectors.version == new_version - 1:
+                    apply(vectors)
+                    vectors.version = new_version
+                    self._maybe_save(organization_id, vectors)
 
         transaction.on_commit(callback)
 
@@ -103,11 +389,13 @@ class EmbeddedVectorIndex(VectorIndex):
             IndexState.objects.filter(organization_id=organization_id).delete()
         with self._lock:
             self._orgs.pop(organization_id, None)
+        self.files.delete(organization_id)
 
     def add(self, *, organization_id: int, records: list[VectorRecord]) -> None:
         if not records:
             return
         with transaction.atomic():
+            new_version = self._bump(organization_id)
             EmbeddedVector.objects.bulk_create(
                 [
                     EmbeddedVector(
@@ -115,21 +403,21 @@ class EmbeddedVectorIndex(VectorIndex):
                         face_id=record.face_id,
                         person_id=record.person_id,
                         vector=_to_bytes(record.vector),
+                        version=new_version,
                     )
                     for record in records
-                ]
+                ],
+                batch_size=2000,
             )
-            new_version = self._bump(organization_id)
+            face_ids = np.array([r.face_id for r in records], dtype=np.int64)
+            person_ids = np.array([r.person_id for r in records], dtype=np.int64)
+            matrix = np.stack([np.asarray(r.vector, dtype=np.float32) for r in records])
 
-            def apply(cached: _OrgMatrix) -> _OrgMatrix:
-                vectors = np.stack([np.asarray(r.vector, dtype=np.float32) for r in records])
-                matrix = vectors if cached.matrix.size == 0 else np.vstack([cached.matrix, vectors])
-                return _OrgMatrix(
-                    version=cached.version,
-                    face_ids=np.concatenate([cached.face_ids, [r.face_id for r in records]]).astype(np.int64),
-                    person_ids=np.concatenate([cached.person_ids, [r.person_id for r in records]]).astype(np.int64),
-                    matrix=matrix,
-                )
+            def apply(vectors: OrgVectors) -> None:
+                if vectors.dimension == 0:
+                    vectors.dimension = matrix.shape[1]
+                    vectors.matrix = np.zeros((0, vectors.dimension), dtype=np.float32)
+                vectors.upsert(face_ids, person_ids, matrix)
 
             self._after_commit(organization_id, new_version, apply)
 
@@ -137,44 +425,18 @@ class EmbeddedVectorIndex(VectorIndex):
         if not face_ids:
             return
         with transaction.atomic():
-            EmbeddedVector.objects.filter(organization_id=organization_id, face_id__in=face_ids).delete()
             new_version = self._bump(organization_id)
+            EmbeddedVector.objects.filter(organization_id=organization_id, face_id__in=face_ids).delete()
             gone = np.array(face_ids, dtype=np.int64)
-
-            def apply(cached: _OrgMatrix) -> _OrgMatrix:
-                keep = ~np.isin(cached.face_ids, gone)
-                return _OrgMatrix(
-                    version=cached.version,
-                    face_ids=cached.face_ids[keep],
-                    person_ids=cached.person_ids[keep],
-                    matrix=cached.matrix[keep] if cached.matrix.size else cached.matrix,
-                )
-
-            self._after_commit(organization_id, new_version, apply)
+            self._after_commit(organization_id, new_version, lambda vectors: vectors.remove(gone))
 
     def search(
         self, *, organization_id: int, vectors: np.ndarray, k: int, min_similarity: float = 0.0
     ) -> list[list[Hit]]:
         queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         current = self._current(organization_id)
-        n = len(current.face_ids)
-        if n == 0 or k <= 0:
-            return [[] for _ in range(len(queries))]
-        similarities = cosine_to_similarity(queries @ current.matrix.T)
-        k = min(k, n)
-        results = []
-        for row in similarities:
-            top = np.argpartition(-row, k - 1)[:k] if k < n else np.arange(n)
-            top = top[np.argsort(-row[top], kind="stable")]
-            results.append(
-                [
-                    Hit(face_id=int(current.face_ids[i]), person_id=int(current.person_ids[i]),
-                        similarity=float(row[i]))
-                    for i in top
-                    if row[i] >= min_similarity
-                ]
-            )
-        return results
+        with current.lock:
+            return current.search(queries, k, min_similarity)
 
     def count(self, *, organization_id: int) -> int:
         return EmbeddedVector.objects.filter(organization_id=organization_id).count()
@@ -184,6 +446,7 @@ class EmbeddedVectorIndex(VectorIndex):
 
     def rebuild(self, *, organization_id: int, records: Iterable[VectorRecord]) -> int:
         with transaction.atomic():
+            new_version = self._bump(organization_id)
             EmbeddedVector.objects.filter(organization_id=organization_id).delete()
             batch: list[EmbeddedVector] = []
             written = 0
@@ -191,7 +454,7 @@ class EmbeddedVectorIndex(VectorIndex):
                 batch.append(
                     EmbeddedVector(
                         organization_id=organization_id, face_id=record.face_id, person_id=record.person_id,
-                        vector=_to_bytes(record.vector),
+                        vector=_to_bytes(record.vector), version=new_version,
                     )
                 )
                 if len(batch) >= 1000:
@@ -200,7 +463,7 @@ class EmbeddedVectorIndex(VectorIndex):
                     batch = []
             EmbeddedVector.objects.bulk_create(batch)
             written += len(batch)
-            self._bump(organization_id)
         with self._lock:
             self._orgs.pop(organization_id, None)
+        self.files.delete(organization_id)
         return written
