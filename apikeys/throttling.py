@@ -13,6 +13,8 @@ per prefix would let anyone lock a tenant out of its own key. A cache outage let
 
 from __future__ import annotations
 
+import threading
+
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -78,3 +80,63 @@ class FailedAuthenticationThrottle(_SettingsRateThrottle):
         history.insert(0, self.now)
         self.cache.set(self.key, history, self.duration)
 
+
+
+# --- WebSockets ------------------------------------------------------------------------------------
+
+CLOSE_TOO_MANY_FOR_KEY = 4429  # this API key already holds its limit of live connections
+CLOSE_AUTH_THROTTLED = 4430  # too many failed handshakes from this address; retry after the window
+
+
+class _HandshakeRequest:
+    """What the throttles read of a request (its address), built from an ASGI WebSocket scope."""
+
+    def __init__(self, scope: dict) -> None:
+        client = scope.get("client") or ("", 0)
+        self.META = {"REMOTE_ADDR": client[0] or ""}
+        self.headers = {
+            name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope.get("headers") or []
+        }
+
+
+def websocket_handshake_blocked(scope: dict) -> bool:
+    """True when this address has spent its failed-authentication budget (same one as REST)."""
+    return FailedAuthenticationThrottle().is_blocked(_HandshakeRequest(scope))
+
+
+def websocket_handshake_failed(scope: dict) -> None:
+    FailedAuthenticationThrottle().record_failure(_HandshakeRequest(scope))
+
+
+class ConnectionSlots:
+    """Live WebSocket connections per API key in this worker process.
+
+    Counted in memory, not in Redis: a killed worker must not leave slots taken forever, and each
+    daphne process can only run so many sockets anyway. With W workers a key holds at most W x limit.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key_id: int, *, limit: int) -> bool:
+        with self._lock:
+            if self._counts.get(key_id, 0) >= limit:
+                return False
+            self._counts[key_id] = self._counts.get(key_id, 0) + 1
+            return True
+
+    def release(self, key_id: int) -> None:
+        with self._lock:
+            remaining = self._counts.get(key_id, 0) - 1
+            if remaining > 0:
+                self._counts[key_id] = remaining
+            else:
+                self._counts.pop(key_id, None)
+
+    def held(self, key_id: int) -> int:
+        with self._lock:
+            return self._counts.get(key_id, 0)
+
+
+websocket_slots = ConnectionSlots()
