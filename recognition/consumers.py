@@ -16,9 +16,17 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from apikeys.throttling import (
+    CLOSE_AUTH_THROTTLED,
+    CLOSE_TOO_MANY_FOR_KEY,
+    websocket_handshake_blocked,
+    websocket_handshake_failed,
+    websocket_slots,
+)
 from apikeys.websocket import (
     CLOSE_BUSY,
     CLOSE_KEY_REVOKED,
+    CLOSE_UNAUTHORIZED,
     WebSocketAuthError,
     handshake_credentials,
     websocket_authenticate,
@@ -53,6 +61,7 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
     worker: asyncio.Task | None = None
     counted = False
     closing = False
+    key_slot: int | None = None
 
     async def connect(self):
         global _open_connections
@@ -61,14 +70,23 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
         if _open_connections >= settings.FACEPORTAL_WS_MAX_CONNECTIONS:
             await self._close(CLOSE_BUSY, "Server busy: too many live connections; try again shortly.")
             return
+        if await sync_to_async(websocket_handshake_blocked)(self.scope):
+            await self._close(CLOSE_AUTH_THROTTLED, "Too many failed authentication attempts; try again later.")
+            return
         try:
             credentials = handshake_credentials(query_string=self.scope.get("query_string", b""))
             self.identity, self.organization = await database_sync_to_async(websocket_authenticate)(
                 credentials=credentials
             )
         except WebSocketAuthError as exc:
+            if exc.close_code == CLOSE_UNAUTHORIZED:  # a wrong key, not a malformed URL
+                await sync_to_async(websocket_handshake_failed)(self.scope)
             await self._close(exc.close_code, exc.reason)
             return
+        if not websocket_slots.acquire(self.identity.key_id, limit=settings.FACEPORTAL_WS_MAX_CONNECTIONS_PER_KEY):
+            await self._close(CLOSE_TOO_MANY_FOR_KEY, "Too many live connections for this API key; close one first.")
+            return
+        self.key_slot = self.identity.key_id
         _open_connections += 1
         self.counted = True
         self.token = credentials.token  # kept in memory to re-check revocation per frame; never logged
@@ -102,6 +120,9 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
         if self.counted:
             _open_connections -= 1
             self.counted = False
+        if self.key_slot is not None:
+            websocket_slots.release(self.key_slot)
+            self.key_slot = None
         if self.worker is not None:
             self.worker.cancel()
 
