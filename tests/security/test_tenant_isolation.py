@@ -1,0 +1,154 @@
+"""Tenant isolation matrix: organisation A's key against B's organisation slug, people ids, face ids
+and names, on every REST route and the WebSocket. Every attempt is refused and leaks nothing: the
+answer for B's real resource is identical to the answer for one that does not exist, and B's data
+is untouched afterwards."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+from channels.routing import URLRouter
+from channels.security.websocket import AllowedHostsOriginValidator
+from channels.testing import WebsocketCommunicator
+
+from apikeys.websocket import CLOSE_FORBIDDEN
+from faceportal.routing import websocket_urlpatterns
+from faces.index import get_index
+from faces.models import Face, Person
+from faces.services import person_register
+from tests.conftest import api_auth, key_client
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MISSING_ID = 987654321
+
+
+@pytest.fixture
+def tenants(make_org, make_key, manifest):
+    acme, globex = make_org("acme"), make_org("globex")
+    photos = manifest["Angelina_Jolie"]
+    registered = person_register(organization=globex, name="Angelina Jolie", images=[p.b64() for p in photos[:2]])
+    own = person_register(organization=acme, name="Tony Blair", images=[manifest["Tony_Blair"][0].b64()])
+    b_person = registered.person
+    return {
+        "a_key": make_key(acme, user="alice", name="a-key"),
+        "b_key": make_key(globex, user="bob", name="b-key"),
+        "a_person": own.person,
+        "b_person": b_person,
+        "b_face": b_person.faces.first(),
+        "b_probe": photos[2],
+        "globex": globex,
+    }
+
+
+def snapshot_of_b(tenants) -> dict:
+    globex = tenants["globex"]
+    return {
+        "people": sorted(Person.objects.filter(organization=globex).values_list("id", "name")),
+        "faces": sorted(Face.objects.filter(organization=globex).values_list("id", flat=True)),
+        "vectors": sorted(get_index().face_ids(organization_id=globex.pk)),
+    }
+
+
+def same_answer(first, second) -> None:
+    """Status and body must be byte-for-byte the same: nothing tells the caller which one exists."""
+    assert first.status_code == second.status_code, (first.content, second.content)
+    assert first.content == second.content
+
+
+def requests_against(org: str, *, person_id: int, face_id: int, tenants, probe_b64: str) -> dict:
+    client = key_client(tenants["a_key"])
+    auth = api_auth(tenants["a_key"])
+    return {
+        "list people": client.get(f"/orgs/{org}/people"),
+        "search people": client.get(f"/orgs/{org}/people", {"search": "Angelina"}),
+        "get person": client.get(f"/orgs/{org}/people/{person_id}"),
+        "rename person": client.patch(f"/orgs/{org}/people/{person_id}", {"name": "Renamed"}, format="json"),
+        "delete face": client.delete(f"/orgs/{org}/people/{person_id}/faces/{face_id}", format="json"),
+        "delete person": client.delete(f"/orgs/{org}/people/{person_id}", format="json"),
+        "register": client.post(f"/register/{org}", {"name": "Intruder", "images": [probe_b64]}, format="json"),
+        "recognize": client.post(f"/recognize/{org}", {"image": probe_b64}, format="json"),
+        "verify": client.post(f"/verify/{org}", {"image": probe_b64, "person": person_id}, format="json"),
+        "revoke b's key": client.delete(f"/orgs/{org}/api-key", {"api_auth": api_auth(tenants["b_key"])},
+                                        format="json"),
+        "issue a key": client.post(f"/orgs/{org}/api-key", {"user": "x", "api_key_name": "y", "api_auth": auth},
+                                   format="json"),
+    }
+
+
+def test_a_key_on_b_slug_is_refused_exactly_like_a_missing_slug(tenants):
+    before = snapshot_of_b(tenants)
+    probe = tenants["b_probe"].b64()
+    ids = {"person_id": tenants["b_person"].pk, "face_id": tenants["b_face"].pk}
+    against_b = requests_against("globex", tenants=tenants, probe_b64=probe, **ids)
+    against_nothing = requests_against("no-such-org", tenants=tenants, probe_b64=probe, **ids)
+    for route, response in against_b.items():
+        assert response.status_code == 403, (route, response.content)
+        assert response.json()["error"]["code"] == "forbidden", route
+        same_answer(response, against_nothing[route])
+    assert snapshot_of_b(tenants) == before
+    assert key_client(tenants["b_key"]).get("/orgs/globex/people").status_code == 200  # B's key still works
+
+
+def test_b_ids_under_a_slug_answer_exactly_like_missing_ids(tenants):
+    before = snapshot_of_b(tenants)
+    client = key_client(tenants["a_key"])
+    b_person, b_face, a_person = tenants["b_person"].pk, tenants["b_face"].pk, tenants["a_person"].pk
+    probe = tenants["b_probe"].b64()
+    pairs = {
+        "get person": lambda pid: client.get(f"/orgs/acme/people/{pid}"),
+        "rename person": lambda pid: client.patch(f"/orgs/acme/people/{pid}", {"name": "Renamed"}, format="json"),
+        "delete person": lambda pid: client.delete(f"/orgs/acme/people/{pid}", format="json"),
+        "delete b's face under b's person id": lambda pid: client.delete(
+            f"/orgs/acme/people/{pid}/faces/{b_face if pid == b_person else MISSING_ID}", format="json"),
+        "verify against person": lambda pid: client.post("/verify/acme", {"image": probe, "person": pid},
+                                                         format="json"),
+    }
+    for route, call in pairs.items():
+        real, missing = call(b_person), call(MISSING_ID)
+        assert real.status_code == 404, (route, real.content)
+        same_answer(real, missing)
+    # B's face id under A's own person is "no such face", exactly like a missing face id.
+    same_answer(client.delete(f"/orgs/acme/people/{a_person}/faces/{b_face}", format="json"),
+                client.delete(f"/orgs/acme/people/{a_person}/faces/{MISSING_ID}", format="json"))
+    assert snapshot_of_b(tenants) == before
+
+
+def test_b_names_and_faces_never_surface_in_a(tenants):
+    before = snapshot_of_b(tenants)
+    client = key_client(tenants["a_key"])
+    # Searching A for B's person's name finds nothing.
+    assert client.get("/orgs/acme/people", {"search": "Angelina"}).json()["results"] == []
+    # Recognising B's person's photo in A names nobody of B, not even as a candidate.
+    result = client.post("/recognize/acme", {"image": tenants["b_probe"].b64()}, format="json").json()
+    names = {c["name"] for face in result["faces"] for c in face["candidates"]}
+    ids = {c["person"] for face in result["faces"] for c in face["candidates"]}
+    assert "Angelina Jolie" not in names and tenants["b_person"].pk not in ids
+    # Registering B's person's name in A makes a new person of A; B's is untouched.
+    response = client.post("/register/acme", {"name": "Angelina Jolie", "images": [tenants["b_probe"].b64()]},
+                           format="json")
+    assert response.status_code == 201 and response.json()["created"] is True
+    assert response.json()["person"]["id"] != tenants["b_person"].pk
+    assert snapshot_of_b(tenants) == before
+
+
+application = AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns))
+
+
+async def close_of(path: str) -> dict:
+    communicator = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://testserver")])
+    connected, _ = await communicator.connect(timeout=30)
+    assert connected
+    message = await communicator.receive_output(timeout=30)
+    await communicator.wait()
+    return message
+
+
+async def test_a_key_cannot_open_b_socket_and_learns_nothing(tenants):
+    key = tenants["a_key"]
+    base = {"token": key.plaintext, "user": key.api_key.user, "api_key_name": key.api_key.name}
+    into_b = await close_of("/ws/recognize?" + urlencode({**base, "organization": "globex"}))
+    into_nothing = await close_of("/ws/recognize?" + urlencode({**base, "organization": "no-such-org"}))
+    assert into_b["type"] == "websocket.close" and into_b["code"] == CLOSE_FORBIDDEN
+    assert into_b == into_nothing

@@ -1,0 +1,128 @@
+"""WebSocket limits and brute force: live connections per API key, failed handshakes per address,
+and the key of one organisation never opens another's socket (same answer whether it exists)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.routing import URLRouter
+from channels.security.websocket import AllowedHostsOriginValidator
+from channels.testing import WebsocketCommunicator
+from django.db import connections
+
+from apikeys.throttling import CLOSE_AUTH_THROTTLED, CLOSE_TOO_MANY_FOR_KEY, websocket_slots
+from apikeys.websocket import CLOSE_UNAUTHORIZED
+from faceportal.routing import websocket_urlpatterns
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+application = AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns))
+ORIGIN = (b"origin", b"http://testserver")
+TIMEOUT = 60
+
+
+def socket_path(issued, **overrides) -> str:
+    query = {
+        "token": issued.plaintext,
+        "organization": issued.api_key.organization.slug,
+        "user": issued.api_key.user,
+        "api_key_name": issued.api_key.name,
+        **overrides,
+    }
+    return "/ws/recognize?" + urlencode(query)
+
+
+async def connect(path: str, client: str = "198.51.100.7") -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN])
+    communicator.scope["client"] = (client, 50000)
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    assert connected
+    return communicator
+
+
+async def first_message(communicator: WebsocketCommunicator) -> dict:
+    return await communicator.receive_output(timeout=TIMEOUT)
+
+
+async def assert_closed_with(communicator: WebsocketCommunicator, code: int) -> str:
+    message = await first_message(communicator)
+    assert message["type"] == "websocket.close", message
+    assert message["code"] == code, message
+    assert message.get("reason"), "every refusal carries a reason"
+    return message["reason"]
+
+
+async def assert_ready(communicator: WebsocketCommunicator) -> None:
+    message = await first_message(communicator)
+    assert message["type"] == "websocket.send" and '"ready"' in message["text"], message
+
+
+@pytest.fixture
+def rates(settings):
+    def set_rates(**rates: str) -> None:
+        merged = {"api_key": "1000/min", "address": "1000/min", "auth_failure": "1000/min", **rates}
+        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": merged}
+
+    return set_rates
+
+
+@pytest.fixture
+def acme_keys(make_org, make_key):
+    org = make_org("acme")
+    return make_key(org, name="kiosk"), make_key(org, name="other")
+
+
+async def test_live_connections_per_key_are_capped_and_freed_on_close(settings, acme_keys):
+    settings.FACEPORTAL_WS_MAX_CONNECTIONS_PER_KEY = 2
+    kiosk, other = acme_keys
+    first, second = await connect(socket_path(kiosk)), await connect(socket_path(kiosk))
+    await assert_ready(first)
+    await assert_ready(second)
+
+    third = await connect(socket_path(kiosk))
+    reason = await assert_closed_with(third, CLOSE_TOO_MANY_FOR_KEY)
+    assert "API key" in reason
+    # The cap is per key: another key of the same organisation still connects.
+    unrelated = await connect(socket_path(other))
+    await assert_ready(unrelated)
+
+    await first.disconnect()
+    again = await connect(socket_path(kiosk))
+    await assert_ready(again)
+    for communicator in (second, unrelated, again):
+        await communicator.disconnect()
+    assert websocket_slots.held(kiosk.api_key.pk) == 0 and websocket_slots.held(other.api_key.pk) == 0
+
+
+async def test_guessing_keys_on_the_socket_is_throttled_like_rest(rates, acme_keys):
+    rates(auth_failure="3/min")
+    valid = acme_keys[0]
+    for attempt in range(3):
+        guess = await connect(socket_path(valid, token=f"fp_{valid.api_key.prefix}_guess{attempt}"))
+        await assert_closed_with(guess, CLOSE_UNAUTHORIZED)
+    blocked = await connect(socket_path(valid))
+    await assert_closed_with(blocked, CLOSE_AUTH_THROTTLED)
+    elsewhere = await connect(socket_path(valid), client="198.51.100.8")
+    await assert_ready(elsewhere)
+    await elsewhere.disconnect()
+
+
+async def test_failed_rest_attempts_and_socket_attempts_share_one_budget(rates, acme_keys, client):
+    rates(auth_failure="2/min")
+    valid = acme_keys[0]
+
+    def guess_over_rest() -> list[int]:
+        try:
+            return [
+                client.get("/orgs/acme/people", HTTP_AUTHORIZATION=f"Bearer fp_000000000000_x{attempt}",
+                           REMOTE_ADDR="198.51.100.9").status_code
+                for attempt in range(2)
+            ]
+        finally:
+            connections.close_all()  # this worker thread's connection, so the test database can be dropped
+
+    assert await sync_to_async(guess_over_rest)() == [401, 401]
+    blocked = await connect(socket_path(valid), client="198.51.100.9")
+    await assert_closed_with(blocked, CLOSE_AUTH_THROTTLED)
