@@ -1,0 +1,265 @@
+"""Load and soak: N REST clients and M WebSocket clients against a running server, for a fixed time.
+
+Loopback only (the URL must resolve to 127.0.0.0/8 or ::1), bounded in time and in request count,
+and it stops by itself. REST clients alternate `POST /recognize/{org}` with a real photo and
+`GET /orgs/{org}/people`; WebSocket clients send the photo as binary JPEG frames, each after the
+previous answer (closed loop, at most --ws-fps). Reports throughput, p50/p99 latency, errors (any
+non-2xx answer, error reply or exception; must be 0) and the server's memory (RSS from
+/proc/<pid>/status, sampled every few seconds): growth after warm-up and, for a soak, the slope
+over the second half, which must be flat.
+
+    FACEPORTAL_API_KEY=fp_... .venv/bin/python bench/load.py --url http://127.0.0.1:8000 \\
+        --organization acme --user alice --api-key-name load --server-pid $(pgrep -n daphne) \\
+        --rest 4 --ws 2 --duration 60
+    # the 10-minute soak:
+    ... bench/load.py ... --soak 600
+
+Exit status 1 when any request failed (or, in a soak, memory grew by more than --max-growth-mb).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import ipaddress
+import json
+import os
+import socket
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+DEFAULT_PHOTO = Path(os.environ.get("FACEPORTAL_FACES_DIR") or Path(__file__).resolve().parents[2] / "shared" / "faces")
+MAX_TOTAL_REQUESTS = 2_000_000
+MAX_SECONDS = 3600
+RSS_EVERY_S = 5.0
+WARMUP_S = 5.0
+
+
+@dataclass
+class Tally:
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def ok(self, started: float) -> None:
+        with self.lock:
+            self.latencies_ms.append((time.perf_counter() - started) * 1000)
+
+    def fail(self, what: str) -> None:
+        with self.lock:
+            self.errors.append(what)
+
+    def summary(self, seconds: float) -> dict:
+        with self.lock:
+            values = sorted(self.latencies_ms)
+            errors = list(self.errors)
+        return {
+            "requests": len(values) + len(errors),
+            "per_second": round(len(values) / seconds, 2) if seconds else 0.0,
+            "p50_ms": round(percentile(values, 50), 1),
+            "p99_ms": round(percentile(values, 99), 1),
+            "errors": len(errors),
+            "first_errors": errors[:5],
+        }
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return 0.0
+    rank = min(len(values) - 1, max(0, round(pct / 100 * (len(values) - 1))))
+    return values[rank]
+
+
+def require_loopback(host: str, port: int) -> None:
+    addresses = {info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+    if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
+        sys.exit(f"refusing to load {host}: it resolves to {sorted(addresses)}, not only loopback")
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+class Budget:
+    """Stops every client at the deadline or once the total request bound is spent."""
+
+    def __init__(self, seconds: float, max_requests: int) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.remaining = max_requests
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        if time.monotonic() >= self.deadline:
+            return False
+        with self.lock:
+            if self.remaining <= 0:
+                return False
+            self.remaining -= 1
+            return True
+
+
+def rest_client(args, body: bytes, budget: Budget, tally: Tally, worker: int) -> None:
+    parts = urlsplit(args.url)
+    headers = {"Authorization": f"Bearer {args.key}", "Content-Type": "application/json"}
+    connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=60)
+    turn = worker
+    while budget.take():
+        turn += 1
+        recognise = turn % 2 == 0
+        path = f"/recognize/{args.organization}" if recognise else f"/orgs/{args.organization}/people"
+        started = time.perf_counter()
+        try:
+            connection.request("POST" if recognise else "GET", path, body=body if recognise else None,
+                               headers=headers)
+            response = connection.getresponse()
+            payload = response.read()
+            if 200 <= response.status < 300:
+                tally.ok(started)
+            else:
+                tally.fail(f"{path}: HTTP {response.status} {payload[:120]!r}")
+        except (OSError, http.client.HTTPException) as exc:
+            tally.fail(f"{path}: {exc.__class__.__name__}: {exc}")
+            connection.close()
+            connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=60)
+    connection.close()
+
+
+async def ws_client(args, jpeg: bytes, budget: Budget, tally: Tally) -> None:
+    import websockets
+
+    parts = urlsplit(args.url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    query = urlencode({"token": args.key, "organization": args.organization, "user": args.user,
+                       "api_key_name": args.api_key_name})
+    interval = 1.0 / args.ws_fps
+    try:
+        async with websockets.connect(f"{scheme}://{parts.netloc}/ws/recognize?{query}",
+                                      origin=f"{parts.scheme}://{parts.netloc}", max_size=2**22,
+                                      open_timeout=30) as socket_:
+            ready = json.loads(await asyncio.wait_for(socket_.recv(), 60))
+            if ready.get("type") != "ready":
+                tally.fail(f"ws handshake: {ready}")
+                return
+            while budget.take():
+                started = time.perf_counter()
+                await socket_.send(jpeg)
+                reply = json.loads(await asyncio.wait_for(socket_.recv(), 60))
+                if reply.get("type") == "result":
+                    tally.ok(started)
+                else:
+                    tally.fail(f"ws frame: {reply.get('error', reply)}")
+                await asyncio.sleep(max(0.0, interval - (time.perf_counter() - started)))
+    except Exception as exc:  # a closed socket or a timeout is a failed client, counted, not a crash
+        tally.fail(f"ws: {exc.__class__.__name__}: {exc}")
+
+
+def run_ws_clients(args, jpeg: bytes, budget: Budget, tally: Tally) -> None:
+    async def all_clients() -> None:
+        await asyncio.gather(*(ws_client(args, jpeg, budget, tally) for _ in range(args.ws)))
+
+    asyncio.run(all_clients())
+
+
+def memory_report(samples: list[tuple[float, float]], seconds: float) -> dict:
+    if not samples:
+        return {"rss_mb": None}
+    settled = [s for s in samples if s[0] >= WARMUP_S] or samples
+    report = {
+        "rss_start_mb": round(settled[0][1], 1),
+        "rss_end_mb": round(settled[-1][1], 1),
+        "rss_max_mb": round(max(s[1] for s in settled), 1),
+        "rss_growth_mb": round(settled[-1][1] - settled[0][1], 1),
+    }
+    second_half = [s for s in settled if s[0] >= seconds / 2]
+    if len(second_half) >= 3:
+        times, values = [s[0] for s in second_half], [s[1] for s in second_half]
+        slope = statistics.linear_regression(times, values).slope if len(set(times)) > 1 else 0.0
+        report["rss_slope_second_half_mb_per_min"] = round(slope * 60, 2)
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--organization", required=True)
+    parser.add_argument("--key", default=os.environ.get("FACEPORTAL_API_KEY"),
+                        help="the API key (or FACEPORTAL_API_KEY, which keeps it out of the process list)")
+    parser.add_argument("--user", default="", help="the key's user (for the WebSocket handshake)")
+    parser.add_argument("--api-key-name", default="", help="the key's name (for the WebSocket handshake)")
+    parser.add_argument("--rest", type=int, default=4, help="concurrent REST clients")
+    parser.add_argument("--ws", type=int, default=2, help="concurrent WebSocket clients")
+    parser.add_argument("--ws-fps", type=float, default=5.0, help="frames per second per socket, at most")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds")
+    parser.add_argument("--soak", type=float, default=None, help="soak for this many seconds (e.g. 600)")
+    parser.add_argument("--max-requests", type=int, default=200_000, help="stop after this many in total")
+    parser.add_argument("--server-pid", type=int, default=None, help="daphne's pid, to sample its RSS")
+    parser.add_argument("--photo", type=Path, default=DEFAULT_PHOTO / "Barack_Obama" / "1.jpg")
+    parser.add_argument("--max-growth-mb", type=float, default=50.0, help="soak: allowed RSS growth")
+    args = parser.parse_args()
+    if not args.key:
+        sys.exit("give the API key with FACEPORTAL_API_KEY or --key")
+    if args.ws and not (args.user and args.api_key_name):
+        sys.exit("WebSocket clients need --user and --api-key-name")
+    seconds = min(args.soak if args.soak else args.duration, MAX_SECONDS)
+    parts = urlsplit(args.url)
+    require_loopback(parts.hostname or "", parts.port or 80)
+
+    import base64
+
+    jpeg = args.photo.read_bytes()
+    body = json.dumps({"image": base64.b64encode(jpeg).decode()}).encode()
+    budget = Budget(seconds, min(args.max_requests, MAX_TOTAL_REQUESTS))
+    rest_tally, ws_tally = Tally(), Tally()
+    samples: list[tuple[float, float]] = []
+    started = time.monotonic()
+
+    threads = [threading.Thread(target=rest_client, args=(args, body, budget, rest_tally, n), daemon=True)
+               for n in range(args.rest)]
+    if args.ws:
+        threads.append(threading.Thread(target=run_ws_clients, args=(args, jpeg, budget, ws_tally), daemon=True))
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        if args.server_pid and (value := rss_mb(args.server_pid)) is not None:
+            samples.append((time.monotonic() - started, value))
+            if args.soak:
+                print(f"  t={samples[-1][0]:6.0f}s rss={value:7.1f} MB", file=sys.stderr, flush=True)
+        for thread in threads:
+            thread.join(timeout=RSS_EVERY_S / max(1, len(threads)))
+        if time.monotonic() - started > seconds + 120:
+            break  # a hung server: report what we have rather than wait for ever
+    elapsed = time.monotonic() - started
+    if args.server_pid and (value := rss_mb(args.server_pid)) is not None:
+        samples.append((elapsed, value))
+
+    report = {
+        "mode": "soak" if args.soak else "load",
+        "seconds": round(elapsed, 1),
+        "rest_clients": args.rest,
+        "ws_clients": args.ws,
+        "rest": rest_tally.summary(elapsed),
+        "ws": ws_tally.summary(elapsed),
+        "memory": memory_report(samples, elapsed),
+    }
+    print(json.dumps(report, indent=2))
+    errors = report["rest"]["errors"] + report["ws"]["errors"]
+    grew = report["memory"].get("rss_growth_mb") or 0.0
+    if errors or (args.soak and grew > args.max_growth_mb):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
