@@ -119,10 +119,10 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    import dlib
+
     from bench import accuracy, compare, latency, scale
     from bench.embeddings import save_cache
-
-    import dlib
 
     sections = [f"Machine: {machine()}. Database: {env['DATABASE_URL'].split('@')[-1].split('?')[0]}. "
                 f"dlib for every table below the first: {dlib.__version__} from "
