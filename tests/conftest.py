@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 from apikeys.services import IssuedKey, api_key_issue
 from organizations.models import Organization
 from organizations.services import organization_create
+from tests.redis_server import RedisProcess, redis_cache_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FACES_DIR = Path(os.environ.get("FACEPORTAL_FACES_DIR") or REPO_ROOT.parent / "shared" / "faces")
@@ -101,3 +102,13 @@ def key_client(issued: IssuedKey, *, header: str = "bearer") -> APIClient:
 
 def api_auth(issued: IssuedKey) -> dict[str, str]:
     return {"user": issued.api_key.user, "api_key_name": issued.api_key.name}
+
+
+@pytest.fixture
+def private_redis(settings):
+    """A redis-server of the test's own, used as the cache, that the test may stop."""
+    server = RedisProcess()
+    server.start()
+    settings.CACHES = redis_cache_settings(server.url)
+    yield server
+    server.stop()

@@ -8,7 +8,7 @@ from django.db import connection
 from apikeys.models import APIKey
 from apikeys.services import _cache_key
 from tests.conftest import api_auth, key_client
-from tests.redis_server import RedisProcess, redis_cache_settings
+from tests.redis_server import redis_cache_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -158,13 +158,6 @@ def test_cache_holds_no_plaintext_secret(make_org, make_key):
         assert secret.encode() not in (client.get(key) or b"")
 
 
-@pytest.fixture
-def private_redis(settings):
-    server = RedisProcess()
-    server.start()
-    settings.CACHES = redis_cache_settings(server.url)
-    yield server
-    server.stop()
 
 
 def test_redis_outage_falls_back_to_database(private_redis, make_org, make_key, staff_client):

@@ -2,8 +2,6 @@
 
 import base64
 import io
-import struct
-import zlib
 
 import pytest
 from PIL import Image
@@ -11,19 +9,11 @@ from PIL import Image
 from faces.index import get_index
 from faces.models import EmbeddedVector, Face, Person
 from tests.conftest import key_client
+from tests.image_samples import png_claiming
 
 pytestmark = pytest.mark.django_db
 
 
-def png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height, with one tiny compressed row: a decompression bomb."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(
-        b"IEND", b"")
 
 
 def jpeg_bytes() -> bytes:
@@ -46,7 +36,7 @@ BAD_IMAGES = {
     "invalid base64": ("not base64 at all!!", "invalid_image"),
     "non-image bytes": (b64(b"%PDF-1.4 this is not an image" * 10), "invalid_image"),
     "truncated jpeg": (b64(jpeg_bytes()[:200]), "invalid_image"),
-    "20000x20000 png header": (b64(png_header(20000, 20000)), "image_too_large"),
+    "20000x20000 png header": (b64(png_claiming(20000, 20000)), "image_too_large"),
     "url to loopback": ("http://127.0.0.1:8000/secret.jpg", "image_url_forbidden"),
     "url to cloud metadata": ("http://169.254.169.254/latest/meta-data/", "image_url_forbidden"),
     "file url": ("file:///etc/passwd", "image_url_forbidden"),

@@ -26,7 +26,7 @@ from faces.index import get_index, reset_index
 from faces.models import EmbeddedVector, Face, Person
 from faces.services import vectors_check
 from tests.conftest import REPO_ROOT, key_client
-from tests.redis_server import RedisProcess, free_port, redis_cache_settings
+from tests.redis_server import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,13 +57,6 @@ def admin_connection() -> psycopg.Connection:
 
 # --- Redis -----------------------------------------------------------------------------------------
 
-@pytest.fixture
-def private_redis(settings):
-    server = RedisProcess()
-    server.start()
-    settings.CACHES = redis_cache_settings(server.url)
-    yield server
-    server.stop()
 
 
 async def test_redis_stopped_mid_run_keeps_rest_and_open_websockets_going(private_redis, acme, manifest):

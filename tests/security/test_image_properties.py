@@ -5,42 +5,28 @@ never escape the image root; URLs never reach a private address."""
 from __future__ import annotations
 
 import base64
-import io
 import ipaddress
 import os
 import socket
-import struct
-import zlib
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
 from faceportal.errors import FacePortalError, InvalidImage, InvalidInput, PayloadTooLarge
 from faces import images
 from faces.services import validate_person_name
 from organizations.services import validate_slug
 from recognition.services import validate_max_results
+from tests.image_samples import encoded, png_claiming
 
 OURS = (InvalidImage, InvalidInput, PayloadTooLarge)
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-def encoded(color: tuple[int, int, int], fmt: str, size: tuple[int, int] = (8, 6)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format=fmt)
-    return buffer.getvalue()
 
 
-def png_claiming(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(
-        b"IEND", b"")
 
 
 SAMPLES = [encoded((200, 30, 30), fmt) for fmt in ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")]

@@ -7,11 +7,9 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import struct
 import subprocess
 import sys
 import threading
-import zlib
 
 import pytest
 import redis
@@ -28,6 +26,7 @@ from faces.services import person_register
 from organizations.models import Organization
 from organizations.services import organization_delete
 from tests.conftest import REPO_ROOT, api_auth, key_client
+from tests.image_samples import png_claiming
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -139,13 +138,6 @@ def test_rotating_a_key_under_load_loses_no_request(make_org, make_key):
 
 # --- limits ------------------------------------------------------------------------------------------
 
-def png_claiming(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(
-        b"IEND", b"")
 
 
 def test_each_limit_is_a_clear_4xx_and_stores_nothing(make_org, make_key, manifest, settings):

@@ -12,13 +12,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 PEOPLE = "/orgs/acme/people"
 
 
-@pytest.fixture
-def rates(settings):
-    def set_rates(**rates: str) -> None:
-        merged = {"api_key": "1000/min", "address": "1000/min", "auth_failure": "1000/min", **rates}
-        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": merged}
-
-    return set_rates
 
 
 def assert_throttled(response) -> None:

@@ -59,13 +59,6 @@ async def assert_ready(communicator: WebsocketCommunicator) -> None:
     assert message["type"] == "websocket.send" and '"ready"' in message["text"], message
 
 
-@pytest.fixture
-def rates(settings):
-    def set_rates(**rates: str) -> None:
-        merged = {"api_key": "1000/min", "address": "1000/min", "auth_failure": "1000/min", **rates}
-        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": merged}
-
-    return set_rates
 
 
 @pytest.fixture
