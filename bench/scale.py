@@ -64,6 +64,7 @@ def run(real: np.ndarray, sizes=DEFAULT_SIZES) -> str:
         HNSW_DTYPE,
         HNSW_EXPANSION_ADD,
         RERANK_CANDIDATES,
+        RERANK_PEOPLE,
         AnnFiles,
         OrgVectors,
     )
@@ -137,8 +138,9 @@ def run(real: np.ndarray, sizes=DEFAULT_SIZES) -> str:
               f"exact search itself returns a face of the probe's identity (lower = a more crowded gallery). "
               f"HNSW above FACEPORTAL_ANN_MIN_FACES={settings.FACEPORTAL_ANN_MIN_FACES}: usearch graph on int8 "
               f"copies (M={HNSW_CONNECTIVITY}, ef_construction={HNSW_EXPANSION_ADD}, expansion_search="
-              f"{settings.FACEPORTAL_ANN_EXPANSION_SEARCH}), its best {RERANK_CANDIDATES} candidates re-ranked "
-              f"exactly against the float32 vectors kept in memory (index MB counts both); build = from "
+              f"{settings.FACEPORTAL_ANN_EXPANSION_SEARCH}), its best {RERANK_CANDIDATES} candidates, plus every face "
+              f"of the people behind the best {RERANK_PEOPLE}, re-ranked exactly against the float32 vectors kept "
+              f"in memory (index MB counts both); build = from "
               f"scratch on all {os.cpu_count()} cores (a restart loads the saved graph instead: restore s); "
               f"add = one new face into the built graph."),
     )

@@ -243,7 +243,8 @@ FACEPORTAL_WS_MAX_QUEUED_FRAMES = env_int("FACEPORTAL_WS_MAX_QUEUED_FRAMES", 64)
 
 # --- Vector store ---------------------------------------------------------------------------------
 # Embedded store: organisations with at least this many faces are searched through a persisted
-# HNSW graph (usearch) instead of exact NumPy; expansion trades query time for recall.
+# HNSW graph (usearch, int8, candidates re-ranked exactly) instead of exact NumPy; the search
+# expansion trades query time for recall (512: ~3 ms p50 at 1M faces on 2 cores, see README).
 FACEPORTAL_ANN_MIN_FACES = env_int("FACEPORTAL_ANN_MIN_FACES", 50_000)
 FACEPORTAL_ANN_EXPANSION_SEARCH = env_int("FACEPORTAL_ANN_EXPANSION_SEARCH", 512)
 MONGODB_URI = os.environ.get("MONGODB_URI", "")

@@ -40,6 +40,11 @@ HNSW_EXPANSION_ADD = 48
 # kept beside it re-rank what the graph proposes, so returned similarities stay exact.
 HNSW_DTYPE = "i8"
 RERANK_CANDIDATES = 32
+# The other faces of the people behind this many best candidates are re-ranked too (at most
+# RERANK_PERSON_FACES of them): a person's photos sit close together, and the graph can reach a
+# person yet stop at a photo other than the nearest.
+RERANK_PEOPLE = 4
+RERANK_PERSON_FACES = 256
 # Dead rows (of removed faces) are reclaimed once they reach this share of the live ones.
 COMPACT_DEAD_SHARE = 0.25
 # Save the graph again once this share of it changed since the last save (and at least SAVE_MIN_CHANGES).
@@ -84,6 +89,9 @@ class OrgVectors:
     store: np.ndarray = field(init=False, repr=False)
     rows: np.ndarray = field(init=False, repr=False)
     used: int = field(init=False, default=0)
+    # With a graph: face ids ordered by person (`people_sorted` aligned), to find a person's faces.
+    people_sorted: np.ndarray = field(init=False, repr=False)
+    faces_by_person: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self, matrix: np.ndarray | None) -> None:
         if matrix is None:
@@ -91,6 +99,11 @@ class OrgVectors:
         self.store = np.ascontiguousarray(matrix, dtype=np.float32)
         self.used = len(self.store)
         self.rows = np.arange(self.used, dtype=np.int64)
+        self._index_people()
+
+    def _index_people(self) -> None:
+        order = np.lexsort((self.face_ids, self.person_ids))
+        self.people_sorted, self.faces_by_person = self.person_ids[order], self.face_ids[order]
 
     def __len__(self) -> int:
         return len(self.face_ids)
@@ -145,6 +158,11 @@ class OrgVectors:
         self.face_ids, self.person_ids, self.rows = all_ids, all_people, all_rows
         if self.ann is not None:
             self.ann.add(face_ids.astype(np.uint64), vectors, threads=threads)
+            people = np.asarray(person_ids, dtype=np.int64)
+            order = np.lexsort((face_ids, people))
+            at = np.searchsorted(self.people_sorted, people[order], side="right")
+            self.people_sorted = np.insert(self.people_sorted, at, people[order])
+            self.faces_by_person = np.insert(self.faces_by_person, at, face_ids[order])
         elif not (self.used == len(self) and self._in_face_order()):
             self._compact()
         self.changed_since_save += len(face_ids)
@@ -160,6 +178,8 @@ class OrgVectors:
             return
         if self.ann is not None:
             self.ann.remove(self.face_ids[~keep].astype(np.uint64))
+            still = ~np.isin(self.faces_by_person, gone)
+            self.people_sorted, self.faces_by_person = self.people_sorted[still], self.faces_by_person[still]
         self.store[self.rows[~keep]] = 0.0  # no copy of a removed face's vector stays in memory
         self.changed_since_save += int((~keep).sum())
         self.face_ids, self.person_ids, self.rows = self.face_ids[keep], self.person_ids[keep], self.rows[keep]
@@ -171,6 +191,7 @@ class OrgVectors:
         if len(self):
             ann.add(self.face_ids.astype(np.uint64), self.vectors(), threads=threads)
         self.ann = ann
+        self._index_people()
         self.changed_since_save = len(self)
 
     def search(self, queries: np.ndarray, k: int, min_similarity: float = 0.0) -> list[list[Hit]]:
@@ -190,6 +211,7 @@ class OrgVectors:
             keys = np.asarray(keys).astype(np.int64)
             positions = np.minimum(np.searchsorted(self.face_ids, keys), n - 1)
             positions = positions[self.face_ids[positions] == keys]  # only faces this copy still holds
+            positions = self._with_same_people(positions, self.store[self.rows[positions]] @ query)
             similarities = cosine_to_similarity(self.store[self.rows[positions]] @ query)
             best = np.argsort(-similarities, kind="stable")[:k]
             results.append(
@@ -200,6 +222,20 @@ class OrgVectors:
                 ]
             )
         return results
+
+    def _with_same_people(self, positions: np.ndarray, cosines: np.ndarray) -> np.ndarray:
+        """`positions` plus those of every face of the people behind the best few of them."""
+        people = np.unique(self.person_ids[positions[np.argsort(-cosines)[:RERANK_PEOPLE]]])
+        if not len(people):
+            return positions
+        starts = np.searchsorted(self.people_sorted, people, side="left")
+        ends = np.searchsorted(self.people_sorted, people, side="right")
+        faces = np.concatenate([self.faces_by_person[a:b] for a, b in zip(starts, ends, strict=True)])
+        faces = faces[:RERANK_PERSON_FACES]
+        if not len(faces):
+            return positions
+        extra = np.minimum(np.searchsorted(self.face_ids, faces), len(self) - 1)
+        return np.union1d(positions, extra[self.face_ids[extra] == faces])
 
     def _exact(self, queries: np.ndarray, k: int, min_similarity: float) -> list[list[Hit]]:
         n = len(self)
@@ -220,7 +256,7 @@ class OrgVectors:
     def memory_bytes(self) -> int:
         own = self.face_ids.nbytes + self.person_ids.nbytes + self.rows.nbytes + self.store.nbytes
         if self.ann is not None:
-            return own + int(self.ann.memory_usage)
+            return own + self.people_sorted.nbytes + self.faces_by_person.nbytes + int(self.ann.memory_usage)
         return own
 
 
