@@ -93,3 +93,28 @@ def test_hnsw_keeps_organisations_apart(make_org, real_vectors, tmp_path):
     index.drop_organization(organization_id=globex.pk)
     assert index.search(organization_id=globex.pk, vectors=real_vectors[:1], k=1) == [[]]
     assert len(index.search(organization_id=acme.pk, vectors=real_vectors[:1], k=1)[0]) == 1
+
+
+def unit_rows(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_a_saved_graph_left_behind_never_brings_a_removed_face_back(make_org, tmp_path):
+    org = make_org("acme")
+    rng = np.random.default_rng(3)
+    base = unit_rows(rng.normal(size=(1100, 128)))
+    writer = EmbeddedVectorIndex(ann_min_faces=200, directory=tmp_path)
+    writer.add(organization_id=org.pk, records=[VectorRecord(i + 1, i + 1, v) for i, v in enumerate(base)])
+    writer.search(organization_id=org.pk, vectors=base[:1], k=1)
+    assert list(tmp_path.glob("org-*.usearch"))
+    # Another worker (its files elsewhere) removes face 1 and writes more than a restart catches up
+    # on, so the graph saved above is left far behind the database.
+    other = EmbeddedVectorIndex(ann_min_faces=200, directory=tmp_path / "other")
+    other.remove(organization_id=org.pk, face_ids=[1])
+    more = unit_rows(rng.normal(size=(2400, 128)))
+    other.add(organization_id=org.pk, records=[VectorRecord(5000 + i, 5000 + i, v) for i, v in enumerate(more)])
+    restarted = EmbeddedVectorIndex(ann_min_faces=10**9, directory=tmp_path)
+    hits = restarted.search(organization_id=org.pk, vectors=base[:1], k=3)[0]
+    assert 1 not in {hit.face_id for hit in hits}
+    best = restarted.search(organization_id=org.pk, vectors=more[5], k=1)[0][0]
+    assert best.face_id == 5005 and best.similarity == pytest.approx(1.0, abs=1e-6)
