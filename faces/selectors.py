@@ -68,9 +68,3 @@ def matches_for_hits(*, organization: Organization, hits: list[list[Hit]], per_q
         results.append(ranked[:per_query])
     return results
 
-
-def organization_counts(*, organization: Organization) -> dict[str, int]:
-    return {
-        "people": Person.objects.filter(organization=organization).count(),
-        "faces": Face.objects.filter(organization=organization).count(),
-    }
