@@ -221,6 +221,14 @@ FACEPORTAL_DEFAULT_THRESHOLD = os.environ.get("FACEPORTAL_DEFAULT_THRESHOLD") or
 # Detection runs on a copy whose longest side is at most this many pixels; boxes map back.
 FACEPORTAL_DETECT_MAX_SIDE = env_int("FACEPORTAL_DETECT_MAX_SIDE", 800)
 FACEPORTAL_MIN_FACE_PIXELS = env_int("FACEPORTAL_MIN_FACE_PIXELS", 24)
+# Enrolment quality gates (faces/quality.py, docs/open-set.md): the smallest face side in pixels,
+# the least sharpness (variance of the Laplacian at 128 px), the most yaw (nose offset in eye
+# distances), and how close the second face's prominence may come to the first's before an image
+# is refused as ambiguous.
+FACEPORTAL_ENROL_MIN_FACE_PIXELS = env_int("FACEPORTAL_ENROL_MIN_FACE_PIXELS", 40)
+FACEPORTAL_ENROL_MIN_SHARPNESS = env_float("FACEPORTAL_ENROL_MIN_SHARPNESS", 10.0)
+FACEPORTAL_ENROL_MAX_YAW = env_float("FACEPORTAL_ENROL_MAX_YAW", 0.45)
+FACEPORTAL_ENROL_AMBIGUOUS_RATIO = env_float("FACEPORTAL_ENROL_AMBIGUOUS_RATIO", 0.6)
 FACEPORTAL_ENGINE_WORKERS = env_int("FACEPORTAL_ENGINE_WORKERS", os.cpu_count() or 2)
 FACEPORTAL_WARM_ENGINE = env_bool("FACEPORTAL_WARM_ENGINE", True)
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+from django.core.cache import cache
 from django.db.models import Count, QuerySet
 
 from faceportal.errors import NotFound
-from faces.index import Hit
+from faces.decision import MATCH, Threshold, decide, effective_threshold
+from faces.engine import get_engine
+from faces.index import Hit, get_index
 from faces.models import Face, Person
 from organizations.models import Organization
 
@@ -68,3 +72,72 @@ def matches_for_hits(*, organization: Organization, hits: list[list[Hit]], per_q
         results.append(ranked[:per_query])
     return results
 
+
+
+GALLERY_SIZE_TTL = 30  # seconds; registration and deletion forget it at once
+
+
+def _gallery_size_key(organization_id: int) -> str:
+    return f"gallery-size:{organization_id}"
+
+
+def gallery_size(*, organization: Organization) -> int:
+    """People enrolled in the organisation: the N the match threshold is calibrated for."""
+    key = _gallery_size_key(organization.pk)
+    size = cache.get(key)
+    if size is None:
+        size = Person.objects.filter(organization=organization).count()
+        cache.set(key, size, GALLERY_SIZE_TTL)
+    return int(size)
+
+
+def gallery_size_forget(*, organization_id: int) -> None:
+    cache.delete(_gallery_size_key(organization_id))
+
+
+# Faces fetched per query before grouping by person, so one person's many faces cannot crowd
+# the candidates list.
+FACES_PER_CANDIDATE = 4
+
+
+def search_threshold(*, organization: Organization, requested: float | None) -> Threshold:
+    """The threshold a search runs under: the request's, else calibrated for the gallery as it is now."""
+    engine = get_engine()
+    return effective_threshold(
+        model=engine.model_name,
+        requested=requested,
+        false_match_rate=organization.false_match_rate,
+        gallery_size=gallery_size(organization=organization) if requested is None else 0,
+        model_default=engine.default_threshold,
+    )
+
+
+@dataclass(frozen=True)
+class VectorDecision:
+    decision: str  # match | unknown | ambiguous
+    best: PersonMatch | None  # the person named, when decision == match
+    candidates: list[PersonMatch]  # nearest people, best first
+    threshold: float  # similarity the best candidate had to reach
+
+
+def decide_vectors(
+    *, organization: Organization, vectors: np.ndarray, threshold: Threshold, max_results: int
+) -> list[VectorDecision]:
+    """Search the organisation's gallery for each vector and decide (faces/decision.py)."""
+    # Candidates below the threshold still help a client tuning it, so the search has no floor;
+    # the second person is always fetched, for the margin test.
+    per_query = max(2, max_results)
+    hits = get_index().search(organization_id=organization.pk, vectors=vectors, k=per_query * FACES_PER_CANDIDATE)
+    matches = matches_for_hits(organization=organization, hits=hits, per_query=per_query)
+    calibration = threshold.calibration
+    offsets = calibration.offsets(vectors) if calibration is not None else np.zeros(len(vectors))
+    decided = []
+    for candidates, offset in zip(matches, offsets, strict=True):
+        outcome = decide(similarities=[c.similarity for c in candidates], threshold=threshold, offset=float(offset))
+        decided.append(VectorDecision(
+            decision=outcome.decision,
+            best=candidates[outcome.best] if outcome.decision == MATCH else None,
+            candidates=candidates[:max_results],
+            threshold=outcome.threshold,
+        ))
+    return decided

@@ -27,7 +27,7 @@ def count_per_organization(app_label: str, model_name: str, **filters):
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
     list_display = [
-        "slug", "name", "is_active", "people_count", "face_count", "active_key_count", "key_count",
+        "slug", "name", "is_active", "false_match_rate", "people_count", "face_count", "active_key_count", "key_count",
         "last_request_at", "created_at",
     ]
     list_filter = ["is_active", "created_at"]

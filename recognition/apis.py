@@ -27,8 +27,10 @@ def optional_number(data, field: str):
 
 class RecognizeInputSerializer(serializers.Serializer):
     image = serializers.JSONField(help_text="base64, data URI, http(s) URL, server path, or a multipart file")
-    threshold = serializers.FloatField(required=False, min_value=0, max_value=1,
-                                       help_text="Minimum similarity (1 + cosine) / 2; default per model")
+    threshold = serializers.FloatField(
+        required=False, min_value=0, max_value=1,
+        help_text="Minimum similarity (1 + cosine) / 2. Leave it out to use the organisation's false_match_rate, "
+        "turned into a threshold for its current gallery size (docs/open-set.md).")
     max_results = serializers.IntegerField(required=False, min_value=1, max_value=20)
     api_auth = ApiAuthSerializer(required=False)
 
@@ -49,13 +51,25 @@ class MatchSerializer(serializers.Serializer):
 class RecognizedFaceSerializer(serializers.Serializer):
     box = BoxSerializer()
     detection_confidence = serializers.FloatField()
+    decision = serializers.ChoiceField(
+        choices=["match", "unknown", "ambiguous"],
+        help_text="match: 'match' names the person. unknown: nobody enrolled is close enough. ambiguous: "
+        "two people are about equally close, so neither is named.")
+    threshold = serializers.FloatField(help_text="The similarity this face's best candidate had to reach")
     match = MatchSerializer(allow_null=True)
     candidates = MatchSerializer(many=True)
 
 
 class RecognizeOutputSerializer(serializers.Serializer):
     faces = RecognizedFaceSerializer(many=True)
-    threshold = serializers.FloatField()
+    threshold = serializers.FloatField(help_text="The threshold in similarity units (for a typical face when "
+                                       "calibrated; each face carries its own)")
+    threshold_source = serializers.ChoiceField(
+        choices=["request", "calibrated", "model_default"],
+        help_text="request: the request's 'threshold'. calibrated: derived from false_match_rate and gallery_size. "
+        "model_default: the model has no calibration data.")
+    false_match_rate = serializers.FloatField(required=False, help_text="The organisation's target (calibrated only)")
+    gallery_size = serializers.IntegerField(required=False, help_text="People enrolled (calibrated only)")
     model = serializers.CharField()
     detector = serializers.CharField()
     image = serializers.DictField(child=serializers.IntegerField())
@@ -67,16 +81,21 @@ RECOGNIZE_RESPONSE_EXAMPLE = {
         {
             "box": {"x": 84, "y": 61, "w": 112, "h": 112},
             "detection_confidence": 0.99,
+            "decision": "match",
+            "threshold": 0.9524,
             "match": {"person": 7, "name": "Ada Lovelace", "similarity": 0.9812},
             "candidates": [{"person": 7, "name": "Ada Lovelace", "similarity": 0.9812},
                            {"person": 3, "name": "Grace Hopper", "similarity": 0.9104}],
         }
     ],
-    "threshold": 0.96,
+    "threshold": 0.9511,
+    "threshold_source": "calibrated",
+    "false_match_rate": 0.001,
+    "gallery_size": 120,
     "model": "Dlib",
     "detector": "dlib",
     "image": {"width": 640, "height": 480},
-    "timings_ms": {"decode": 3.2, "detect": 88.1, "align": 4.3, "embed": 20.6, "search": 0.4, "names": 1.9,
+    "timings_ms": {"decode": 3.2, "detect": 88.1, "align": 4.3, "embed": 20.6, "search": 2.3,
                    "total": 119.8},
 }
 
@@ -86,12 +105,13 @@ class RecognizeApi(OrganizationScopedApi):
         request={"application/json": RecognizeInputSerializer, "multipart/form-data": RecognizeMultipartSerializer},
         responses={200: RecognizeOutputSerializer, **error_responses(*DATA_ROUTE_ERRORS)},
         summary="Recognise every face in an image", operation_id="recognize",
-        description="Every detected face with its box, its best match at or above the threshold (or null) and "
-        "the nearest candidates below it, plus per-stage timings.",
+        description="Every detected face with its box, its decision (match, unknown or ambiguous), the person "
+        "matched (or null) and the nearest candidates, plus per-stage timings. Without a 'threshold' in the request "
+        "the threshold follows the organisation's false_match_rate and its gallery size.",
         tags=["recognition"],
         auth=API_KEY_AUTH,
         examples=[
-            OpenApiExample("Base64 image", value={"image": "<base64 JPEG>", "threshold": 0.96, "max_results": 3},
+            OpenApiExample("Base64 image", value={"image": "<base64 JPEG>", "max_results": 3},
                            request_only=True),
             OpenApiExample("One face matched", value=RECOGNIZE_RESPONSE_EXAMPLE, response_only=True,
                            status_codes=["200"]),
@@ -128,6 +148,7 @@ class VerifyOutputSerializer(serializers.Serializer):
     verified = serializers.BooleanField()
     similarity = serializers.FloatField()
     threshold = serializers.FloatField()
+    threshold_source = serializers.ChoiceField(choices=["request", "calibrated", "model_default"])
 
 
 class VerifyApi(OrganizationScopedApi):
@@ -139,7 +160,8 @@ class VerifyApi(OrganizationScopedApi):
         auth=API_KEY_AUTH,
         examples=[
             OpenApiExample("Against a person", value={"image": "<base64 JPEG>", "person": 7}, request_only=True),
-            OpenApiExample("Same person", value={"verified": True, "similarity": 0.9781, "threshold": 0.96},
+            OpenApiExample("Same person", value={"verified": True, "similarity": 0.9781, "threshold": 0.9402,
+                                                   "threshold_source": "calibrated"},
                            response_only=True, status_codes=["200"]),
         ],
     )

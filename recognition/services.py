@@ -9,22 +9,19 @@ from typing import Any
 import numpy as np
 
 from faceportal.errors import InvalidInput, Unprocessable
+from faces.decision import effective_threshold
 from faces.engine import get_engine
 from faces.images import LoadedImage, load
-from faces.index import get_index
-from faces.selectors import matches_for_hits, person_get
+from faces.selectors import decide_vectors, person_get, search_threshold
 from organizations.models import Organization
 
 MAX_RESULTS_LIMIT = 20
-# Faces fetched per query before grouping by person, so one person's many faces cannot crowd
-# the candidates list.
-FACES_PER_CANDIDATE = 4
 
 
-def validate_threshold(threshold: Any) -> float:
-    engine = get_engine()
+def validate_threshold(threshold: Any) -> float | None:
+    """A request's explicit similarity threshold, or None: the organisation's calibrated one applies."""
     if threshold is None:
-        return engine.default_threshold
+        return None
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
         raise InvalidInput("'threshold' must be a number between 0 and 1.", details={"field": "threshold"})
     if not 0.0 <= float(threshold) <= 1.0:
@@ -47,30 +44,27 @@ def _ms(started: float) -> float:
 
 
 def recognize_loaded(
-    *, organization: Organization, image: LoadedImage, threshold: float, max_results: int
+    *, organization: Organization, image: LoadedImage, threshold: float | None, max_results: int
 ) -> dict[str, Any]:
     engine = get_engine()
     timings: dict[str, float] = {}
     result = engine.faces_in(image.pixels)
     timings.update({stage: round(value, 2) for stage, value in result.timings_ms.items()})
     started = time.perf_counter()
+    chosen = search_threshold(organization=organization, requested=threshold)
     faces_out: list[dict[str, Any]] = []
     if result.faces:
         vectors = np.stack([face.embedding for face in result.faces])
-        # Candidates below the threshold are still useful to a client tuning it, so search
-        # without a floor and mark the match separately.
-        hits = get_index().search(
-            organization_id=organization.pk, vectors=vectors, k=max_results * FACES_PER_CANDIDATE
-        )
+        decided = decide_vectors(organization=organization, vectors=vectors, threshold=chosen, max_results=max_results)
         timings["search"] = _ms(started)
-        mark = time.perf_counter()
-        matches = matches_for_hits(organization=organization, hits=hits, per_query=max_results)
-        for face, candidates in zip(result.faces, matches, strict=True):
-            best = candidates[0] if candidates and candidates[0].similarity >= threshold else None
+        for face, outcome in zip(result.faces, decided, strict=True):
+            best, candidates = outcome.best, outcome.candidates
             faces_out.append(
                 {
                     "box": face.detection.box.as_dict(),
                     "detection_confidence": round(face.detection.confidence, 4),
+                    "decision": outcome.decision,
+                    "threshold": round(outcome.threshold, 4),
                     "match": None if best is None else {
                         "person": best.person_id, "name": best.name, "similarity": round(best.similarity, 4)
                     },
@@ -80,13 +74,12 @@ def recognize_loaded(
                     ],
                 }
             )
-        timings["names"] = _ms(mark)
     else:
         timings["search"] = 0.0
     width, height = result.image_size
     return {
         "faces": faces_out,
-        "threshold": threshold,
+        **chosen.describe(),
         "model": engine.model_name,
         "detector": engine.detector_name,
         "image": {"width": width, "height": height},
@@ -123,13 +116,18 @@ class Verification:
     verified: bool
     similarity: float
     threshold: float
+    threshold_source: str
 
 
 def verify(
     *, organization: Organization, image: Any, other_image: Any = None, person_id: Any = None, threshold: Any = None
 ) -> Verification:
-    """1:1 check: is the face in `image` the same person as `other_image`'s, or as person `person_id`?"""
-    threshold_value = validate_threshold(threshold)
+    """1:1 check: is the face in `image` the same person as `other_image`'s, or as person `person_id`?
+
+    Without an explicit threshold, the organisation's false-match rate applies to one comparison
+    (a gallery of one).
+    """
+    requested = validate_threshold(threshold)
     if (other_image is None) == (person_id is None):
         raise InvalidInput("Give exactly one of 'image2' or 'person'.", details={"field": "image2"})
     if image is None:
@@ -146,5 +144,12 @@ def verify(
             raise Unprocessable("That person has no registered faces.", code="person_has_no_faces")
         gallery = np.stack(vectors)
         similarity = float(np.max((1 + gallery @ probe) / 2))
-    return Verification(verified=similarity >= threshold_value, similarity=round(similarity, 4),
-                        threshold=threshold_value)
+    engine = get_engine()
+    chosen = effective_threshold(
+        model=engine.model_name, requested=requested, false_match_rate=organization.false_match_rate,
+        gallery_size=1, model_default=engine.default_threshold,
+    )
+    offset = float(chosen.calibration.offsets(probe)[0]) if chosen.calibration is not None else 0.0
+    needed = chosen.for_offset(offset)
+    return Verification(verified=similarity >= needed, similarity=round(similarity, 4),
+                        threshold=round(needed, 4), threshold_source=chosen.source)

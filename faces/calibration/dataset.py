@@ -1,0 +1,155 @@
+"""Embedding a labelled photo folder (LFW layout) once, cached, for calibration and the open-set bench.
+
+The folder has `manifest.csv` (`path,identity,...`). Every face of every photo is embedded with
+the current engine; the cache (one .npz per model and detector under var/) makes re-runs free and
+an interrupted run resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from django.conf import settings
+
+CHECKPOINT_EVERY = 200
+
+
+def default_lfw_dir() -> Path:
+    configured = os.environ.get("FACEPORTAL_LFW_DIR")
+    if configured:
+        return Path(configured)
+    return Path(settings.BASE_DIR).parent / "shared" / "lfw-train"
+
+
+@dataclass
+class EmbeddedSet:
+    """Photos of a folder and the faces the engine found in them.
+
+    `face_photo[i]` is the photo row of face i; `chosen[p]` is the face the engine's prominence rule
+    picks for photo p (the first face it returns), or -1 when none was found.
+    """
+
+    paths: list[str]
+    identities: list[str]
+    face_photo: np.ndarray  # (F,) int
+    boxes: np.ndarray  # (F, 4) x, y, w, h
+    confidences: np.ndarray  # (F,)
+    embeddings: np.ndarray  # (F, D) float32, L2-normalised
+    model: str
+    detector: str
+
+    @property
+    def chosen(self) -> np.ndarray:
+        chosen = np.full(len(self.paths), -1, dtype=np.int64)
+        # Faces of a photo are stored most prominent first; keep the first per photo.
+        for face in range(len(self.face_photo) - 1, -1, -1):
+            chosen[self.face_photo[face]] = face
+        return chosen
+
+    def photo_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
+        """(photo rows with a face, their chosen embeddings)."""
+        chosen = self.chosen
+        rows = np.flatnonzero(chosen >= 0)
+        return rows, self.embeddings[chosen[rows]]
+
+
+def read_manifest(folder: Path) -> list[tuple[str, str]]:
+    with open(folder / "manifest.csv", newline="") as handle:
+        return [(row["path"], row["identity"]) for row in csv.DictReader(handle)]
+
+
+def cache_path(*, model: str, detector: str) -> Path:
+    return Path(settings.VAR_DIR) / "calibration" / f"lfw-{model}-{detector}.npz".lower()
+
+
+def _save(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **data)
+    os.replace(tmp, path)
+
+
+def embed_folder(
+    *, folder: Path, progress: Callable[[int, int], None] | None = None, limit: int | None = None
+) -> EmbeddedSet:
+    """Embed every photo in `folder` (resuming from the cache); faces most prominent first."""
+    from faces.engine import get_engine
+
+    engine = get_engine()
+    rows = read_manifest(folder)
+    if limit is not None:
+        rows = rows[:limit]
+    path = cache_path(model=engine.model_name, detector=engine.detector_name)
+    done: dict[str, list[tuple[list[int], float, np.ndarray]]] = {}
+    dimension = engine.dimension
+    if path.exists():
+        cached = np.load(path, allow_pickle=False)
+        for photo in cached["paths"]:
+            done[str(photo)] = []
+        for face, p in enumerate(cached["face_photo"]):
+            done[str(cached["paths"][p])].append(
+                (cached["boxes"][face].tolist(), float(cached["confidences"][face]), cached["embeddings"][face])
+            )
+
+    def snapshot() -> dict:
+        paths = list(done)
+        face_photo, boxes, confidences, embeddings = [], [], [], []
+        for p, photo in enumerate(paths):
+            for box, confidence, embedding in done[photo]:
+                face_photo.append(p)
+                boxes.append(box)
+                confidences.append(confidence)
+                embeddings.append(embedding)
+        return {
+            "paths": np.array(paths, dtype=str),
+            "face_photo": np.array(face_photo, dtype=np.int64),
+            "boxes": np.array(boxes, dtype=np.int64).reshape(-1, 4),
+            "confidences": np.array(confidences, dtype=np.float32),
+            "embeddings": np.array(embeddings, dtype=np.float32).reshape(-1, dimension),
+        }
+
+    todo = [relative for relative, _ in rows if relative not in done]
+    since_save = 0
+    started = time.perf_counter()
+    for n, relative in enumerate(todo, 1):
+        image = cv2.imread(str(folder / relative))
+        faces = [] if image is None else engine.faces_in(image).faces
+        done[relative] = [
+            ([f.detection.box.x, f.detection.box.y, f.detection.box.w, f.detection.box.h],
+             f.detection.confidence, f.embedding)
+            for f in faces
+        ]
+        since_save += 1
+        if since_save >= CHECKPOINT_EVERY:
+            _save(path, snapshot())
+            since_save = 0
+        if progress:
+            progress(n, len(todo))
+    if since_save or not path.exists():
+        _save(path, snapshot())
+    del started
+    data = snapshot()
+    index = {photo: p for p, photo in enumerate(data["paths"])}
+    # Rows in manifest order, whatever order the cache was filled in.
+    order = [index[relative] for relative, _ in rows]
+    remap = {old: new for new, old in enumerate(order)}
+    keep = np.isin(data["face_photo"], order)
+    face_photo = np.array([remap[p] for p in data["face_photo"][keep]], dtype=np.int64)
+    sort = np.argsort(face_photo, kind="stable")
+    return EmbeddedSet(
+        paths=[relative for relative, _ in rows],
+        identities=[identity for _, identity in rows],
+        face_photo=face_photo[sort],
+        boxes=data["boxes"][keep][sort],
+        confidences=data["confidences"][keep][sort],
+        embeddings=data["embeddings"][keep][sort],
+        model=engine.model_name,
+        detector=engine.detector_name,
+    )

@@ -1,0 +1,183 @@
+"""The match decision, shared by REST and WebSocket: raw similarities in, a decision out.
+
+A search for someone who is not enrolled still returns a nearest person; whether that person is
+named depends on a threshold. A fixed similarity threshold lets more strangers through as the
+gallery grows (each enrolled person is one more chance of a near miss), so the threshold here is
+derived per search from the organisation's `false_match_rate` and its current gallery size,
+using the model's calibration: the measured chance `p1(t)` that a stranger scores at least `t`
+against one enrolled person. For a gallery of N people the chance that a stranger passes is
+1 - (1 - p1(t))^N; the threshold is the lowest `t` that keeps it at or under the target rate.
+
+Scores are cohort-normalised when the calibration says so: a probe's similarity to a person,
+minus the mean of its K best similarities to a fixed cohort of strangers. Faces that resemble
+everybody (blur, low light, a common look) score high against everybody; subtracting what the
+probe scores against strangers removes that. On the answer, each face's threshold is given back
+in plain similarity units (the normalised threshold plus that face's cohort offset).
+
+The calibration (per model) is data under faces/calibration/, built by
+`manage.py calibrate_openset`, never constants here.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
+
+SOURCE_REQUEST = "request"
+SOURCE_CALIBRATED = "calibrated"
+SOURCE_DEFAULT = "model_default"  # no calibration file for this model: the engine's fixed default
+
+MATCH = "match"
+UNKNOWN = "unknown"
+AMBIGUOUS = "ambiguous"
+
+
+def calibration_paths(model: str) -> tuple[Path, Path]:
+    stem = model.lower()
+    return CALIBRATION_DIR / f"{stem}.json", CALIBRATION_DIR / f"{stem}.cohort.npy"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    model: str
+    cohort: np.ndarray  # (C, D) L2-normalised stranger embeddings, one per person
+    cohort_k: int
+    normalise: bool
+    margin: float  # least gap between the best and second person (score units); 0 = no test
+    tail_scores: np.ndarray  # ascending score values t
+    tail_log10_p: np.ndarray  # log10 P(stranger scores >= t against one enrolled person)
+    tail_slope: float  # d log10 p / d t below the last measured point (negative)
+    safety: float  # the target rate is divided by this: thresholds travel imperfectly between datasets
+    typical_offset: float  # median cohort offset of a face, to state a threshold in similarity units
+
+    def per_person_rate(self, *, gallery_size: int, false_match_rate: float) -> float:
+        """p1 such that 1 - (1 - p1)^N equals the target rate (over the safety factor)."""
+        target = min(0.999, false_match_rate / self.safety)
+        people = max(1, gallery_size)
+        # -expm1(log1p(-target) / N) is 1 - (1 - target)^(1/N) without cancellation for tiny rates.
+        return -math.expm1(math.log1p(-target) / people)
+
+    def threshold_for(self, *, gallery_size: int, false_match_rate: float) -> float:
+        """The score a best candidate needs, for this gallery size and target rate."""
+        log_p = math.log10(max(1e-300, self.per_person_rate(gallery_size=gallery_size,
+                                                             false_match_rate=false_match_rate)))
+        scores, logs = self.tail_scores, self.tail_log10_p
+        if log_p >= logs[0]:
+            return float(scores[0])
+        if log_p < logs[-1]:
+            # Rarer than anything measured: extend the tail along its last measured slope.
+            return float(scores[-1] + (log_p - logs[-1]) / self.tail_slope)
+        # logs fall as scores rise; np.interp wants ascending x, so walk it reversed.
+        return float(np.interp(log_p, logs[::-1], scores[::-1]))
+
+    def offsets(self, vectors: np.ndarray) -> np.ndarray:
+        """Each vector's mean similarity to its K nearest cohort faces (0 when not normalising)."""
+        vectors = np.atleast_2d(vectors)
+        if not self.normalise or len(vectors) == 0:
+            return np.zeros(len(vectors), dtype=np.float64)
+        similarities = (1.0 + vectors @ self.cohort.T) / 2.0
+        k = min(self.cohort_k, similarities.shape[1])
+        top = np.partition(similarities, -k, axis=1)[:, -k:]
+        return top.mean(axis=1).astype(np.float64)
+
+
+def parse_calibration(table: dict, cohort: np.ndarray) -> Calibration:
+    decision = table["decision"]
+    tail = table["tail"]
+    return Calibration(
+        model=table["model"],
+        cohort=np.ascontiguousarray(cohort, dtype=np.float32),
+        cohort_k=int(decision["cohort_k"]),
+        normalise=bool(decision["normalise"]),
+        margin=float(decision["margin"]),
+        tail_scores=np.asarray(tail["scores"], dtype=np.float64),
+        tail_log10_p=np.asarray(tail["log10_p"], dtype=np.float64),
+        tail_slope=float(tail["slope"]),
+        safety=float(decision["safety"]),
+        typical_offset=float(table["cohort"]["typical_offset"]),
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def load_calibration(model: str) -> Calibration | None:
+    table_path, cohort_path = calibration_paths(model)
+    if not table_path.exists() or not cohort_path.exists():
+        return None
+    return parse_calibration(json.loads(table_path.read_text()), np.load(cohort_path))
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The threshold one search runs under, and where it came from."""
+
+    source: str  # request | calibrated | model_default
+    value: float | None  # request/model_default: similarity; calibrated: normalised score
+    similarity: float  # the same threshold in similarity units for a typical face
+    false_match_rate: float | None = None
+    gallery_size: int | None = None
+    calibration: Calibration | None = None
+
+    def for_offset(self, offset: float) -> float:
+        """This threshold in similarity units for a face with this cohort offset."""
+        if self.source == SOURCE_CALIBRATED and self.calibration is not None and self.calibration.normalise:
+            return float(self.value + offset)
+        return float(self.value if self.value is not None else self.similarity)
+
+    def describe(self) -> dict:
+        described = {"threshold": round(self.similarity, 4), "threshold_source": self.source}
+        if self.source == SOURCE_CALIBRATED:
+            described["false_match_rate"] = self.false_match_rate
+            described["gallery_size"] = self.gallery_size
+        return described
+
+
+def effective_threshold(
+    *, model: str, requested: float | None, false_match_rate: float, gallery_size: int, model_default: float
+) -> Threshold:
+    """An explicit threshold wins; else the calibrated one for this gallery; else the model's default."""
+    if requested is not None:
+        return Threshold(source=SOURCE_REQUEST, value=float(requested), similarity=float(requested))
+    calibration = load_calibration(model)
+    if calibration is None:
+        return Threshold(source=SOURCE_DEFAULT, value=model_default, similarity=model_default)
+    value = calibration.threshold_for(gallery_size=gallery_size, false_match_rate=false_match_rate)
+    offset = calibration.typical_offset if calibration.normalise else 0.0
+    return Threshold(
+        source=SOURCE_CALIBRATED, value=value, similarity=min(1.0, value + offset),
+        false_match_rate=false_match_rate, gallery_size=gallery_size, calibration=calibration,
+    )
+
+
+@dataclass(frozen=True)
+class FaceDecision:
+    decision: str  # match | unknown | ambiguous
+    best: int | None  # index into the candidates of the matched person, when decision == match
+    threshold: float  # similarity this face's best candidate had to reach
+    margin: float | None  # best minus second-best person, similarity units; None with one candidate
+
+
+def decide(*, similarities: list[float], threshold: Threshold, offset: float) -> FaceDecision:
+    """Decide for one face from its candidates' similarities (one per person, best first).
+
+    Below the threshold: unknown. At or above it, but with a different person within the
+    calibrated margin: ambiguous, since naming either would be a coin toss. Otherwise a match.
+    A request's explicit threshold is a plain similarity cut, as before calibration existed.
+    """
+    needed = threshold.for_offset(offset)
+    if not similarities:
+        return FaceDecision(decision=UNKNOWN, best=None, threshold=needed, margin=None)
+    gap = similarities[0] - similarities[1] if len(similarities) > 1 else None
+    if similarities[0] < needed:
+        return FaceDecision(decision=UNKNOWN, best=None, threshold=needed, margin=gap)
+    calibration = threshold.calibration
+    if (threshold.source == SOURCE_CALIBRATED and calibration is not None and calibration.margin > 0
+            and gap is not None and gap < calibration.margin):
+        return FaceDecision(decision=AMBIGUOUS, best=None, threshold=needed, margin=gap)
+    return FaceDecision(decision=MATCH, best=0, threshold=needed, margin=gap)
