@@ -22,7 +22,9 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 	$(PIP) install --quiet --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
+# dlib's face-recognition ResNet as ONNX, the default embedder: converted once per .dat (by hash).
 install: $(STAMP)
+	@$(PY) -m faces.engine.dlib_onnx
 
 migrate: install
 	$(PY) manage.py migrate --noinput

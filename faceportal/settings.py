@@ -215,6 +215,9 @@ SPECTACULAR_SETTINGS = {
 # --- Faces ----------------------------------------------------------------------------------------
 DEEPFACE_HOME = os.environ.get("DEEPFACE_HOME") or str(VAR_DIR / "deepface")
 DEEPFACE_EMBEDDER_MODEL = os.environ.get("DEEPFACE_EMBEDDER_MODEL", "Dlib")
+# How the Dlib model runs: "onnx" (our conversion of its ResNet, on ONNX Runtime) or "dlib" (the
+# dlib-bin package). Same embeddings either way; onnx is ~10x faster per face and scales with cores.
+FACEPORTAL_DLIB_RUNTIME = os.environ.get("FACEPORTAL_DLIB_RUNTIME", "onnx").strip().lower() or "onnx"
 DEEPFACE_DETECTOR_BACKEND = os.environ.get("DEEPFACE_DETECTOR_BACKEND", "dlib")
 # Minimum similarity ((1 + cosine) / 2) for a match; unset = the model's calibrated default.
 FACEPORTAL_DEFAULT_THRESHOLD = os.environ.get("FACEPORTAL_DEFAULT_THRESHOLD") or None
