@@ -53,6 +53,25 @@ def images_from_request(request, data) -> list[Any]:
     return images
 
 
+def json_field(data, field: str) -> Any:
+    """A JSON value; multipart forms carry it as text."""
+    value = data.get(field)
+    if isinstance(value, str) and hasattr(data, "getlist"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise InvalidInput(f"'{field}' must be JSON.", details={"field": field}) from None
+    return value
+
+
+def flag_field(data, field: str) -> Any:
+    """A boolean; multipart forms send 'true' or 'false'. Anything else is left for the service to refuse."""
+    value = data.get(field, False)
+    if isinstance(value, str) and hasattr(data, "getlist"):
+        return {"true": True, "false": False, "1": True, "0": False}.get(value.strip().lower(), value)
+    return value
+
+
 class ApiAuthSerializer(serializers.Serializer):
     user = serializers.CharField()
     api_key_name = serializers.CharField()
@@ -65,12 +84,20 @@ class RegisterInputSerializer(serializers.Serializer):
         help_text="Each: base64 string, data URI, http(s) URL, server path, or {base64|url|path: ...}. "
         "Multipart uploads use repeated 'images' file fields.",
     )
+    boxes = serializers.ListField(
+        child=serializers.DictField(allow_null=True), required=False,
+        help_text="One entry per image, null or {x, y, w, h}: the face to register when a photo shows several.")
+    allow_duplicate = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Register even when a face already matches a different person (otherwise 409).")
     api_auth = ApiAuthSerializer(required=False)
 
 
 class RegisterMultipartSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     images = serializers.ListField(child=serializers.FileField(), help_text="One or more photos (repeat the field).")
+    boxes = serializers.CharField(required=False, help_text="Optional JSON list: null or {x, y, w, h} per image")
+    allow_duplicate = serializers.BooleanField(required=False, default=False)
     api_auth = serializers.CharField(required=False, help_text='Optional JSON: {"user": ..., "api_key_name": ...}')
 
 
@@ -93,6 +120,12 @@ class ImageOutcomeSerializer(serializers.Serializer):
     box = BoxSerializer(allow_null=True)
     detection_confidence = serializers.FloatField(allow_null=True)
     faces_detected = serializers.IntegerField()
+    code = serializers.CharField(
+        allow_null=True,
+        help_text="Why the image added no face: no_face, no_face_at_box, ambiguous_faces, face_too_small, "
+        "face_too_blurred, face_not_frontal, duplicate_image")
+    quality = serializers.DictField(child=serializers.FloatField(), allow_null=True,
+                                    help_text="size (px), sharpness, yaw of the face used")
 
 
 class FaceOutputSerializer(serializers.ModelSerializer):
@@ -141,11 +174,13 @@ REGISTER_RESPONSE_EXAMPLE = {
     "faces_added": 2,
     "images": [
         {"index": 0, "accepted": True, "reason": None, "face_id": 31, "box": FACE_BOX,
-         "detection_confidence": 0.99, "faces_detected": 1},
+         "detection_confidence": 0.99, "faces_detected": 1, "code": None,
+         "quality": {"size": 112, "sharpness": 84.2, "yaw": 0.06}},
         {"index": 1, "accepted": True, "reason": None, "face_id": 32, "box": FACE_BOX,
-         "detection_confidence": 0.97, "faces_detected": 1},
+         "detection_confidence": 0.97, "faces_detected": 2, "code": None,
+         "quality": {"size": 104, "sharpness": 61.0, "yaw": 0.11}},
         {"index": 2, "accepted": False, "reason": "no face detected", "face_id": None, "box": None,
-         "detection_confidence": None, "faces_detected": 0},
+         "detection_confidence": None, "faces_detected": 0, "code": "no_face", "quality": None},
     ],
     "timings_ms": {"detect": 212.4, "align": 9.8, "embed": 41.0},
 }
@@ -154,10 +189,13 @@ REGISTER_RESPONSE_EXAMPLE = {
 class RegisterApi(OrganizationScopedApi):
     @extend_schema(
         request={"application/json": RegisterInputSerializer, "multipart/form-data": RegisterMultipartSerializer},
-        responses={201: RegisterOutputSerializer, **error_responses(*DATA_ROUTE_ERRORS, 422)},
+        responses={201: RegisterOutputSerializer, **error_responses(*DATA_ROUTE_ERRORS, 409, 422)},
         summary="Register a person from one or more photos", operation_id="person_register",
-        description="Each photo adds its most prominent face. Registering an existing name adds faces to that "
-        "person. Photos without a face are reported per image; when none has a face nothing is stored (422).",
+        description="Each photo adds one face: the one in 'boxes' when given, else the most prominent (refused "
+        "as ambiguous when two are about equally prominent). Registering an existing name adds faces to that "
+        "person. Faces that are too small, blurred or turned away, and images the person already has, are reported "
+        "per image with a code; when no image gives a usable face nothing is stored (422). A face that already "
+        "matches a different person is refused with 409 face_matches_existing_person unless allow_duplicate.",
         tags=["faces"],
         auth=API_KEY_AUTH,
         examples=[
@@ -172,7 +210,10 @@ class RegisterApi(OrganizationScopedApi):
     def post(self, request, organization: str):
         data = self.body()
         org = self.organization()
-        result = person_register(organization=org, name=data.get("name"), images=images_from_request(request, data))
+        result = person_register(
+            organization=org, name=data.get("name"), images=images_from_request(request, data),
+            boxes=json_field(data, "boxes"), allow_duplicate=flag_field(data, "allow_duplicate"),
+        )
         person = person_get(organization=org, person_id=result.person.pk)
         payload = {
             "person": PersonOutputSerializer(person).data,

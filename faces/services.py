@@ -15,14 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
 from faceportal.errors import Conflict, InvalidImage, InvalidInput, Unprocessable
+from faces import quality
+from faces.decision import MATCH
 from faces.engine import get_engine, map_in_engine_pool
+from faces.engine.base import EmbeddedFace, FaceBox
+from faces.engine.pipeline import EngineResult, prominence
 from faces.images import LoadedImage, decode, load_all
 from faces.index import VectorRecord, get_index
 from faces.models import Face, Person
+from faces.selectors import decide_vectors, gallery_size_forget, search_threshold
 from organizations.models import Organization
 
 logger = logging.getLogger(__name__)
@@ -34,11 +40,17 @@ MAX_NAME_LENGTH = 200
 class ImageOutcome:
     index: int
     accepted: bool
-    reason: str | None = None
+    reason: str | None = None  # why it was not stored, in words
     face_id: int | None = None
-    box: dict[str, int] | None = None
+    box: dict[str, int] | None = None  # the face used (or refused)
     detection_confidence: float | None = None
     faces_detected: int = 0
+    code: str | None = None  # why, as a code: no_face, face_too_small, ambiguous_faces, duplicate_image, ...
+    quality: dict[str, float] | None = None  # the measures the gates looked at
+
+
+# Two stored faces of one person this close are the same image (the engine is deterministic).
+SAME_IMAGE_SIMILARITY = 0.9999
 
 
 @dataclass
@@ -83,45 +95,166 @@ def mirrored_write(undo: list[Callable[[], None]]) -> Iterator[None]:
         raise
 
 
+def validate_boxes(boxes: Any, *, count: int) -> list[FaceBox | None]:
+    """`boxes`: one entry per image, null or {"x", "y", "w", "h"}: the face the client means."""
+    if boxes is None:
+        return [None] * count
+    if not isinstance(boxes, list) or len(boxes) != count:
+        raise InvalidInput(f"'boxes' must be a list with one entry (or null) per image ({count}).",
+                           details={"field": "boxes"})
+    parsed: list[FaceBox | None] = []
+    for position, box in enumerate(boxes):
+        if box is None:
+            parsed.append(None)
+            continue
+        values = [box.get(key) for key in ("x", "y", "w", "h")] if isinstance(box, dict) else []
+        if len(values) != 4 or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in values) \
+                or values[2] == 0 or values[3] == 0:
+            raise InvalidInput(f"'boxes[{position}]' must be null or {{x, y, w, h}} with whole numbers, w and h > 0.",
+                               details={"field": "boxes", "image_index": position})
+        parsed.append(FaceBox(*values))
+    return parsed
+
+
+def _overlap(a: FaceBox, b: FaceBox) -> float:
+    """Intersection over union of two boxes."""
+    w = max(0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
+    h = max(0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
+    inter = w * h
+    return inter / float(a.area + b.area - inter) if inter else 0.0
+
+
+def _refused(outcome: ImageOutcome, code: str, reason: str) -> ImageOutcome:
+    outcome.accepted, outcome.code, outcome.reason = False, code, reason
+    return outcome
+
+
+def _choose_face(
+    *, image: LoadedImage, result: EngineResult, box: FaceBox | None
+) -> tuple[ImageOutcome, EmbeddedFace | None]:
+    """The face an enrolment image stands for, or the reason there is none.
+
+    The client's box wins; otherwise the most prominent face, unless a second one is about as
+    prominent (then nobody can tell whom the photo is of). The chosen face must pass the gates.
+    """
+    outcome = ImageOutcome(index=image.index, accepted=True, faces_detected=len(result.faces))
+    if not result.faces:
+        return _refused(outcome, "no_face", "no face detected"), None
+    if box is not None:
+        overlaps = [_overlap(box, face.detection.box) for face in result.faces]
+        best = int(np.argmax(overlaps))
+        if overlaps[best] < 0.3:
+            return _refused(outcome, "no_face_at_box", "no detected face matches the given box"), None
+        chosen = result.faces[best]
+    else:
+        chosen = result.faces[0]
+        if len(result.faces) > 1:
+            width, height = result.image_size
+            first, second = (prominence(face.detection, width, height) for face in result.faces[:2])
+            if second >= settings.FACEPORTAL_ENROL_AMBIGUOUS_RATIO * first:
+                outcome.box = chosen.detection.box.as_dict()
+                return _refused(
+                    outcome, "ambiguous_faces",
+                    f"{len(result.faces)} faces, two of them about equally prominent: say which one with 'boxes'",
+                ), None
+    outcome.box = chosen.detection.box.as_dict()
+    outcome.detection_confidence = round(chosen.detection.confidence, 4)
+    verdict = quality.assess(image.pixels, chosen.detection)
+    outcome.quality = verdict.measures
+    if verdict.reason is not None:
+        return _refused(outcome, verdict.reason, verdict.message), None
+    return outcome, chosen
+
+
+def _examine(image: LoadedImage, box: FaceBox | None) -> tuple[EngineResult, ImageOutcome, EmbeddedFace | None]:
+    result = get_engine().faces_in(image.pixels, with_crops=True)
+    outcome, chosen = _choose_face(image=image, result=result, box=box)
+    return result, outcome, chosen
+
+
+def _check_not_someone_else(
+    *, organization: Organization, name: str, accepted: list[tuple[ImageOutcome, EmbeddedFace]]
+) -> None:
+    """409 when a face already matches a different person at the organisation's decision threshold."""
+    vectors = np.stack([embedded.embedding for _, embedded in accepted])
+    threshold = search_threshold(organization=organization, requested=None)
+    decided = decide_vectors(organization=organization, vectors=vectors, threshold=threshold, max_results=2)
+    for (outcome, _), decision in zip(accepted, decided, strict=True):
+        if decision.decision == MATCH and decision.best is not None and decision.best.name != name:
+            raise Conflict(
+                f"Image {outcome.index}: this face is already registered as '{decision.best.name}'. "
+                "Send 'allow_duplicate': true to register it under this name anyway.",
+                details={"image_index": outcome.index, "person": {"id": decision.best.person_id,
+                                                                  "name": decision.best.name},
+                         "similarity": round(decision.best.similarity, 4), "threshold": round(decision.threshold, 4)},
+                code="face_matches_existing_person",
+            )
+
+
+def _drop_same_images(
+    *, organization: Organization, name: str, accepted: list[tuple[ImageOutcome, EmbeddedFace]]
+) -> list[tuple[ImageOutcome, EmbeddedFace]]:
+    """Keep one copy of an image: not again when the person has it, not twice in one request."""
+    stored = list(Face.objects.filter(organization=organization, person__name=name).values_list("id", "embedding"))
+    known = [(face_id, np.frombuffer(bytes(vector), "<f4")) for face_id, vector in stored]
+    kept = []
+    for outcome, embedded in accepted:
+        same = next((face_id for face_id, vector in known
+                     if (1 + float(vector @ embedded.embedding)) / 2 >= SAME_IMAGE_SIMILARITY), None)
+        if same is not None:
+            _refused(outcome, "duplicate_image", "the same image is already stored for this person")
+            outcome.face_id = same if same > 0 else None
+            continue
+        known.append((-1 - len(kept), embedded.embedding))  # an earlier image of this same request
+        kept.append((outcome, embedded))
+    return kept
+
+
 def person_register(
-    *, organization: Organization, name: Any, images: list[Any], content_hashes: list[str] | None = None
+    *, organization: Organization, name: Any, images: list[Any], content_hashes: list[str] | None = None,
+    boxes: Any = None, allow_duplicate: Any = False,
 ) -> RegistrationResult:
     """Register a person (or add faces to the existing one of that name) from several photos.
 
-    Each image contributes its most prominent face; images without a usable face are reported,
-    not stored. When no image yields a face, nothing is stored and Unprocessable is raised.
+    Each image contributes one face: the one in `boxes[i]` when given, else the most prominent,
+    refused when another is about as prominent. Faces that fail a quality gate, or that are an
+    image this person already has, are reported per image, not stored. When a face already
+    matches a different person at the organisation's threshold, nothing is stored (409) unless
+    `allow_duplicate`. When no image yields a usable face, nothing is stored (422).
     `content_hashes` (one per image) are recorded on the faces so bulk enrolment can resume.
     """
     name = validate_person_name(name)
+    if not isinstance(allow_duplicate, bool):
+        raise InvalidInput("'allow_duplicate' must be true or false.", details={"field": "allow_duplicate"})
     loaded: list[LoadedImage] = load_all(images)
+    wanted = validate_boxes(boxes, count=len(loaded))
     engine = get_engine()
     outcomes: list[ImageOutcome] = []
-    accepted: list[tuple[ImageOutcome, Any]] = []
+    accepted: list[tuple[ImageOutcome, EmbeddedFace]] = []
     timings = {"detect": 0.0, "align": 0.0, "embed": 0.0}
-    # Images are independent: embed them on all engine threads at once.
-    results = map_in_engine_pool(lambda image: engine.faces_in(image.pixels, with_crops=True), loaded)
-    for image, result in zip(loaded, results, strict=True):
+    # Images are independent: examine them on all engine threads at once.
+    examined = map_in_engine_pool(lambda pair: _examine(*pair), list(zip(loaded, wanted, strict=True)))
+    for result, outcome, chosen in examined:
         for stage, value in result.timings_ms.items():
             timings[stage] = timings.get(stage, 0.0) + value
-        if not result.faces:
-            outcomes.append(ImageOutcome(index=image.index, accepted=False, reason="no face detected"))
-            continue
-        best = result.faces[0]
-        outcome = ImageOutcome(
-            index=image.index,
-            accepted=True,
-            box=best.detection.box.as_dict(),
-            detection_confidence=round(best.detection.confidence, 4),
-            faces_detected=len(result.faces),
-        )
         outcomes.append(outcome)
-        accepted.append((outcome, best))
+        if chosen is not None:
+            accepted.append((outcome, chosen))
+    if accepted:
+        accepted = _drop_same_images(organization=organization, name=name, accepted=accepted)
+        if not accepted:  # nothing new: every usable image is already stored for this person
+            person = Person.objects.get(organization=organization, name=name)
+            return RegistrationResult(person=person, created=False, outcomes=outcomes, timings_ms=timings)
     if not accepted:
+        codes = {o.code for o in outcomes}
         raise Unprocessable(
             "No usable face was found in any image; nothing was stored.",
-            details={"images": [{"index": o.index, "reason": o.reason} for o in outcomes]},
-            code="no_face",
+            details={"images": [{"index": o.index, "code": o.code, "reason": o.reason, "box": o.box}
+                                for o in outcomes]},
+            code=codes.pop() if len(codes) == 1 else "no_usable_face",
         )
+    if not allow_duplicate:
+        _check_not_someone_else(organization=organization, name=name, accepted=accepted)
 
     index = get_index()
     index.ensure_organization(organization_id=organization.pk, dimension=engine.dimension)
@@ -148,6 +281,7 @@ def person_register(
         # Registered before the call: a store that fails midway (Atlas) may have written part of it.
         undo.append(lambda: index.remove(organization_id=organization.pk, face_ids=[r.face_id for r in records]))
         index.add(organization_id=organization.pk, records=records)
+    gallery_size_forget(organization_id=organization.pk)
     logger.info(
         "person registered",
         extra={"organization": organization.slug, "person_id": person.pk, "faces": len(faces)},
@@ -181,6 +315,7 @@ def person_delete(*, person: Person) -> int:
         # commit fails after the store removed the vectors, they are put back.
         undo.append(lambda: _restore_vectors(organization_id=organization_id, records=records))
         index.remove(organization_id=organization_id, face_ids=face_ids)
+    gallery_size_forget(organization_id=organization_id)
     logger.info("person deleted", extra={"organization_id": organization_id, "faces": len(face_ids)})
     return len(face_ids)
 

@@ -376,7 +376,8 @@
     result.faces.forEach((face, index) => {
       const node = boxNode(index);
       const best = face.candidates && face.candidates.length ? face.candidates[0] : null;
-      const known = best !== null && best.similarity >= threshold;
+      // The server decides (calibrated to the gallery, or the slider once moved); older answers lack it.
+      const known = face.decision ? face.decision === "match" : best !== null && best.similarity >= threshold;
       const { x, y, w, h } = face.box;
       const left = mirrored ? imageWidth - x - w : x;
       Object.assign(node.style, {
@@ -387,9 +388,11 @@
       node.classList.toggle("label-below", y < imageHeight * 0.1);
       node.dataset.person = known ? String(best.person) : "";
       const [nameNode, similarityNode] = node.firstChild.childNodes;
-      nameNode.textContent = known ? best.name : "Unknown";
-      similarityNode.textContent = best ? `${(best.similarity * 100).toFixed(1)}%` : "";
-      node.title = best ? `Closest: ${best.name} (${(best.similarity * 100).toFixed(1)}%)` : "No one registered is close";
+      nameNode.textContent = known ? best.name : face.decision === "ambiguous" ? "Unsure" : "Unknown";
+      // A percentage next to "Unknown" reads as confidence in someone; only a match shows one.
+      similarityNode.textContent = known ? `${(best.similarity * 100).toFixed(1)}%` : "";
+      node.title = known ? `Similarity ${(best.similarity * 100).toFixed(1)}% (needed ${(face.threshold * 100).toFixed(1)}%)`
+        : face.decision === "ambiguous" ? "Two registered people are about equally close" : "Not anyone registered";
     });
     state.boxes.splice(result.faces.length).forEach((node) => node.remove());
   }
@@ -532,6 +535,15 @@
       el.registerResult.textContent = "Start the camera first.";
       return;
     }
+    const inView = state.lastResult ? state.lastResult.faces : [];
+    const knownAs = inView.length === 1 && inView[0].decision === "match" ? inView[0].match.name : null;
+    if (inView.length >= 2 || (knownAs && knownAs !== name)) {
+      const warning = inView.length >= 2
+        ? `${inView.length} faces are in view: only ${name} should be in front of the camera. Register anyway?`
+        : `This face is already registered as ${knownAs}. Register it as ${name} too?`;
+      if (!window.confirm(warning)) return;
+    }
+    const allowDuplicate = Boolean(knownAs && knownAs !== name);
     el.registerButton.disabled = true;
     el.captures.replaceChildren();
     el.registerResult.className = "result";
@@ -547,7 +559,7 @@
       await sleep(REGISTER_GAP_MS);
     }
     el.registerResult.textContent = "Registering…";
-    const answer = await api("POST", `/register/${orgPath()}`, { name, images });
+    const answer = await api("POST", `/register/${orgPath()}`, { name, images, allow_duplicate: allowDuplicate });
     el.registerButton.disabled = !(state.ready && state.stream);
     if (!answer.ok) {
       el.registerResult.className = "result bad";

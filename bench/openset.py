@@ -1,0 +1,252 @@
+"""Open-set recognition on LFW View 1 training (`../shared/lfw-train`): does the decision keep
+strangers out, at every gallery size, and how many enrolled people does it still name?
+
+Protocol (faces/calibration/build.py): identities with 2+ photos are enrolled with their first
+photo, and again with up to 3; their remaining photos are the genuine probes (the same probes
+either way). Identities with one photo are strangers, except the 1,000 in the model's cohort,
+which calibration used. Embeddings come from the engine the service runs (cached in var/).
+
+Tables: rank-1 (named correctly and above the threshold) when the threshold lets 0.1%, 1% and 5%
+of strangers be named; what the default false_match_rate delivers at gallery sizes 100, 1,000
+and all; LFW-style pairs accuracy. `--explore` adds the scorer variants the choice was made on.
+
+Run alone: `.venv/bin/python bench/openset.py [--explore]` (the first run embeds the folder).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import log, setup_django, table  # noqa: E402
+
+STRANGER_RATES = (0.001, 0.01, 0.05)
+GALLERY_SIZES = (100, 1000, None)  # None: every identity with 2+ photos
+PAIRS = 1100  # matched and mismatched pairs each, as View 1 training has
+
+
+@dataclass(frozen=True)
+class Scorer:
+    label: str
+    normalise: bool = False
+    k: int = 20
+    margin: float = 0.0  # least gap best - second person; 0: no test
+    mode: str = "best"  # best face per person, or the person's mean template
+
+
+@dataclass
+class Scored:
+    best: np.ndarray
+    first: np.ndarray  # best person's score
+    second: np.ndarray
+    owner: np.ndarray | None  # true person index (genuine probes)
+
+    def passes(self, threshold: float, margin: float) -> np.ndarray:
+        named = self.first >= threshold
+        if margin > 0:
+            named &= (self.first - self.second) >= margin
+        return named
+
+    def eligible(self, margin: float) -> np.ndarray:
+        """Scores that can be named at some threshold (the margin test fails the others outright)."""
+        if margin <= 0:
+            return self.first
+        return np.where(self.first - self.second >= margin, self.first, -np.inf)
+
+
+def score(probes, offsets, gallery, owner, scorer: Scorer) -> Scored:
+    from faces.calibration.build import person_scores, top_two
+
+    scores = person_scores(probes, gallery, mode=scorer.mode) - offsets[:, None]
+    best, first, second = top_two(scores)
+    return Scored(best=best, first=first, second=second, owner=owner)
+
+
+def threshold_at(strangers: Scored, rate: float, margin: float) -> float:
+    """The lowest threshold that names at most `rate` of the strangers."""
+    eligible = np.sort(strangers.eligible(margin))[::-1]
+    allowed = int(np.floor(rate * len(eligible)))
+    if allowed >= len(eligible):
+        return -np.inf
+    return float(np.nextafter(eligible[allowed], np.inf))
+
+
+def rank1(genuine: Scored, threshold: float, margin: float) -> float:
+    return float((genuine.passes(threshold, margin) & (genuine.best == genuine.owner)).mean())
+
+
+class Protocol:
+    def __init__(self, data, sp, cohort: np.ndarray, k: int):
+        from faces.calibration.build import cohort_offsets, genuine_probes, vectors
+
+        self.data, self.sp, self.cohort, self.k = data, sp, cohort, k
+        self.strangers = vectors(data, [sp.photos[i][0] for i in sp.strangers])
+        self.stranger_offsets = cohort_offsets(self.strangers, cohort, k)
+        self.genuine_rows, self.genuine_owner_all = genuine_probes(sp, sp.enrolled)
+        self.genuine = vectors(data, self.genuine_rows)
+        self.genuine_offsets = cohort_offsets(self.genuine, cohort, k)
+
+    def run(self, scorer: Scorer, *, people: int | None, per_person: int) -> tuple[Scored, Scored]:
+        from faces.calibration.build import make_gallery
+
+        identities = self.sp.enrolled if people is None else self.sp.enrolled[:people]
+        # A fixed, evenly spread subset, not the alphabet's first names.
+        if people is not None:
+            picks = np.random.default_rng(7).permutation(len(self.sp.enrolled))[:people]
+            identities = [self.sp.enrolled[i] for i in sorted(picks)]
+        index = {identity: n for n, identity in enumerate(self.sp.enrolled)}
+        mapping = np.full(len(self.sp.enrolled), -1)
+        mapping[[index[i] for i in identities]] = np.arange(len(identities))
+        genuine_owner = mapping[self.genuine_owner_all]
+        keep = genuine_owner >= 0
+        gallery = make_gallery(self.data, self.sp, identities, per_person=per_person)
+        zero = np.zeros
+        genuine = score(self.genuine[keep], self.genuine_offsets[keep] if scorer.normalise else zero(keep.sum()),
+                        gallery, genuine_owner[keep], scorer)
+        strangers = score(self.strangers, self.stranger_offsets if scorer.normalise else zero(len(self.strangers)),
+                          gallery, None, scorer)
+        return genuine, strangers
+
+
+def pairs_accuracy(data, sp, threshold_of) -> tuple[float, float, int]:
+    """Accuracy on PAIRS matched + PAIRS mismatched pairs drawn (seeded) from the enrolled identities,
+    at the shipped 1:1 threshold, and at the best single threshold (an upper bound)."""
+    from faces.calibration.build import vectors
+
+    rng = np.random.default_rng(3)
+    same, different = [], []
+    while len(same) < PAIRS:
+        rows = sp.photos[sp.enrolled[rng.integers(len(sp.enrolled))]]
+        a, b = rng.choice(len(rows), 2, replace=False)
+        same.append((rows[a], rows[b]))
+    while len(different) < PAIRS:
+        i, j = rng.choice(len(sp.enrolled), 2, replace=False)
+        different.append((sp.photos[sp.enrolled[i]][0], sp.photos[sp.enrolled[j]][0]))
+    pairs = same + different
+    truth = np.r_[np.ones(PAIRS, bool), np.zeros(PAIRS, bool)]
+    left = vectors(data, [p[0] for p in pairs])
+    right = vectors(data, [p[1] for p in pairs])
+    similarities = (1 + np.sum(left * right, axis=1)) / 2
+    needed = threshold_of(left)
+    shipped = float(((similarities >= needed) == truth).mean())
+    candidates = np.sort(similarities)
+    best = max(float(((similarities >= t) == truth).mean()) for t in candidates)
+    return shipped, best, len(pairs)
+
+
+def run(explore: bool = False) -> str:
+    from django.conf import settings  # noqa: F401  (settings loaded by setup_django)
+
+    from faces.calibration.build import split
+    from faces.calibration.dataset import default_lfw_dir, embed_folder
+    from faces.decision import load_calibration
+
+    folder = default_lfw_dir()
+    if not (folder / "manifest.csv").exists():
+        return f"Open-set table skipped: no LFW folder at {folder} (set FACEPORTAL_LFW_DIR)."
+    log(f"open-set: embedding {folder} (cached after the first run)")
+    data = embed_folder(folder=folder)
+    calibration = load_calibration(data.model)
+    if calibration is None:
+        return f"Open-set table skipped: no calibration for {data.model} (`manage.py calibrate_openset`)."
+    sp = split(data)
+    k = calibration.cohort_k
+    protocol = Protocol(data, sp, calibration.cohort, k)
+    shipped = Scorer("shipped", normalise=calibration.normalise, k=k, margin=calibration.margin)
+    sections = []
+    counts = (f"{len(data.paths)} photos, {len(sp.enrolled)} identities with 2+ photos, "
+              f"{len(protocol.genuine)} genuine probes, {len(sp.strangers)} strangers (one photo each, not "
+              f"in the {len(sp.cohort)}-face cohort), model {data.model}, detector {data.detector}.")
+
+    rows = []
+    for per_person in (1, 3):
+        genuine, strangers = protocol.run(shipped, people=1000, per_person=per_person)
+        rows.append([f"1,000 people, {per_person} photo{'s' if per_person > 1 else ''} each"]
+                    + [rank1(genuine, threshold_at(strangers, rate, shipped.margin), shipped.margin)
+                       for rate in STRANGER_RATES])
+    sections.append(table(
+        "Open set: rank-1 when the threshold lets 0.1% / 1% / 5% of strangers be named",
+        ["gallery", "rank-1 @0.1%", "rank-1 @1%", "rank-1 @5%"], rows,
+        note=counts + " Rank-1: the right person named (above the threshold, not ambiguous); the threshold "
+        "here is set on the strangers themselves, to compare scorers fairly."))
+
+    rows = []
+    rate = 0.001
+    for people in GALLERY_SIZES:
+        for per_person in (1, 3):
+            genuine, strangers = protocol.run(shipped, people=people, per_person=per_person)
+            size = len(sp.enrolled) if people is None else people
+            threshold = calibration.threshold_for(gallery_size=size, false_match_rate=rate)
+            named = strangers.passes(threshold, shipped.margin)
+            wrong = genuine.passes(threshold, shipped.margin) & (genuine.best != genuine.owner)
+            rows.append([f"{size:,}", per_person, threshold, threshold + calibration.typical_offset,
+                         f"{named.mean():.2%} ({int(named.sum())}/{len(named)})",
+                         rank1(genuine, threshold, shipped.margin), f"{wrong.mean():.2%}"])
+    sections.append(table(
+        "Open set at the default false_match_rate (0.001), threshold derived per gallery size",
+        ["people", "photos each", "score threshold", "≈ similarity", "strangers named", "rank-1",
+         "genuine named wrongly"], rows,
+        note="Goal: strangers named <= 1% at every size. The threshold comes from the shipped calibration "
+        "(faces/calibration/), never from these strangers."))
+
+    def one_to_one(left: np.ndarray) -> np.ndarray:
+        threshold = calibration.threshold_for(gallery_size=1, false_match_rate=rate)
+        return threshold + (calibration.offsets(left) if calibration.normalise else 0.0)
+
+    shipped_accuracy, best_accuracy, n = pairs_accuracy(data, sp, one_to_one)
+    sections.append(table(
+        "Pairs accuracy (View 1 training-style pairs)",
+        ["pairs", "at the 1:1 threshold of false_match_rate 0.001", "at the best single threshold"],
+        [[n, shipped_accuracy, best_accuracy]],
+        note="1,100 matched and 1,100 mismatched pairs drawn with a fixed seed from the identities with 2+ "
+        "photos (the folder has no pairs file). It says little about open-set behaviour."))
+
+    if explore:
+        sections.append(explore_table(protocol))
+    return "\n".join(sections)
+
+
+def explore_table(protocol: Protocol) -> str:
+    """The scorer variants the shipped choice was made on (1,000 people)."""
+    variants = [
+        Scorer("raw similarity, best face"),
+        Scorer("raw, person template", mode="template"),
+        Scorer("raw + margin 0.01", margin=0.01),
+        Scorer("cohort-normalised K=10", normalise=True, k=10),
+        Scorer("cohort-normalised K=20", normalise=True, k=20),
+        Scorer("cohort-normalised K=50", normalise=True, k=50),
+        Scorer("cohort-normalised K=20, template", normalise=True, k=20, mode="template"),
+        Scorer("cohort-normalised K=20 + margin 0.005", normalise=True, k=20, margin=0.005),
+        Scorer("cohort-normalised K=20 + margin 0.01", normalise=True, k=20, margin=0.01),
+        Scorer("cohort-normalised K=20 + margin 0.02", normalise=True, k=20, margin=0.02),
+    ]
+    from faces.calibration.build import cohort_offsets
+
+    rows = []
+    for scorer in variants:
+        if scorer.normalise and scorer.k != protocol.k:
+            saved = protocol.stranger_offsets, protocol.genuine_offsets
+            protocol.stranger_offsets = cohort_offsets(protocol.strangers, protocol.cohort, scorer.k)
+            protocol.genuine_offsets = cohort_offsets(protocol.genuine, protocol.cohort, scorer.k)
+        else:
+            saved = None
+        for per_person in (1, 3):
+            genuine, strangers = protocol.run(scorer, people=1000, per_person=per_person)
+            rows.append([scorer.label, per_person] + [
+                rank1(genuine, threshold_at(strangers, rate, scorer.margin), scorer.margin)
+                for rate in STRANGER_RATES])
+        if saved is not None:
+            protocol.stranger_offsets, protocol.genuine_offsets = saved
+    return table("Scorer variants (1,000 people): rank-1 at 0.1% / 1% / 5% strangers named",
+                 ["scorer", "photos each", "@0.1%", "@1%", "@5%"], rows)
+
+
+if __name__ == "__main__":
+    setup_django()
+    print(run(explore="--explore" in sys.argv))

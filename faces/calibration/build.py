@@ -1,0 +1,153 @@
+"""Building a model's open-set calibration from an embedded LFW-layout folder, and the protocol
+the bench measures it with. Pure NumPy on cached embeddings (faces/calibration/dataset.py).
+
+The split is fixed by a seed and never mixes roles:
+- identities with 2+ photos are the people who get enrolled (gallery photos and genuine probes);
+- of the identities with 1 photo, `COHORT_SIZE` become the cohort (the calibration's stand-in
+  strangers, shipped with the model) and all the others are held-out strangers for measuring.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from faces.calibration.dataset import EmbeddedSet
+
+COHORT_SIZE = 1000
+SEED = 12
+ENROL_MAX = 3  # photos enrolled per person in the multi-photo protocol
+
+
+@dataclass
+class Split:
+    photos: dict[str, list[int]]  # identity -> photo rows with a face, in folder order
+    enrolled: list[str]  # identities with 2+ usable photos
+    cohort: list[str]
+    strangers: list[str]
+
+
+def split(data: EmbeddedSet, *, cohort_size: int = COHORT_SIZE, seed: int = SEED) -> Split:
+    chosen = data.chosen
+    photos: dict[str, list[int]] = defaultdict(list)
+    listed: dict[str, int] = defaultdict(int)
+    for row, identity in enumerate(data.identities):
+        listed[identity] += 1
+        if chosen[row] >= 0:
+            photos[identity].append(row)
+    enrolled = sorted(i for i in photos if len(photos[i]) >= 2)
+    singles = sorted(i for i in photos if listed[i] == 1)
+    order = np.random.default_rng(seed).permutation(len(singles))
+    cohort = sorted(singles[i] for i in order[:cohort_size])
+    strangers = sorted(singles[i] for i in order[cohort_size:])
+    return Split(photos=dict(photos), enrolled=enrolled, cohort=cohort, strangers=strangers)
+
+
+def vectors(data: EmbeddedSet, rows: list[int]) -> np.ndarray:
+    return data.embeddings[data.chosen[np.asarray(rows, dtype=np.int64)]]
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (1.0 + a @ b.T) / 2.0
+
+
+def cohort_offsets(probes: np.ndarray, cohort: np.ndarray, k: int, *, leave_one_out: bool = False) -> np.ndarray:
+    """Mean of each probe's k best similarities to the cohort (leave_one_out: probes are the cohort)."""
+    out = np.empty(len(probes))
+    for start in range(0, len(probes), 2048):
+        block = similarity(probes[start:start + 2048], cohort)
+        if leave_one_out:
+            idx = np.arange(start, start + len(block))
+            block[np.arange(len(block)), idx] = -np.inf
+        out[start:start + 2048] = np.partition(block, -k, axis=1)[:, -k:].mean(axis=1)
+    return out
+
+
+@dataclass
+class Gallery:
+    vectors: np.ndarray  # (F, D) enrolled faces
+    owner: np.ndarray  # (F,) person index per face
+    size: int  # people
+
+
+def make_gallery(data: EmbeddedSet, sp: Split, identities: list[str], *, per_person: int) -> Gallery:
+    """Each identity enrolled with its first photos (at most `per_person`, always leaving one probe)."""
+    rows, owner = [], []
+    for person, identity in enumerate(identities):
+        mine = sp.photos[identity]
+        for row in mine[: max(1, min(per_person, len(mine) - 1))]:
+            rows.append(row)
+            owner.append(person)
+    return Gallery(vectors=vectors(data, rows), owner=np.asarray(owner), size=len(identities))
+
+
+def genuine_probes(sp: Split, identities: list[str]) -> tuple[list[int], np.ndarray]:
+    """Photos after the first ENROL_MAX-or-fewer of each identity: the same probes for 1 or 3 enrolled."""
+    rows, owner = [], []
+    for person, identity in enumerate(identities):
+        mine = sp.photos[identity]
+        for row in mine[min(ENROL_MAX, len(mine) - 1):]:
+            rows.append(row)
+            owner.append(person)
+    return rows, np.asarray(owner)
+
+
+def person_scores(probes: np.ndarray, gallery: Gallery, *, mode: str = "best") -> np.ndarray:
+    """(P, people) similarity of each probe to each person: best face, or the mean template."""
+    if mode == "template":
+        templates = np.zeros((gallery.size, gallery.vectors.shape[1]))
+        np.add.at(templates, gallery.owner, gallery.vectors)
+        templates /= np.linalg.norm(templates, axis=1, keepdims=True)
+        return similarity(probes, templates)
+    faces = similarity(probes, gallery.vectors)
+    out = np.full((len(probes), gallery.size), -np.inf)
+    # Best face per person, vectorised: sort faces by owner, then reduceat the maxima.
+    order = np.argsort(gallery.owner, kind="stable")
+    owners = gallery.owner[order]
+    starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+    out[:, owners[starts]] = np.maximum.reduceat(faces[:, order], starts, axis=1)
+    return out
+
+
+def top_two(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(best person, best score, second-best score) per row."""
+    if scores.shape[1] == 1:
+        return np.zeros(len(scores), dtype=int), scores[:, 0], np.full(len(scores), -np.inf)
+    part = np.argpartition(-scores, 1, axis=1)[:, :2]
+    first = np.take_along_axis(scores, part, axis=1)
+    swap = first[:, 1] > first[:, 0]
+    best = np.where(swap, part[:, 1], part[:, 0])
+    return best, first.max(axis=1), first.min(axis=1)
+
+
+def tail_curve(impostor: np.ndarray, *, points: int = 40, min_count: int = 20) -> dict:
+    """The exceedance curve log10 P(score >= t) of per-person impostor scores, and its far slope."""
+    ordered = np.sort(impostor)[::-1]
+    n = len(ordered)
+    lowest = math.log10(min_count / n)
+    logs = np.linspace(-0.3, lowest, points)
+    scores = [float(ordered[max(0, int(round(10 ** lp * n)) - 1)]) for lp in logs]
+    # Slope of the last 1.5 decades, for rates rarer than anything measured (log-linear tail).
+    far = logs <= lowest + 1.5
+    slope = float(np.polyfit(np.asarray(scores)[far], logs[far], 1)[0])
+    return {"scores": [round(s, 6) for s in scores], "log10_p": [round(float(lp), 4) for lp in logs],
+            "slope": round(min(slope, -1.0), 4), "pairs": int(n)}
+
+
+def calibration_scores(
+    data: EmbeddedSet, sp: Split, *, normalise: bool, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cohort vectors, cohort offsets, per-person impostor scores of the cohort vs every enrolled person)."""
+    cohort = vectors(data, [sp.photos[i][0] for i in sp.cohort])
+    offsets = cohort_offsets(cohort, cohort, k, leave_one_out=True) if normalise else np.zeros(len(cohort))
+    gallery = make_gallery(data, sp, sp.enrolled, per_person=ENROL_MAX)
+    scores = person_scores(cohort, gallery) - offsets[:, None]
+    return cohort, offsets, scores.ravel()
+
+
+def typical_offset(data: EmbeddedSet, sp: Split, cohort: np.ndarray, k: int) -> float:
+    probes = vectors(data, [rows[0] for rows in (sp.photos[i] for i in sp.enrolled)])
+    return float(np.median(cohort_offsets(probes, cohort, k)))
