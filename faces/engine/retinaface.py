@@ -18,8 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 from deepface.models.Detector import Detector, FacialAreaRegion
 
-from faces.engine.retinaface_weights import require_onnx
-
 BACKEND_NAME = "retinaface-onnx"
 
 MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
@@ -235,6 +233,9 @@ class RetinaFaceOnnxClient(Detector):
     own `retinaface` client does: `left_eye` is the person's left eye, on the right of the image."""
 
     def __init__(self) -> None:
+        # Imported here so `python -m faces.engine.retinaface_weights` finds it not yet imported.
+        from faces.engine.retinaface_weights import require_onnx
+
         self.model = RetinaFaceOnnx(
             str(require_onnx(_deepface_home())),
             score_threshold=float(_configured("FACEPORTAL_RETINAFACE_SCORE", DEFAULT_SCORE_THRESHOLD)),
