@@ -40,9 +40,10 @@ RUN if [ "${DLIB_BLAS}" = "1" ]; then \
 ENV DEEPFACE_HOME=/opt/deepface
 ARG DEEPFACE_BACKEND_ENGINE=
 ARG FETCH_MODELS=
-COPY faces/engine/weights.py faces/engine/weights.py
+COPY faces/engine/weights.py faces/engine/retinaface_weights.py faces/engine/
 COPY docker/fetch_models.py docker/fetch_models.py
 RUN touch faces/__init__.py faces/engine/__init__.py \
+ && python -m faces.engine.retinaface_weights \
  && DEEPFACE_BACKEND_ENGINE="${DEEPFACE_BACKEND_ENGINE}" python docker/fetch_models.py Dlib dlib ${FETCH_MODELS}
 
 # --- runtime ----------------------------------------------------------------------------------------

