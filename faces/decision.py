@@ -56,6 +56,10 @@ class Calibration:
     tail_slope: float  # d log10 p / d t below the last measured point (negative)
     safety: float  # the target rate is divided by this: thresholds travel imperfectly between datasets
     typical_offset: float  # median cohort offset of a face, to state a threshold in similarity units
+    person_score: str = "best_face"  # best_face: a person's nearest face; template: their mean face
+    grid_sizes: np.ndarray | None = None  # measured thresholds: gallery sizes (people) ...
+    grid_log10_rates: np.ndarray | None = None  # ... by target rates ...
+    grid_scores: np.ndarray | None = None  # ... (sizes, rates)
 
     def per_person_rate(self, *, gallery_size: int, false_match_rate: float) -> float:
         """p1 such that 1 - (1 - p1)^N equals the target rate (over the safety factor)."""
@@ -64,8 +68,8 @@ class Calibration:
         # -expm1(log1p(-target) / N) is 1 - (1 - target)^(1/N) without cancellation for tiny rates.
         return -math.expm1(math.log1p(-target) / people)
 
-    def threshold_for(self, *, gallery_size: int, false_match_rate: float) -> float:
-        """The score a best candidate needs, for this gallery size and target rate."""
+    def tail_threshold(self, *, gallery_size: int, false_match_rate: float) -> float:
+        """The threshold if each enrolled person were an independent chance for a stranger to pass."""
         log_p = math.log10(max(1e-300, self.per_person_rate(gallery_size=gallery_size,
                                                              false_match_rate=false_match_rate)))
         scores, logs = self.tail_scores, self.tail_log10_p
@@ -76,6 +80,30 @@ class Calibration:
             return float(scores[-1] + (log_p - logs[-1]) / self.tail_slope)
         # logs fall as scores rise; np.interp wants ascending x, so walk it reversed.
         return float(np.interp(log_p, logs[::-1], scores[::-1]))
+
+    def threshold_for(self, *, gallery_size: int, false_match_rate: float) -> float:
+        """The score a best candidate needs, for this gallery size and target rate.
+
+        Inside the measured grid: interpolated (log size, log rate). People's scores against one
+        stranger are not independent, so the independence rule overstates how fast the threshold
+        must rise; it only extends the grid, by its increments, to larger galleries and rarer rates.
+        """
+        if self.grid_scores is None:
+            return self.tail_threshold(gallery_size=gallery_size, false_match_rate=false_match_rate)
+        target = false_match_rate / self.safety
+        size = max(1, gallery_size)
+        sizes, rates = self.grid_sizes, self.grid_log10_rates
+        clamped_size = float(min(max(size, sizes[0]), sizes[-1]))
+        log_rate = math.log10(max(1e-300, target))
+        clamped_rate = min(max(log_rate, rates[-1]), rates[0])
+        # Interpolate along rates (descending in the table) for every size, then along log size.
+        per_size = np.array([np.interp(clamped_rate, rates[::-1], row[::-1]) for row in self.grid_scores])
+        value = float(np.interp(math.log10(clamped_size), np.log10(sizes), per_size))
+        if size != clamped_size or log_rate != clamped_rate:
+            edge_rate = 10 ** clamped_rate * self.safety
+            value += self.tail_threshold(gallery_size=size, false_match_rate=false_match_rate) - \
+                self.tail_threshold(gallery_size=int(clamped_size), false_match_rate=edge_rate)
+        return value
 
     def offsets(self, vectors: np.ndarray) -> np.ndarray:
         """Each vector's mean similarity to its K nearest cohort faces (0 when not normalising)."""
@@ -102,6 +130,10 @@ def parse_calibration(table: dict, cohort: np.ndarray) -> Calibration:
         tail_slope=float(tail["slope"]),
         safety=float(decision["safety"]),
         typical_offset=float(table["cohort"]["typical_offset"]),
+        person_score=str(decision.get("person_score", "best_face")),
+        grid_sizes=np.asarray(table["grid"]["gallery_sizes"], dtype=np.float64) if "grid" in table else None,
+        grid_log10_rates=np.asarray(table["grid"]["log10_rates"], dtype=np.float64) if "grid" in table else None,
+        grid_scores=np.asarray(table["grid"]["scores"], dtype=np.float64) if "grid" in table else None,
     )
 
 

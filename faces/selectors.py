@@ -130,6 +130,8 @@ def decide_vectors(
     hits = get_index().search(organization_id=organization.pk, vectors=vectors, k=per_query * FACES_PER_CANDIDATE)
     matches = matches_for_hits(organization=organization, hits=hits, per_query=per_query)
     calibration = threshold.calibration
+    if calibration is not None and calibration.person_score == "template":
+        matches = _template_rescored(organization=organization, vectors=vectors, matches=matches)
     offsets = calibration.offsets(vectors) if calibration is not None else np.zeros(len(vectors))
     decided = []
     for candidates, offset in zip(matches, offsets, strict=True):
@@ -141,3 +143,31 @@ def decide_vectors(
             threshold=outcome.threshold,
         ))
     return decided
+
+
+def _template_rescored(
+    *, organization: Organization, vectors: np.ndarray, matches: list[list[PersonMatch]]
+) -> list[list[PersonMatch]]:
+    """Score each candidate person by their template (the normalised mean of their faces), re-ranked.
+
+    On LFW, with several photos per person, the template separates people from strangers better
+    than the nearest single face (docs/open-set.md); with one photo the two are the same.
+    """
+    people = {match.person_id for row in matches for match in row}
+    if not people:
+        return matches
+    sums: dict[int, np.ndarray] = {}
+    for person_id, embedding in Face.objects.filter(organization=organization, person_id__in=people).values_list(
+        "person_id", "embedding"
+    ):
+        vector = np.frombuffer(bytes(embedding), "<f4").astype(np.float64)
+        sums[person_id] = sums[person_id] + vector if person_id in sums else vector
+    templates = {person_id: total / (np.linalg.norm(total) or 1.0) for person_id, total in sums.items()}
+    rescored = []
+    for vector, row in zip(vectors, matches, strict=True):
+        scored = [
+            PersonMatch(m.person_id, m.name, float((1.0 + templates[m.person_id] @ vector) / 2.0), m.face_id)
+            for m in row if m.person_id in templates
+        ]
+        rescored.append(sorted(scored, key=lambda match: match.similarity, reverse=True))
+    return rescored

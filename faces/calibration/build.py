@@ -138,16 +138,45 @@ def tail_curve(impostor: np.ndarray, *, points: int = 40, min_count: int = 20) -
 
 
 def calibration_scores(
-    data: EmbeddedSet, sp: Split, *, normalise: bool, k: int
+    data: EmbeddedSet, sp: Split, *, normalise: bool, k: int, mode: str = "best"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(cohort vectors, cohort offsets, per-person impostor scores of the cohort vs every enrolled person)."""
+    """(cohort, its offsets, (cohort, people) impostor scores)."""
     cohort = vectors(data, [sp.photos[i][0] for i in sp.cohort])
     offsets = cohort_offsets(cohort, cohort, k, leave_one_out=True) if normalise else np.zeros(len(cohort))
     gallery = make_gallery(data, sp, sp.enrolled, per_person=ENROL_MAX)
-    scores = person_scores(cohort, gallery) - offsets[:, None]
-    return cohort, offsets, scores.ravel()
+    scores = person_scores(cohort, gallery, mode=mode) - offsets[:, None]
+    return cohort, offsets, scores
 
 
 def typical_offset(data: EmbeddedSet, sp: Split, cohort: np.ndarray, k: int) -> float:
     probes = vectors(data, [rows[0] for rows in (sp.photos[i] for i in sp.enrolled)])
     return float(np.median(cohort_offsets(probes, cohort, k)))
+
+
+GRID_SIZES = (1, 2, 5, 10, 20, 50, 100, 200, 400)
+GRID_LOG10_RATES = tuple(round(-1.0 - 0.25 * i, 2) for i in range(13))  # 1e-1 .. 1e-4
+GRID_DRAWS = 200
+
+
+def threshold_grid(scores: np.ndarray, *, seed: int = SEED) -> dict:
+    """Measured thresholds: for galleries of N people drawn from the enrolled set, the score the
+    cohort's best match exceeds with probability `rate`. `scores` is (cohort, people).
+
+    Galleries stop at a third of the people, so draws still differ; larger galleries extend this
+    along the per-person tail (faces/decision.py).
+    """
+    rng = np.random.default_rng(seed)
+    people = scores.shape[1]
+    rows = []
+    for size in GRID_SIZES:
+        if size == 1:
+            best = scores.ravel()  # every (cohort face, person) pair: no need to draw
+        else:
+            best = np.concatenate([
+                scores[:, rng.choice(people, size, replace=False)].max(axis=1) for _ in range(GRID_DRAWS)])
+        rows.append([round(float(np.quantile(best, 1.0 - 10 ** lr)), 6) for lr in GRID_LOG10_RATES])
+    # Monotone in N and in the rate, as a threshold must be (sampling noise could break it).
+    grid = np.maximum.accumulate(np.asarray(rows), axis=0)
+    grid = np.maximum.accumulate(grid, axis=1)
+    return {"gallery_sizes": list(GRID_SIZES), "log10_rates": list(GRID_LOG10_RATES),
+            "scores": grid.round(6).tolist(), "draws": GRID_DRAWS}

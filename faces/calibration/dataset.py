@@ -90,13 +90,13 @@ def embed_folder(
     done: dict[str, list[tuple[list[int], float, np.ndarray]]] = {}
     dimension = engine.dimension
     if path.exists():
-        cached = np.load(path, allow_pickle=False)
-        for photo in cached["paths"]:
-            done[str(photo)] = []
-        for face, p in enumerate(cached["face_photo"]):
-            done[str(cached["paths"][p])].append(
-                (cached["boxes"][face].tolist(), float(cached["confidences"][face]), cached["embeddings"][face])
-            )
+        with np.load(path, allow_pickle=False) as cached:  # each key read once: npz members reload per access
+            paths, face_photo = [str(p) for p in cached["paths"]], cached["face_photo"]
+            boxes, confidences, embeddings = cached["boxes"], cached["confidences"], cached["embeddings"]
+        for photo in paths:
+            done[photo] = []
+        for face, p in enumerate(face_photo):
+            done[paths[p]].append((boxes[face].tolist(), float(confidences[face]), embeddings[face]))
 
     def snapshot() -> dict:
         paths = list(done)
