@@ -7,7 +7,10 @@ from tests.conftest import api_auth, key_client
 pytestmark = pytest.mark.django_db
 
 STRANGERS = ("Lin_Manuel_Miranda", "Azure_Family3_Lady", "Azure_Family3_Man")
-MIN_RANK1 = 0.95
+MIN_RANK1 = 0.95  # the nearest person is the right one
+# Named at the default decision (false_match_rate 0.001 for this gallery, docs/open-set.md): the
+# calibrated threshold leaves some genuine photos unnamed rather than name strangers.
+MIN_NAMED = 0.8
 
 
 @pytest.fixture
@@ -28,7 +31,7 @@ def test_enrol_one_photo_each_then_recognise_the_others(tenant, manifest, capsys
         assert response.status_code == 201, (name, response.content)
         assert response.json()["faces_added"] == 1
 
-    correct = total = 0
+    correct = total = nearest_correct = 0
     misses = []
     for name, photos in identities.items():
         if name in STRANGERS:
@@ -39,6 +42,8 @@ def test_enrol_one_photo_each_then_recognise_the_others(tenant, manifest, capsys
             faces = response.json()["faces"]
             total += 1
             named = faces[0]["match"]["name"] if faces and faces[0]["match"] else None
+            nearest_correct += bool(faces and faces[0]["candidates"] and faces[0]["candidates"][0]["name"] == name)
+            assert named in (None, name), (photo.path, named)  # unnamed at worst, never someone else
             if named == name:
                 correct += 1
             else:
@@ -50,9 +55,10 @@ def test_enrol_one_photo_each_then_recognise_the_others(tenant, manifest, capsys
         assert response.status_code == 200
         false_matches += [face["match"] for face in response.json()["faces"] if face["match"]]
 
-    rank1 = correct / total
+    named_rate, rank1 = correct / total, nearest_correct / total
     with capsys.disabled():
-        print(f"\n[accuracy] rank-1 {correct}/{total} = {rank1:.3f}; strangers matched: {len(false_matches)}/3; "
-              f"misses: {misses}")
+        print(f"\n[accuracy] rank-1 {nearest_correct}/{total} = {rank1:.3f}; named at the default {correct}/{total} "
+              f"= {named_rate:.3f}; strangers matched: {len(false_matches)}/3; misses: {misses}")
     assert rank1 >= MIN_RANK1
+    assert named_rate >= MIN_NAMED
     assert false_matches == []
