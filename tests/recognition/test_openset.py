@@ -125,3 +125,18 @@ def test_verify_reports_where_its_threshold_came_from(acme, manifest):
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["threshold_source"] == "calibrated" and body["verified"] is True
+
+
+def test_staff_set_the_rate_in_admin(admin_client, make_org):
+    org = make_org("acme")
+    page = admin_client.get(f"/admin/organizations/organization/{org.pk}/change/")
+    assert page.status_code == 200 and b'name="false_match_rate"' in page.content
+    form = {"slug": "acme", "name": org.name, "is_active": "on", "false_match_rate": "0.0005"}
+    saved = admin_client.post(f"/admin/organizations/organization/{org.pk}/change/", form)
+    assert saved.status_code == 302, saved.content[:500]
+    org.refresh_from_db()
+    assert org.false_match_rate == 0.0005
+    refused = admin_client.post(f"/admin/organizations/organization/{org.pk}/change/", {**form, "false_match_rate": "2"})
+    assert refused.status_code == 200  # the form comes back with the error; nothing saved
+    org.refresh_from_db()
+    assert org.false_match_rate == 0.0005
