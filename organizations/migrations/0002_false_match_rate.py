@@ -14,6 +14,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='organization',
             name='false_match_rate',
-            field=models.FloatField(default=0.001, help_text="Chance that a search for a stranger returns a match (0.001 = 1 in 1,000). The match threshold is derived from it and the number of people enrolled; a request's 'threshold' overrides it.", validators=[django.core.validators.MinValueValidator(1e-06), django.core.validators.MaxValueValidator(0.5)]),
+            field=models.FloatField(
+                default=0.001,
+                help_text="Chance that a search for a stranger returns a match (0.001 = 1 in 1,000). The match "
+                "threshold is derived from it and the number of people enrolled; a request's 'threshold' overrides it.",
+                validators=[django.core.validators.MinValueValidator(1e-06),
+                            django.core.validators.MaxValueValidator(0.5)],
+            ),
         ),
     ]

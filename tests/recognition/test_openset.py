@@ -136,7 +136,8 @@ def test_staff_set_the_rate_in_admin(admin_client, make_org):
     assert saved.status_code == 302, saved.content[:500]
     org.refresh_from_db()
     assert org.false_match_rate == 0.0005
-    refused = admin_client.post(f"/admin/organizations/organization/{org.pk}/change/", {**form, "false_match_rate": "2"})
+    change = f"/admin/organizations/organization/{org.pk}/change/"
+    refused = admin_client.post(change, {**form, "false_match_rate": "2"})
     assert refused.status_code == 200  # the form comes back with the error; nothing saved
     org.refresh_from_db()
     assert org.false_match_rate == 0.0005
