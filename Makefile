@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 FACES_DIR ?= $(abspath ../shared/faces)
-HOST ?= 0.0.0.0
+# Loopback by default: exposing the server (HOST=0.0.0.0) needs a real SECRET_KEY (README).
+HOST ?= 127.0.0.1
 PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/faceportal
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
@@ -24,7 +25,9 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 
 install: $(STAMP)
 
+# var/ is git-ignored, so a fresh clone has none; SQLite cannot create its file without it.
 migrate: install
+	mkdir -p var
 	$(PY) manage.py migrate --noinput
 
 run: migrate

@@ -13,6 +13,8 @@ import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("FACEPORTAL_VAR_DIR", BASE_DIR / "var"))
+# Git ignores var/, so a fresh clone lacks it; the default SQLite file and the index live there.
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def env_bool(name: str, default: bool) -> bool:
