@@ -30,13 +30,13 @@ migrate: install
 	mkdir -p var
 	$(PY) manage.py migrate --noinput
 
-run: migrate
-	@echo ""
-	@echo "FacePortal on http://localhost:$(PORT)/  (webcam page)"
-	@echo "  admin:    http://localhost:$(PORT)/admin/   create a staff user: $(PY) manage.py createsuperuser"
-	@echo "  API docs: http://localhost:$(PORT)/api/docs/"
-	@echo ""
-	$(FAST_DLIB_PATH) $(VENV)/bin/daphne -b $(HOST) -p $(PORT) faceportal.asgi:application
+# faceportal.startup refuses an unsafe bind, migrates (creating var/ and the SQLite file) and prints
+# the banner in one process; daphne's plain-text access log stays off (-v 0): the app logs one JSON
+# line per request and per WebSocket.
+run: install
+	@mkdir -p var
+	@$(PY) -m faceportal.startup --host $(HOST) --port $(PORT)
+	$(FAST_DLIB_PATH) exec $(VENV)/bin/daphne -v 0 -b $(HOST) -p $(PORT) faceportal.asgi:application
 
 # Browser tests need Debian's chromium and chromium-driver; installed here when missing (root).
 system-deps:

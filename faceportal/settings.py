@@ -384,7 +384,9 @@ LOGGING = {
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            # ISO 8601 in UTC with its offset: "2026-12-02T15:51:15.706000+00:00".
+            "timestamp": "time",
         },
     },
     "filters": {"request_context": {"()": "faceportal.log_context.RequestContextFilter"}},
@@ -394,6 +396,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # Django repeats every 4xx as a "Bad Request"/"Not Found" warning; the request line already
+        # says it. 5xx still log here, with their traceback.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # daphne runs with -v 0 (no plain-text access log); its own warnings and errors stay.
         "daphne": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }
