@@ -132,6 +132,27 @@ def call(base_url: str, method: str, path: str, *, key: str | None = None, body:
             return error.code, {"raw": raw[:500].decode(errors="replace")}
 
 
+def register_concurrently(base_url: str, *, key: str, organization: str, images: list[str], clients: int,
+                          per_client: int) -> tuple[list[tuple[int, dict]], float]:
+    """`clients` threads, each registering `per_client` new people (one image each) one after another.
+
+    Returns every (status, body) and the wall-clock seconds the whole run took.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def client(number: int) -> list[tuple[int, dict]]:
+        answers = []
+        for i in range(per_client):
+            body = {"name": f"client {number} person {i}", "images": [images[(number + i) % len(images)]]}
+            answers.append(call(base_url, "POST", f"/register/{organization}", key=key, body=body))
+        return answers
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        answers = [answer for batch in pool.map(client, range(clients)) for answer in batch]
+    return answers, time.monotonic() - started
+
+
 def b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
