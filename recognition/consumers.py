@@ -32,6 +32,7 @@ from apikeys.websocket import (
     websocket_authenticate,
 )
 from faceportal.errors import FacePortalError
+from faceportal.websocket_observe import ConnectionObserver
 from faces.engine import get_engine
 from recognition.realtime import (
     Frame,
@@ -62,9 +63,11 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
     counted = False
     closing = False
     key_slot: int | None = None
+    observer: ConnectionObserver | None = None
 
     async def connect(self):
         global _open_connections
+        self.observer = ConnectionObserver(self.scope)  # metrics and the connect/refusal/close log lines
         # Accept first: a close code and reason only reach the client on an accepted socket.
         await self.accept()
         if _open_connections >= settings.FACEPORTAL_WS_MAX_CONNECTIONS:
@@ -89,6 +92,8 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
         self.key_slot = self.identity.key_id
         _open_connections += 1
         self.counted = True
+        self.observer.connected(organization=self.organization.slug, api_key_name=self.identity.name,
+                                api_key_user=self.identity.user)
         self.token = credentials.token  # kept in memory to re-check revocation per frame; never logged
         self.counters = FrameCounters()
         self.frame_settings = FrameSettings()
@@ -120,6 +125,7 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
         if self.counted:
             _open_connections -= 1
             self.counted = False
+            self.observer.closed(code=code, counters=self.counters)
         if self.key_slot is not None:
             websocket_slots.release(self.key_slot)
             self.key_slot = None
@@ -149,9 +155,12 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
                 frame = frame_from_message(message, seq=seq, defaults=self.frame_settings)
         except FacePortalError as exc:
             self.counters.rejected += 1
+            ConnectionObserver.frames("error")
             await self.send_json(error_reply(error=exc, seq=seq, counters=self.counters))
             return
-        self.counters.dropped_stale += self.queue.put(frame)
+        dropped = self.queue.put(frame)
+        self.counters.dropped_stale += dropped
+        ConnectionObserver.frames("dropped", dropped)
         self.wakeup.set()
 
     async def _work(self) -> None:
@@ -176,23 +185,31 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
             )
         except KeyRevoked:
             self.counters.rejected += 1
+            ConnectionObserver.frames("error")
             error = FacePortalError("The API key was revoked.", code="api_key_revoked")
             await self.send_json(error_reply(error=error, seq=frame.seq, counters=self.counters))
             await self._close(CLOSE_KEY_REVOKED, "API key revoked.")
             return
         except FacePortalError as exc:
             self.counters.rejected += 1
+            ConnectionObserver.frames("error")
             await self.send_json(error_reply(error=exc, seq=frame.seq, counters=self.counters))
             return
         except Exception:
             logger.exception("websocket frame failed", extra={"organization": self.organization.slug})
             self.counters.rejected += 1
+            ConnectionObserver.frames("error")
             error = FacePortalError("Internal server error.", code="internal_error")
             await self.send_json(error_reply(error=error, seq=frame.seq, counters=self.counters))
             return
         self.counters.processed += 1
+        ConnectionObserver.frames("ok")
         await self.send_json(result_reply(frame=frame, result=result, started_at=started, counters=self.counters))
 
     async def _close(self, code: int, reason: str) -> None:
         self.closing = True
+        if self.counted:
+            self.observer.close_code = code
+        else:
+            self.observer.refused(code=code, reason=reason)
         await self.close(code=code, reason=reason)
