@@ -12,7 +12,7 @@ PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/faceportal
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install run test test-embedded test-atlas lint bench system-deps migrate
+.PHONY: install run test test-embedded test-atlas lint bench bench-writes system-deps migrate lock
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,9 @@ test-atlas: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+bench-writes: install
+	FACEPORTAL_FACES_DIR=$(FACES_DIR) $(PY) bench/concurrent_writes.py
 
 bench: install
 	FACEPORTAL_FACES_DIR=$(FACES_DIR) $(PY) bench/run_all.py
