@@ -35,7 +35,7 @@ run: migrate
 	@echo "  admin:    http://localhost:$(PORT)/admin/   create a staff user: $(PY) manage.py createsuperuser"
 	@echo "  API docs: http://localhost:$(PORT)/api/docs/"
 	@echo ""
-	$(FAST_DLIB_PATH) $(VENV)/bin/daphne -b $(HOST) -p $(PORT) faceportal.asgi:application
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) faceportal.asgi:application
 
 # Browser tests need Debian's chromium and chromium-driver; installed here when missing (root).
 system-deps:
@@ -59,17 +59,3 @@ lint: install
 
 bench: install
 	FACEPORTAL_FACES_DIR=$(FACES_DIR) $(PY) bench/run_all.py
-
-# Opt-in fast embedding: dlib built from its PyPI source against OpenBLAS (~8x faster per face than
-# dlib-bin here). Needs libopenblas-dev, cmake and g++; the build takes 5-30 minutes, so `make run`
-# never waits for it, but uses it (through PYTHONPATH) once it is there. `make bench` compares both.
-DLIB_VERSION ?= 20.0.0
-FAST_DLIB_DIR := var/dlib-openblas
-FAST_DLIB_PATH = $(if $(wildcard $(FAST_DLIB_DIR)/dlib),PYTHONPATH=$(abspath $(FAST_DLIB_DIR)))
-fast-dlib: install
-	@dpkg -s libopenblas-dev >/dev/null 2>&1 || { echo "fast-dlib needs: apt-get install libopenblas-dev cmake g++"; exit 1; }
-	mkdir -p var/wheels
-	ls var/wheels/dlib-$(DLIB_VERSION)-*.whl >/dev/null 2>&1 || CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
-		$(PIP) wheel --no-deps --no-binary dlib dlib==$(DLIB_VERSION) -w var/wheels
-	$(PIP) install --quiet --no-deps --upgrade --target $(FAST_DLIB_DIR) var/wheels/dlib-$(DLIB_VERSION)-*.whl
-	@PYTHONPATH=$(FAST_DLIB_DIR) $(PY) -c "import dlib; assert dlib.DLIB_USE_BLAS; print('dlib', dlib.__version__, 'with BLAS in $(FAST_DLIB_DIR)')"
