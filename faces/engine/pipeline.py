@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from django.conf import settings
 
-from faces.engine.alignment import DlibLandmarkAligner, EyeAligner
+from faces.engine.alignment import EyeAligner, FivePointAligner
 from faces.engine.base import DetectedFace, EmbeddedFace
 from faces.engine.cache import model_load_seconds
 from faces.engine.detection import DeepFaceDetector
@@ -129,7 +129,7 @@ class FaceEngine:
     def aligner(self):
         if self._aligner is None:
             if self.embedder.name == "Dlib":
-                self._aligner = DlibLandmarkAligner()
+                self._aligner = FivePointAligner()
             else:
                 self._aligner = EyeAligner(size=self.embedder.input_size)
         return self._aligner
