@@ -16,12 +16,13 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
-COPY requirements.txt requirements-nodeps.txt ./
+# The runtime lock only (hashed pins; `make lock`): no test or benchmark packages in the image.
+COPY requirements-lock.txt requirements-nodeps-lock.txt ./
 # deepface, tf-keras, retina-face and mtcnn go in without their declared deps, which would replace
 # tensorflow-cpu and opencv-python-headless (README, "Install notes").
 RUN pip install --upgrade pip \
- && pip install -r requirements.txt \
- && pip install --no-deps -r requirements-nodeps.txt
+ && pip install --require-hashes -r requirements-lock.txt \
+ && pip install --no-deps --require-hashes -r requirements-nodeps-lock.txt
 
 # The recommended production embedder: dlib built from source with OpenBLAS embeds a face in about
 # 14 ms instead of dlib-bin's 77 ms (README, "Performance"). The build takes 20-30 minutes, so
