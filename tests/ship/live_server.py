@@ -109,7 +109,9 @@ def daphne_server(*, var_dir: Path, log_path: Path, env: dict[str, str] | None =
     env = env or default_env(FACEPORTAL_VAR_DIR=str(var_dir))
     manage("migrate", "--noinput", cwd=REPO_ROOT, env=env)
     port = free_port()
-    return Server([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "faceportal.asgi:application"],
+    # -v 0 as in `make run`: no plain-text access log beside the JSON request lines.
+    return Server([sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port),
+                   "faceportal.asgi:application"],
                   cwd=REPO_ROOT, env=env, port=port, log_path=log_path)
 
 
