@@ -16,6 +16,8 @@ REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 
 # Installs exactly the hashed pins of the lock files (`make lock` writes them from requirements*.txt).
 $(STAMP): $(wildcard requirements*.txt)
+	@test -x $(PY) || $(PYTHON) -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
+		{ echo "FacePortal needs Python 3.11+ with venv as '$(PYTHON)' (Debian: apt-get install python3 python3-venv; or make run PYTHON=python3.11)" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet --require-hashes -r requirements-dev-lock.txt
