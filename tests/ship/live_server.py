@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# What `make test` and tests/settings.py set: a default install has none of them.
+# What `make test` and tests/settings.py set: a default install has none of them. The outer make's
+# own variables (`make test PORT=...`) must not reach the `make run` under test either.
 NOT_DEFAULT = ("DATABASE_URL", "REDIS_URL", "MONGODB_URI", "SECRET_KEY", "FACEPORTAL_API_KEY_PEPPER",
-               "DJANGO_SETTINGS_MODULE", "FACEPORTAL_VAR_DIR", "PROMETHEUS_MULTIPROC_DIR")
+               "DJANGO_SETTINGS_MODULE", "FACEPORTAL_VAR_DIR", "PROMETHEUS_MULTIPROC_DIR",
+               "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
 
 
 def free_port() -> int:
