@@ -398,7 +398,10 @@ LOGGING = {
             "timestamp": "time",
         },
     },
-    "filters": {"request_context": {"()": "faceportal.log_context.RequestContextFilter"}},
+    "filters": {
+        "request_context": {"()": "faceportal.log_context.RequestContextFilter"},
+        "without_traceback": {"()": "faceportal.log_filters.WithoutTraceback"},
+    },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_context"]}
     },
@@ -410,5 +413,10 @@ LOGGING = {
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
         # daphne runs with -v 0 (no plain-text access log); its own warnings and errors stay.
         "daphne": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # A Host outside ALLOWED_HOSTS (a LAN address, say) gets 400 "Bad request."; this line names
+        # the host to add, without a 30-line traceback.
+        "django.security.DisallowedHost": {
+            "handlers": ["console"], "level": "ERROR", "propagate": False, "filters": ["without_traceback"],
+        },
     },
 }

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# What `make test` and tests/settings.py set: a default install has none of them.
+# What `make test` and tests/settings.py set: a default install has none of them. The outer make's
+# own variables (`make test PORT=...`) must not reach the `make run` under test either.
 NOT_DEFAULT = ("DATABASE_URL", "REDIS_URL", "MONGODB_URI", "SECRET_KEY", "FACEPORTAL_API_KEY_PEPPER",
-               "DJANGO_SETTINGS_MODULE", "FACEPORTAL_VAR_DIR", "PROMETHEUS_MULTIPROC_DIR")
+               "DJANGO_SETTINGS_MODULE", "FACEPORTAL_VAR_DIR", "PROMETHEUS_MULTIPROC_DIR",
+               "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
 
 
 def free_port() -> int:
@@ -109,7 +111,9 @@ def daphne_server(*, var_dir: Path, log_path: Path, env: dict[str, str] | None =
     env = env or default_env(FACEPORTAL_VAR_DIR=str(var_dir))
     manage("migrate", "--noinput", cwd=REPO_ROOT, env=env)
     port = free_port()
-    return Server([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "faceportal.asgi:application"],
+    # -v 0 as in `make run`: no plain-text access log beside the JSON request lines.
+    return Server([sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port),
+                   "faceportal.asgi:application"],
                   cwd=REPO_ROOT, env=env, port=port, log_path=log_path)
 
 

@@ -7,7 +7,9 @@ with none of the test environment: no DATABASE_URL, REDIS_URL, MONGODB_URI or se
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,6 +59,20 @@ def test_make_run_from_a_fresh_clone_serves_and_recognises(tmp_path, manifest):
         assert status == 200, body
         matches = [face["match"]["name"] for face in body["faces"] if face["match"]]
         assert matches == [person], body
+        status, body = call(server.url, "POST", "/recognize/demo", key=key, body={})
+        assert status == 400 and body["error"]["code"], body
     assert server.process.returncode is not None
     assert (clone / "var" / "db.sqlite3").exists()
-    assert "Traceback" not in server.log(), server.log()[-3000:]
+    assert_logs_as_documented(server.log())
+
+
+def assert_logs_as_documented(log: str) -> None:
+    """One JSON line per request, with a time zone; no daphne access line, no django.request repeat."""
+    assert "Traceback" not in log, log[-3000:]
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    requests = [r for r in records if r.get("name") == "faceportal.request"]
+    assert [(r["path"], r["status"]) for r in requests if r["method"] == "POST"] == [
+        ("/register/demo", 201), ("/recognize/demo", 200), ("/recognize/demo", 400)]
+    assert all(re.search(r"T\d\d:\d\d:\d\d\.\d+\+00:00$", r["time"]) for r in records), records[:3]
+    assert not [r for r in records if r.get("name") == "django.request"], "4xx logged twice"
+    assert not re.search(r'\] "(GET|POST) /', log), "daphne's plain-text access log is on"
