@@ -186,7 +186,11 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "api_key": os.environ.get("FACEPORTAL_THROTTLE_KEY_RATE") or "6000/min",
         "address": os.environ.get("FACEPORTAL_THROTTLE_ADDRESS_RATE") or "12000/min",
+        # Failed authentications per IPv4 address / IPv6 /64, and from all addresses together.
         "auth_failure": os.environ.get("FACEPORTAL_THROTTLE_AUTH_FAILURE_RATE") or "30/min",
+        "auth_failure_global": os.environ.get("FACEPORTAL_THROTTLE_AUTH_FAILURE_GLOBAL_RATE") or "300/min",
+        # Failed staff passwords (Basic auth) from all addresses: each costs a slow password hash.
+        "password_failure_global": os.environ.get("FACEPORTAL_THROTTLE_PASSWORD_FAILURE_GLOBAL_RATE") or "30/min",
     },
     # Proxies in front of daphne whose X-Forwarded-For to trust; 0 = the socket address only.
     "NUM_PROXIES": env_int("FACEPORTAL_NUM_PROXIES", 0),
@@ -258,6 +262,8 @@ FACEPORTAL_VECTOR_STORE = os.environ.get("FACEPORTAL_VECTOR_STORE") or ("atlas" 
 
 # --- API keys -------------------------------------------------------------------------------------
 API_KEY_CACHE_TTL = env_int("FACEPORTAL_API_KEY_CACHE_TTL", 60)
+# How long a prefix that names no usable key is remembered as absent (guesses then cost no query).
+API_KEY_NEGATIVE_CACHE_TTL = env_int("FACEPORTAL_API_KEY_NEGATIVE_CACHE_TTL", 10)
 
 # --- Logging --------------------------------------------------------------------------------------
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
