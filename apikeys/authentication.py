@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from axes.backends import AxesStandaloneBackend
 from rest_framework import authentication, exceptions, permissions
 
 from apikeys.services import AuthenticatedKey, api_key_verify
@@ -88,6 +89,19 @@ class ThrottledBasicAuthentication(authentication.BasicAuthentication):
         if "\x00" in userid or "\x00" in password:
             raise exceptions.AuthenticationFailed("Invalid username/password.")
         return super().authenticate_credentials(userid, password, request)
+
+
+class AdminLoginLockoutBackend(AxesStandaloneBackend):
+    """django-axes' lock-out check (settings.AUTHENTICATION_BACKENDS, before ModelBackend).
+
+    A call to `authenticate()` without a request (a test client's `login()`, a script) comes from no
+    client that could be locked out, so it passes here instead of raising as axes does.
+    """
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)
 
 
 def request_key(request) -> AuthenticatedKey | None:

@@ -65,17 +65,34 @@ class ClientAddressRateThrottle(_SettingsRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
-def address_bucket(ident: str) -> str:
-    """The network an address counts against: IPv4 itself, an IPv6 address's /64."""
+def _network(ident: str) -> ipaddress.IPv4Address | ipaddress.IPv6Network | None:
+    """An IPv4 address as itself (IPv4-mapped IPv6 too), an IPv6 address as its /64."""
     try:
         address = ipaddress.ip_address(ident.strip().strip("[]").split("%", 1)[0])
     except ValueError:
+        return None
+    if address.version == 4:
+        return address
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return ipaddress.IPv6Network((address, 64), strict=False)
+
+
+def address_bucket(ident: str) -> str:
+    """The network an address counts against: IPv4 itself, an IPv6 address's /64."""
+    network = _network(ident)
+    if network is None:
         return "other"  # not an address (a missing REMOTE_ADDR): one shared bucket
-    if address.version == 6:
-        if address.ipv4_mapped is not None:
-            return f"v4:{address.ipv4_mapped}"
-        return f"v6:{ipaddress.IPv6Network((address, 64), strict=False).network_address}/64"
-    return f"v4:{address}"
+    return f"v{network.version}:{network}"
+
+
+def lockout_address(request) -> str:
+    """The address django-axes locks out (AXES_CLIENT_IP_CALLABLE): the same ident as the
+    throttles (X-Forwarded-For only through NUM_PROXIES), an IPv6 address as its /64's first."""
+    network = _network(BaseThrottle().get_ident(request) or "")
+    if network is None:
+        return "0.0.0.0"
+    return str(network.network_address if isinstance(network, ipaddress.IPv6Network) else network)
 
 
 @dataclass(frozen=True)

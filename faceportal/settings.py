@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's JS and CSS served from here, not a CDN
     "channels",
+    "axes",  # lock-out of /admin/login/ after repeated wrong passwords
     "organizations",
     "apikeys",
     "faces",
@@ -75,6 +76,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires: turns a lock-out into a 429
 ]
 
 ROOT_URLCONF = "faceportal.urls"
@@ -137,6 +139,22 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # --- Auth, i18n, static -------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    # django-axes refuses a locked-out client before ModelBackend hashes its password.
+    "apikeys.authentication.AdminLoginLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# django-axes guards the admin login form; staff Basic auth on the API is held by the failed-auth
+# budgets of apikeys/throttling.py (failures there still count towards the admin lock-out).
+AXES_ONLY_ADMIN_SITE = True
+AXES_FAILURE_LIMIT = env_int("FACEPORTAL_ADMIN_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_float("FACEPORTAL_ADMIN_LOGIN_COOLOFF_HOURS", 0.25)
+# Per address (an IPv6 /64), whatever username it tries: one address cannot walk through usernames.
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "apikeys.throttling.lockout_address"
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"  # shared by every worker, survives restarts
+AXES_VERBOSE = False
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
