@@ -184,6 +184,16 @@ def api_key_revoke_by_name(*, organization: Organization, user: str, name: str) 
     return api_key_revoke(api_key=api_key)
 
 
+def api_key_delete(*, api_key: APIKey) -> None:
+    """Delete a key's row (the admin's delete); it stops working at once, like a revoked one."""
+    prefix, organization_slug = api_key.prefix, api_key.organization.slug
+    with transaction.atomic():
+        api_key.delete()
+        transaction.on_commit(lambda: _forget(prefix), robust=True)
+    logger.info("api key deleted", extra={"organization": organization_slug, "key_prefix": prefix})
+
+
 def api_key_cache_forget_organization(*, organization: Organization) -> None:
+    """Evict every key of `organization` from the cache once the caller's transaction commits."""
     prefixes = list(APIKey.objects.filter(organization=organization).values_list("prefix", flat=True))
-    transaction.on_commit(lambda: [_forget(prefix) for prefix in prefixes])
+    transaction.on_commit(lambda: [_forget(prefix) for prefix in prefixes], robust=True)
