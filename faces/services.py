@@ -177,10 +177,15 @@ def person_delete(*, person: Person) -> int:
     """Delete a person with all their faces, vectors and crops. Returns the number of faces removed."""
     index = get_index()
     organization_id = person.organization_id
-    records = _face_records(Face.objects.filter(person=person))
-    face_ids = [record.face_id for record in records]
     undo: list[Callable[[], None]] = []
     with mirrored_write(undo):
+        # Lock the row before reading the faces: a registration adding a face to this person holds
+        # the same lock until it commits, so its face is read (and its vector removed) here too,
+        # never cascaded away behind the list's back.
+        if not Person.objects.select_for_update().filter(pk=person.pk).exists():
+            return 0  # deleted meanwhile
+        records = _face_records(Face.objects.filter(person_id=person.pk))
+        face_ids = [record.face_id for record in records]
         person.delete()
         # Inside the transaction: if the store is unreachable, the person stays, whole; if the
         # commit fails after the store removed the vectors, they are put back.
