@@ -168,6 +168,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's JS and CSS served from here, not a CDN
     "channels",
+    "axes",  # lock-out of /admin/login/ after repeated wrong passwords
     "organizations",
     "apikeys",
     "faces",
@@ -184,6 +185,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires: turns a lock-out into a 429
 ]
 
 ROOT_URLCONF = "faceportal.urls"
@@ -252,6 +254,22 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # --- Auth, i18n, static -------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    # django-axes refuses a locked-out client before ModelBackend hashes its password.
+    "apikeys.authentication.AdminLoginLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# django-axes guards the admin login form; staff Basic auth on the API is held by the failed-auth
+# budgets of apikeys/throttling.py (failures there still count towards the admin lock-out).
+AXES_ONLY_ADMIN_SITE = True
+AXES_FAILURE_LIMIT = env_int("FACEPORTAL_ADMIN_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_float("FACEPORTAL_ADMIN_LOGIN_COOLOFF_HOURS", 0.25)
+# Per address (an IPv6 /64), whatever username it tries: one address cannot walk through usernames.
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "apikeys.throttling.lockout_address"
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"  # shared by every worker, survives restarts
+AXES_VERBOSE = False
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -301,7 +319,11 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "api_key": env_rate("FACEPORTAL_THROTTLE_KEY_RATE", "6000/min"),
         "address": env_rate("FACEPORTAL_THROTTLE_ADDRESS_RATE", "12000/min"),
+        # Failed authentications per IPv4 address / IPv6 /64, and from all addresses together.
         "auth_failure": env_rate("FACEPORTAL_THROTTLE_AUTH_FAILURE_RATE", "30/min"),
+        "auth_failure_global": env_rate("FACEPORTAL_THROTTLE_AUTH_FAILURE_GLOBAL_RATE", "300/min"),
+        # Failed staff passwords (Basic auth) from all addresses: each costs a slow password hash.
+        "password_failure_global": env_rate("FACEPORTAL_THROTTLE_PASSWORD_FAILURE_GLOBAL_RATE", "30/min"),
     },
     # Proxies in front of daphne whose X-Forwarded-For to trust; 0 = the socket address only.
     "NUM_PROXIES": env_int("FACEPORTAL_NUM_PROXIES", 0),
@@ -384,6 +406,8 @@ FACEPORTAL_VECTOR_STORE = env_choice(
 
 # --- API keys -------------------------------------------------------------------------------------
 API_KEY_CACHE_TTL = env_int("FACEPORTAL_API_KEY_CACHE_TTL", 60)
+# How long a prefix that names no usable key is remembered as absent (guesses then cost no query).
+API_KEY_NEGATIVE_CACHE_TTL = env_int("FACEPORTAL_API_KEY_NEGATIVE_CACHE_TTL", 10)
 
 # --- Logging --------------------------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
