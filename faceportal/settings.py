@@ -170,7 +170,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "faceportal.parsers.SafeJSONParser",  # bounded nesting, no lone surrogates
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
@@ -231,6 +231,15 @@ FACEPORTAL_MAX_IMAGES_PER_REQUEST = env_int("FACEPORTAL_MAX_IMAGES_PER_REQUEST",
 FACEPORTAL_IMAGE_ROOT = os.environ.get("FACEPORTAL_IMAGE_ROOT") or None
 FACEPORTAL_URL_FETCH_TIMEOUT = env_float("FACEPORTAL_URL_FETCH_TIMEOUT", 5.0)
 FACEPORTAL_URL_FETCH_ENABLED = env_bool("FACEPORTAL_URL_FETCH_ENABLED", True)
+# Decoding: images are downscaled to this longest side while decoding (JPEG: before, in the
+# decoder), and decodes in flight in this process may together hold at most the budget; a decode
+# waits up to the wait for room, then the request gets 503. An image whose decode alone exceeds
+# the budget is refused (413). See docs/SECURITY.md.
+FACEPORTAL_DECODE_MAX_SIDE = env_int("FACEPORTAL_DECODE_MAX_SIDE", 2048)
+FACEPORTAL_DECODE_BUDGET_BYTES = env_int("FACEPORTAL_DECODE_BUDGET_BYTES", 256 * 1024 * 1024)
+FACEPORTAL_DECODE_WAIT_SECONDS = env_float("FACEPORTAL_DECODE_WAIT_SECONDS", 10.0)
+# JSON bodies and WebSocket messages nested deeper than this are refused (400 / error reply).
+FACEPORTAL_MAX_JSON_DEPTH = env_int("FACEPORTAL_MAX_JSON_DEPTH", 32)
 
 # --- Real-time WebSocket (/ws/recognize) ------------------------------------------------------------
 # Below daphne's own 1 MiB message cap, so an oversized frame gets an error reply, not a dropped socket.
