@@ -236,8 +236,10 @@ FACEPORTAL_URL_FETCH_ENABLED = env_bool("FACEPORTAL_URL_FETCH_ENABLED", True)
 # waits up to the wait for room, then the request gets 503. An image whose decode alone exceeds
 # the budget is refused (413). See docs/SECURITY.md.
 FACEPORTAL_DECODE_MAX_SIDE = env_int("FACEPORTAL_DECODE_MAX_SIDE", 2048)
-FACEPORTAL_DECODE_BUDGET_BYTES = env_int("FACEPORTAL_DECODE_BUDGET_BYTES", 256 * 1024 * 1024)
+FACEPORTAL_DECODE_BUDGET_BYTES = env_int("FACEPORTAL_DECODE_BUDGET_BYTES", 320 * 1024 * 1024)
 FACEPORTAL_DECODE_WAIT_SECONDS = env_float("FACEPORTAL_DECODE_WAIT_SECONDS", 10.0)
+# Decoded pixels all images of one request may add up to (decode time grows with pixels).
+FACEPORTAL_DECODE_REQUEST_PIXELS = env_int("FACEPORTAL_DECODE_REQUEST_PIXELS", 100_000_000)
 # JSON bodies and WebSocket messages nested deeper than this are refused (400 / error reply).
 FACEPORTAL_MAX_JSON_DEPTH = env_int("FACEPORTAL_MAX_JSON_DEPTH", 32)
 
