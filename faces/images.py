@@ -311,11 +311,36 @@ def _b64decode(text: str, *, index: int) -> bytes:
         raise _fail(index, "not valid base64") from None
 
 
+# IPv6 ranges whose low 32 bits are an IPv4 address that the packet may end up at.
+_V4_IN_LOW_BITS = [ipaddress.ip_network(net) for net in (
+    "::/96",  # IPv4-compatible (deprecated): [::127.0.0.1]
+    "::ffff:0:0/96",  # IPv4-mapped
+    "::ffff:0:0:0/96",  # IPv4-translated (SIIT): [::ffff:0:127.0.0.1]
+    "64:ff9b::/96",  # NAT64, well-known prefix
+    "64:ff9b:1::/48",  # NAT64, local use
+)]
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    embedded = []
+    if any(ip in network for network in _V4_IN_LOW_BITS):
+        embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.sixtofour is not None:  # 2002::/16
+        embedded.append(ip.sixtofour)
+    if ip.teredo is not None:  # 2001::/32: server and (de-obfuscated) client
+        embedded.extend(ip.teredo)
+    return embedded
+
+
 def _is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    """Public and unicast, and so is every IPv4 address the IPv6 form embeds."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if ip.is_multicast:
+        return False
+    embedded = _embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else []
+    # A translation form is as public as what it reaches (its own range says nothing of that).
+    candidates = embedded or [ip]
+    return all(candidate.is_global and not candidate.is_multicast for candidate in candidates)
 
 
 def resolve_public(host: str, port: int, *, index: int) -> str:
