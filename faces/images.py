@@ -355,7 +355,7 @@ def resolve_public(host: str, port: int, *, index: int) -> str:
     return addresses[0]
 
 
-def _fetch_once(url: str, *, index: int):
+def _fetch_once(url: str, *, index: int, seconds: float):
     import urllib3
 
     try:
@@ -371,7 +371,7 @@ def _fetch_once(url: str, *, index: int):
         raise _fail(index, "URLs with credentials are not allowed", code="image_url_forbidden")
     port = explicit_port or (443 if parts.scheme == "https" else 80)
     address = resolve_public(parts.hostname, port, index=index)
-    timeout = urllib3.Timeout(total=settings.FACEPORTAL_URL_FETCH_TIMEOUT)
+    timeout = urllib3.Timeout(total=seconds)
     if parts.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
             address, port, server_hostname=parts.hostname, assert_hostname=parts.hostname, timeout=timeout,
@@ -389,26 +389,61 @@ def _fetch_once(url: str, *, index: int):
     )
 
 
+def _read_body(response, *, index: int, limit: int, deadline: float) -> bytes:
+    """The body, within the byte limit and the whole-transfer deadline.
+
+    urllib3's timeouts bound each socket read, so a server sending a byte a second never trips
+    them. Here each read takes what one receive gives (`read1`), with the socket's timeout set to
+    what is left of the deadline, which is checked between reads.
+    """
+    connection = getattr(response, "connection", None)
+    sock = getattr(connection, "sock", None)
+    body = bytearray()
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _deadline_passed(index)
+        if sock is not None:
+            sock.settimeout(remaining)
+        chunk = response.read1(64 * 1024, decode_content=True)
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > limit:
+            raise _fail(index, f"larger than {limit} bytes", code="image_too_large")
+
+
+def _deadline_passed(index: int) -> InvalidImage:
+    seconds = settings.FACEPORTAL_URL_FETCH_TIMEOUT
+    return _fail(index, f"URL did not deliver the image within {seconds:g} s", code="image_url_unreachable")
+
+
 def fetch_url(url: str, *, index: int) -> bytes:
+    """GET an image; FACEPORTAL_URL_FETCH_TIMEOUT bounds the whole transfer, redirects included."""
     if not settings.FACEPORTAL_URL_FETCH_ENABLED:
         raise _fail(index, "image URLs are disabled on this server", code="image_url_forbidden")
     import urllib3
 
     limit = settings.FACEPORTAL_MAX_IMAGE_BYTES
+    deadline = time.monotonic() + settings.FACEPORTAL_URL_FETCH_TIMEOUT
     try:
         for _ in range(MAX_REDIRECTS + 1):
-            response = _fetch_once(url, index=index)
-            if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
-                url = urljoin(url, response.headers["Location"])
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _deadline_passed(index)
+            response = _fetch_once(url, index=index, seconds=remaining)
+            try:
+                if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
+                    url = urljoin(url, response.headers["Location"])
+                    continue
+                if response.status != 200:
+                    raise _fail(index, f"URL answered HTTP {response.status}", code="image_url_unreachable")
+                return _read_body(response, index=index, limit=limit, deadline=deadline)
+            finally:
                 response.release_conn()
-                continue
-            if response.status != 200:
-                raise _fail(index, f"URL answered HTTP {response.status}", code="image_url_unreachable")
-            body = response.read(limit + 1, decode_content=True)
-            if len(body) > limit:
-                raise _fail(index, f"larger than {limit} bytes", code="image_too_large")
-            return body
-    except urllib3.exceptions.HTTPError:
+    except urllib3.exceptions.TimeoutError:
+        raise _deadline_passed(index) from None
+    except (urllib3.exceptions.HTTPError, OSError):
         raise _fail(index, "URL could not be fetched", code="image_url_unreachable") from None
     raise _fail(index, "too many redirects", code="image_url_unreachable")
 
