@@ -303,7 +303,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "faceportal.parsers.SafeJSONParser",  # bounded nesting, no lone surrogates
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
@@ -377,6 +377,17 @@ FACEPORTAL_MAX_IMAGES_PER_REQUEST = env_int("FACEPORTAL_MAX_IMAGES_PER_REQUEST",
 FACEPORTAL_IMAGE_ROOT = _raw("FACEPORTAL_IMAGE_ROOT")
 FACEPORTAL_URL_FETCH_TIMEOUT = env_float("FACEPORTAL_URL_FETCH_TIMEOUT", 5.0)
 FACEPORTAL_URL_FETCH_ENABLED = env_bool("FACEPORTAL_URL_FETCH_ENABLED", True)
+# Decoding: images are downscaled to this longest side while decoding (JPEG: before, in the
+# decoder), and decodes in flight in this process may together hold at most the budget; a decode
+# waits up to the wait for room, then the request gets 503. An image whose decode alone exceeds
+# the budget is refused (413). See docs/SECURITY.md.
+FACEPORTAL_DECODE_MAX_SIDE = env_int("FACEPORTAL_DECODE_MAX_SIDE", 2048)
+FACEPORTAL_DECODE_BUDGET_BYTES = env_int("FACEPORTAL_DECODE_BUDGET_BYTES", 320 * 1024 * 1024)
+FACEPORTAL_DECODE_WAIT_SECONDS = env_float("FACEPORTAL_DECODE_WAIT_SECONDS", 10.0)
+# Decoded pixels all images of one request may add up to (decode time grows with pixels).
+FACEPORTAL_DECODE_REQUEST_PIXELS = env_int("FACEPORTAL_DECODE_REQUEST_PIXELS", 100_000_000)
+# JSON bodies and WebSocket messages nested deeper than this are refused (400 / error reply).
+FACEPORTAL_MAX_JSON_DEPTH = env_int("FACEPORTAL_MAX_JSON_DEPTH", 32)
 
 # --- Real-time WebSocket (/ws/recognize) ------------------------------------------------------------
 # Below daphne's own 1 MiB message cap, so an oversized frame gets an error reply, not a dropped socket.
