@@ -61,7 +61,7 @@ def recognize_loaded(
             best, candidates = outcome.best, outcome.candidates
             faces_out.append(
                 {
-                    "box": face.detection.box.as_dict(),
+                    "box": image.box_to_original(face.detection.box.as_dict()),
                     "detection_confidence": round(face.detection.confidence, 4),
                     "decision": outcome.decision,
                     "threshold": round(outcome.threshold, 4),
@@ -76,7 +76,7 @@ def recognize_loaded(
             )
     else:
         timings["search"] = 0.0
-    width, height = result.image_size
+    width, height = image.size  # as sent: decoding may have downscaled the pixels
     return {
         "faces": faces_out,
         **chosen.describe(),

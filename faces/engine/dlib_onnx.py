@@ -24,10 +24,12 @@ and the Docker build run it, and the embedder runs it lazily on first use).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -281,11 +283,21 @@ def build_onnx(net: DlibResNet):
 # ---- files ---------------------------------------------------------------------------------------
 
 def file_sha256(path: Path) -> str:
+    stat = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, mtime_ns: int, size: int) -> str:
+    """Hashed once per file version per process: every engine thread's session asks for it."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+_convert_lock = threading.Lock()  # engine threads warming at once convert once, not once each
 
 
 def onnx_name(source_sha256: str) -> str:
@@ -307,6 +319,13 @@ def ensure_onnx(weights_dir: Path, *, source: Path | None = None) -> Path:
     target = Path(weights_dir) / onnx_name(file_sha256(source))
     if target.exists():
         return target
+    with _convert_lock:
+        if not target.exists():
+            _convert(source, target)
+    return target
+
+
+def _convert(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     model = build_onnx(parse_dat(source.read_bytes()))
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".dlib_onnx.", suffix=".tmp")
@@ -318,7 +337,6 @@ def ensure_onnx(weights_dir: Path, *, source: Path | None = None) -> Path:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return target
 
 
 def default_deepface_home() -> str:

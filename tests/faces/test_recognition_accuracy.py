@@ -7,10 +7,10 @@ from tests.conftest import api_auth, key_client
 pytestmark = pytest.mark.django_db
 
 STRANGERS = ("Lin_Manuel_Miranda", "Azure_Family3_Lady", "Azure_Family3_Man")
-MIN_RANK1 = 0.95  # the nearest person is the right one
-# Named at the default decision (false_match_rate 0.001 for this gallery, docs/open-set.md): the
-# calibrated threshold leaves some genuine photos unnamed rather than name strangers.
+# Named correctly at the default decision (false_match_rate 0.001 for this gallery, docs/open-set.md):
+# the calibrated threshold leaves some genuine photos unnamed rather than name a stranger.
 MIN_NAMED = 0.8
+MIN_TOP_CANDIDATE_RANK1 = 0.995  # the right person is the top candidate, whatever the threshold
 
 
 @pytest.fixture
@@ -31,8 +31,8 @@ def test_enrol_one_photo_each_then_recognise_the_others(tenant, manifest, capsys
         assert response.status_code == 201, (name, response.content)
         assert response.json()["faces_added"] == 1
 
-    correct = total = nearest_correct = 0
-    misses = []
+    correct = total = top_correct = 0
+    misses, undetected = [], []
     for name, photos in identities.items():
         if name in STRANGERS:
             continue
@@ -41,8 +41,11 @@ def test_enrol_one_photo_each_then_recognise_the_others(tenant, manifest, capsys
             assert response.status_code == 200, response.content
             faces = response.json()["faces"]
             total += 1
+            if not faces:
+                undetected.append(str(photo.path.relative_to(photo.path.parents[1])))
+            elif faces[0]["candidates"] and faces[0]["candidates"][0]["name"] == name:
+                top_correct += 1
             named = faces[0]["match"]["name"] if faces and faces[0]["match"] else None
-            nearest_correct += bool(faces and faces[0]["candidates"] and faces[0]["candidates"][0]["name"] == name)
             assert named in (None, name), (photo.path, named)  # unnamed at worst, never someone else
             if named == name:
                 correct += 1
@@ -55,10 +58,13 @@ def test_enrol_one_photo_each_then_recognise_the_others(tenant, manifest, capsys
         assert response.status_code == 200
         false_matches += [face["match"] for face in response.json()["faces"] if face["match"]]
 
-    named_rate, rank1 = correct / total, nearest_correct / total
+    named_rate = correct / total
+    top_rank1 = top_correct / total
     with capsys.disabled():
-        print(f"\n[accuracy] rank-1 {nearest_correct}/{total} = {rank1:.3f}; named at the default {correct}/{total} "
-              f"= {named_rate:.3f}; strangers matched: {len(false_matches)}/3; misses: {misses}")
-    assert rank1 >= MIN_RANK1
+        print(f"\n[accuracy] rank-1 (top candidate) {top_correct}/{total} = {top_rank1:.3f}; named at the default "
+              f"threshold {correct}/{total} = {named_rate:.3f}; strangers matched: {len(false_matches)}/3; "
+              f"no face found: {undetected}; misses: {misses}")
+    assert undetected == []
+    assert top_rank1 >= MIN_TOP_CANDIDATE_RANK1
     assert named_rate >= MIN_NAMED
     assert false_matches == []

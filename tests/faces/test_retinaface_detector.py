@@ -157,9 +157,11 @@ print("ok")
 """
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "faceportal.settings", "FACEPORTAL_ENGINE_WORKERS": "1"}
     env.pop("DEEPFACE_DETECTOR_BACKEND", None)
+    # The timeout only guards against a hang: on a loaded 2-core machine a fresh Django + models start is slow.
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+                            text=True, timeout=900)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), (result.stdout[-1000:],
+                                                                             result.stderr[-3000:])
 
 
 def test_missing_weights_name_the_install_command(tmp_path):
