@@ -20,7 +20,7 @@ if __package__ in (None, ""):
 
 from bench.common import STRANGERS, log, people, setup_django, table  # noqa: E402
 
-DETECTORS = ("dlib", "opencv", "mtcnn", "ssd", "yunet", "retinaface")
+DETECTORS = ("retinaface-onnx", "dlib", "opencv", "mtcnn", "ssd", "yunet", "retinaface")
 THRESHOLDS = (0.94, 0.95, 0.96, 0.97)
 # Weights DeepFace would download for these detectors; without them (offline) the detector is skipped.
 DETECTOR_WEIGHTS = {
