@@ -121,7 +121,8 @@ def run(detectors=DETECTORS) -> tuple[str, dict]:
     note = ("Protocol of tests/faces/test_recognition_accuracy.py: first photo of each identity enrolled, the "
             "others recognised by their most prominent face. TMR@t: top-1 is the right person with similarity "
             "≥ t; impostor@t: the best wrong person reaches t (a false match risk); strangers: the three "
-            "single-photo identities. Embedder: Dlib ResNet with dlib 5-point alignment.")
+            "single-photo identities. Embedder: Dlib ResNet (FACEPORTAL_DLIB_RUNTIME), chips from the detector's "
+            "five landmarks, or dlib's 5-point predictor for detectors without them.")
     if skipped:
         note += " Skipped: " + "; ".join(skipped) + "."
     return table("Accuracy per detector (../shared/faces)", header, rows, note=note), embeddings
