@@ -218,6 +218,10 @@ DEEPFACE_EMBEDDER_MODEL = os.environ.get("DEEPFACE_EMBEDDER_MODEL", "Dlib")
 # How the Dlib model runs: "onnx" (our conversion of its ResNet, on ONNX Runtime) or "dlib" (the
 # dlib-bin package). Same embeddings either way; onnx is ~10x faster per face and scales with cores.
 FACEPORTAL_DLIB_RUNTIME = os.environ.get("FACEPORTAL_DLIB_RUNTIME", "onnx").strip().lower() or "onnx"
+if FACEPORTAL_DLIB_RUNTIME not in ("onnx", "dlib"):  # fail at start-up, not on the first request
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"FACEPORTAL_DLIB_RUNTIME must be onnx or dlib, not {FACEPORTAL_DLIB_RUNTIME!r}")
 # RetinaFace-MobileNet0.25 on ONNX Runtime (faces/engine/retinaface.py); "dlib" is the HOG detector.
 DEEPFACE_DETECTOR_BACKEND = os.environ.get("DEEPFACE_DETECTOR_BACKEND", "retinaface-onnx")
 # Minimum similarity ((1 + cosine) / 2) for a match; unset = the model's calibrated default.

@@ -195,3 +195,12 @@ def test_the_default_engine_embeds_a_photo_without_importing_tensorflow(tmp_path
     assert report["heavy"] == []
     assert onnx_name(file_sha256(source_path())) in report["weights"]
     assert not (home_weights / onnx_name(file_sha256(source_path()))).is_symlink()  # converted, not linked
+
+
+def test_an_unknown_dlib_runtime_stops_start_up_with_a_clear_message(tmp_path):
+    env = dict(os.environ, FACEPORTAL_DLIB_RUNTIME="tensorflow", DJANGO_SETTINGS_MODULE="faceportal.settings",
+               PYTHONPATH=str(REPO_ROOT))
+    completed = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode != 0
+    assert "FACEPORTAL_DLIB_RUNTIME must be onnx or dlib, not 'tensorflow'" in completed.stderr
