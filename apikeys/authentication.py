@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from axes.backends import AxesStandaloneBackend
 from rest_framework import authentication, exceptions, permissions
 
 from apikeys.services import AuthenticatedKey, api_key_verify
-from apikeys.throttling import FailedAuthenticationThrottle
+from apikeys.throttling import FailedAuthBudget
 
 
 class APIKeyPrincipal:
@@ -46,24 +47,29 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         raw_key = raw_key_from_headers(request.META)
         if raw_key is None:
             return None
-        guard = FailedAuthenticationThrottle()
-        refuse_if_brute_forcing(guard, request)
+        budget = reserve_attempt(request)
         identity = api_key_verify(raw_key=raw_key)
-        if identity is None:
-            guard.record_failure(request)
+        if identity is None:  # the reservation stays taken: that is the failure, counted
             raise exceptions.AuthenticationFailed("Invalid, revoked or unknown API key.")
+        budget.release()
         return APIKeyPrincipal(identity), identity
 
     def authenticate_header(self, request) -> str:
         return self.keyword
 
 
-def refuse_if_brute_forcing(guard: FailedAuthenticationThrottle, request) -> None:
-    # Checked before the credential, so a blocked address learns nothing about what it presents.
-    if guard.is_blocked(request):
+def reserve_attempt(request, *, password: bool = False) -> FailedAuthBudget:
+    """Take this attempt's place in the failed-auth budgets, or refuse with 429.
+
+    Before the credential is looked at, so a blocked client learns nothing about what it presents
+    and costs no database query or password hash; atomic, so concurrent guesses cannot overshoot.
+    """
+    budget = FailedAuthBudget.for_request(request, password=password)
+    if not budget.reserve():
         raise exceptions.Throttled(
-            wait=guard.wait(), detail="Too many failed authentication attempts from this address; try again later."
+            wait=budget.wait(), detail="Too many failed authentication attempts from this address; try again later."
         )
+    return budget
 
 
 class ThrottledBasicAuthentication(authentication.BasicAuthentication):
@@ -72,19 +78,30 @@ class ThrottledBasicAuthentication(authentication.BasicAuthentication):
     def authenticate(self, request):
         if not request.META.get("HTTP_AUTHORIZATION", "").lower().startswith("basic "):
             return None
-        guard = FailedAuthenticationThrottle()
-        refuse_if_brute_forcing(guard, request)
-        try:
-            return super().authenticate(request)
-        except exceptions.AuthenticationFailed:
-            guard.record_failure(request)
-            raise
+        # Throttled before the password hasher runs: each wrong guess costs a deliberately slow hash.
+        budget = reserve_attempt(request, password=True)
+        result = super().authenticate(request)  # AuthenticationFailed keeps the reservation: a failure
+        budget.release()
+        return result
 
     def authenticate_credentials(self, userid, password, request=None):
         # PostgreSQL refuses NUL in text (a 500); such a credential can never be valid anyway.
         if "\x00" in userid or "\x00" in password:
             raise exceptions.AuthenticationFailed("Invalid username/password.")
         return super().authenticate_credentials(userid, password, request)
+
+
+class AdminLoginLockoutBackend(AxesStandaloneBackend):
+    """django-axes' lock-out check (settings.AUTHENTICATION_BACKENDS, before ModelBackend).
+
+    A call to `authenticate()` without a request (a test client's `login()`, a script) comes from no
+    client that could be locked out, so it passes here instead of raising as axes does.
+    """
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)
 
 
 def request_key(request) -> AuthenticatedKey | None:

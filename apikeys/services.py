@@ -29,6 +29,10 @@ KEY_SCHEME = "fp"
 PREFIX_BYTES = 6  # 12 hex characters
 SECRET_BYTES = 32  # 256 bits
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+# Cached for a prefix that names no usable key, so guesses of unknown prefixes cost no query.
+ABSENT = "absent"
+# Compared against when there is no key, so an unknown prefix costs the same as a wrong secret.
+_DUMMY_HASH = "0" * 64
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,8 @@ def api_key_issue(*, organization: Organization, user: str, name: str) -> Issued
         raise Conflict(
             f"An active key named '{name}' already exists in '{organization.slug}'.", code="api_key_exists"
         ) from exc
+    # A guess may have cached this (random, so practically never seen) prefix as absent.
+    transaction.on_commit(lambda: _forget(prefix))
     logger.info("api key issued", extra={"organization": organization.slug, "key_prefix": prefix})
     return IssuedKey(api_key=api_key, plaintext=f"{KEY_SCHEME}_{prefix}_{secret}")
 
@@ -123,7 +129,10 @@ def api_key_verify(*, raw_key: str) -> AuthenticatedKey | None:
     """Return the key's identity when `raw_key` is valid, active and of an active organisation.
 
     The cache (Redis in production) answers most requests; a cache outage falls back to the
-    database because the cache backend ignores connection errors and reports a miss.
+    database because the cache backend ignores connection errors and reports a miss. A prefix with
+    no usable key is cached as absent for `API_KEY_NEGATIVE_CACHE_TTL` seconds, and every path
+    ends in the same keyed-hash comparison, so an unknown prefix and a known one with a wrong
+    secret take the same steps (one cache read, one HMAC, one compare).
     """
     parsed = _parse(raw_key)
     if parsed is None:
@@ -131,14 +140,18 @@ def api_key_verify(*, raw_key: str) -> AuthenticatedKey | None:
     prefix, secret = parsed
     presented_hash = _hash_secret(secret)
     cached = cache.get(_cache_key(prefix))
-    if cached is not None:
+    if cached == ABSENT:
+        identity = None
+    elif cached is not None:
         identity = AuthenticatedKey(**cached)
     else:
         identity = _load_from_database(prefix)
         if identity is None:
-            return None
-        cache.set(_cache_key(prefix), asdict(identity), timeout=settings.API_KEY_CACHE_TTL)
-    if not hmac.compare_digest(identity.secret_hash, presented_hash):
+            cache.set(_cache_key(prefix), ABSENT, timeout=settings.API_KEY_NEGATIVE_CACHE_TTL)
+        else:
+            cache.set(_cache_key(prefix), asdict(identity), timeout=settings.API_KEY_CACHE_TTL)
+    expected = identity.secret_hash if identity is not None else _DUMMY_HASH
+    if not hmac.compare_digest(expected, presented_hash) or identity is None:
         return None
     return identity
 
@@ -171,6 +184,16 @@ def api_key_revoke_by_name(*, organization: Organization, user: str, name: str) 
     return api_key_revoke(api_key=api_key)
 
 
+def api_key_delete(*, api_key: APIKey) -> None:
+    """Delete a key's row (the admin's delete); it stops working at once, like a revoked one."""
+    prefix, organization_slug = api_key.prefix, api_key.organization.slug
+    with transaction.atomic():
+        api_key.delete()
+        transaction.on_commit(lambda: _forget(prefix), robust=True)
+    logger.info("api key deleted", extra={"organization": organization_slug, "key_prefix": prefix})
+
+
 def api_key_cache_forget_organization(*, organization: Organization) -> None:
+    """Evict every key of `organization` from the cache once the caller's transaction commits."""
     prefixes = list(APIKey.objects.filter(organization=organization).values_list("prefix", flat=True))
-    transaction.on_commit(lambda: [_forget(prefix) for prefix in prefixes])
+    transaction.on_commit(lambda: [_forget(prefix) for prefix in prefixes], robust=True)

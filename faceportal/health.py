@@ -50,9 +50,12 @@ def check_vector_store() -> CheckResult:
 
 
 def check_model() -> CheckResult:
-    from faces.engine import engine_loaded
+    from faces.engine.pipeline import engine_loaded, engine_warm_failure
 
-    if not engine_loaded():
+    failure = engine_warm_failure()
+    if failure is not None:  # the traceback is in the log ("face engine warm-up failed")
+        return CheckResult(False, f"face model warm-up failed ({failure})")
+    if not engine_loaded():  # the detector and the embedder must both be loaded
         return CheckResult(False, "face models are still loading")
     return CheckResult(True, f"{settings.DEEPFACE_EMBEDDER_MODEL} / {settings.DEEPFACE_DETECTOR_BACKEND}")
 

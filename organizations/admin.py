@@ -6,7 +6,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from organizations.models import Organization
-from organizations.services import organization_deactivate
+from organizations.services import organization_deactivate, organization_delete
 
 
 def count_per_organization(app_label: str, model_name: str, **filters):
@@ -72,3 +72,11 @@ class OrganizationAdmin(admin.ModelAdmin):
     def deactivate(self, request, queryset):
         for organization in queryset:
             organization_deactivate(organization=organization)
+
+    # Deletes go through the service: key cache evicted after commit, vectors (Atlas too) dropped.
+    def delete_model(self, request, obj):
+        organization_delete(organization=obj)
+
+    def delete_queryset(self, request, queryset):
+        for organization in queryset:
+            organization_delete(organization=organization)

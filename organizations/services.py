@@ -37,24 +37,34 @@ def organization_create(*, slug: str, name: str | None = None) -> Organization:
 
 
 def organization_deactivate(*, organization: Organization) -> Organization:
-    organization.is_active = False
-    organization.save(update_fields=["is_active"])
-    # Keys of an inactive organisation must stop working at once, cached or not.
     from apikeys.services import api_key_cache_forget_organization
 
-    api_key_cache_forget_organization(organization=organization)
+    with transaction.atomic():
+        organization.is_active = False
+        organization.save(update_fields=["is_active"])
+        # Keys of an inactive organisation must stop working at once, cached or not: evicted once
+        # this commits, so no request can re-cache them from the still-active row meanwhile.
+        api_key_cache_forget_organization(organization=organization)
     return organization
 
 
 def organization_delete(*, organization: Organization) -> None:
-    """Delete a tenant completely: keys, people, faces (database) and its vectors (via signal)."""
+    """Delete a tenant completely: keys, people, faces (database) and its vectors (via signal).
+
+    The admin's deletes come here too (organizations/admin.py). Cache eviction and the signal run
+    after the commit: evicted earlier, a key could be re-cached from the not-yet-deleted row and
+    keep working for the cache TTL; signalled earlier, a rolled-back delete would lose its vectors.
+    """
     from apikeys.services import api_key_cache_forget_organization
 
-    api_key_cache_forget_organization(organization=organization)
-    slug = organization.slug
-    pk = organization.pk
+    gone = Organization(pk=organization.pk, slug=organization.slug, name=organization.name)
     with transaction.atomic():
+        # Locked first, so a key issued meanwhile waits and then fails, or is in the list below.
+        Organization.objects.select_for_update().filter(pk=organization.pk).exists()
+        api_key_cache_forget_organization(organization=organization)
         organization.delete()
-    organization.pk = pk
-    organization.slug = slug
-    organization_deleted.send(sender=Organization, organization=organization)
+        transaction.on_commit(
+            lambda: organization_deleted.send(sender=Organization, organization=gone), robust=True
+        )
+    organization.pk = gone.pk
+    organization.slug = gone.slug

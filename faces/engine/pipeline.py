@@ -7,6 +7,7 @@ models loaded (engine/cache.py), the event loop never runs a model, and CPU work
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,6 +23,8 @@ from faces.engine.cache import model_load_seconds
 from faces.engine.detection import DeepFaceDetector
 from faces.engine.recognition import DEFAULT_THRESHOLDS, DeepFaceEmbedder
 from faces.engine.weights import prepare_deepface_home
+
+logger = logging.getLogger(__name__)
 
 CROP_MAX_SIDE = 200
 CROP_CONTEXT = 0.5  # keep half a face of context on each side: enough to detect again later
@@ -182,26 +185,44 @@ class FaceEngine:
         return EngineResult(faces=results, image_size=(width, height), timings_ms=timings)
 
 
-def warm_in_background() -> None:
+# Pool threads whose warm-up raised, with the error's type: readiness stays false while any did.
+_warm_failures: dict[int, str] = {}
+
+
+def warm_in_background() -> list[Future]:
     """Load the models on every engine-pool thread without holding up start-up."""
     if not settings.FACEPORTAL_WARM_ENGINE:
-        return
+        return []
     workers = max(1, settings.FACEPORTAL_ENGINE_WORKERS)
     barrier = threading.Barrier(workers)
 
     def warm_one() -> None:
-        get_engine().warm()
         try:
-            barrier.wait(timeout=120)  # hold this thread so the next task lands on another one
-        except threading.BrokenBarrierError:
-            pass
+            get_engine().warm()
+            _warm_failures.pop(threading.get_ident(), None)
+        except Exception as exc:  # a future nobody reads would drop it: log it, and stay not ready
+            _warm_failures[threading.get_ident()] = type(exc).__name__
+            logger.exception("face engine warm-up failed")
+        finally:
+            try:
+                barrier.wait(timeout=120)  # hold this thread so the next task lands on another one
+            except threading.BrokenBarrierError:
+                pass
 
-    for _ in range(workers):
-        run_in_engine_pool(warm_one)
+    return [run_in_engine_pool(warm_one) for _ in range(workers)]
+
+
+def engine_warm_failure() -> str | None:
+    """The error type of a failed warm-up (None when every warm-up that ran succeeded)."""
+    return next(iter(_warm_failures.values()), None)
 
 
 def engine_loaded() -> bool:
-    return _engine is not None and bool(model_load_seconds())
+    """Both the detector and the embedder have loaded (on some pool thread), and no warm-up failed."""
+    if _engine is None or _warm_failures:
+        return False
+    loaded = model_load_seconds()
+    return f"detector:{_engine.detector.name}" in loaded and f"embedder:{_engine.embedder.name}" in loaded
 
 
 _engine: FaceEngine | None = None

@@ -34,7 +34,7 @@ def b64(data: bytes) -> str:
 
 BAD_IMAGES = {
     "invalid base64": ("not base64 at all!!", "invalid_image"),
-    "non-image bytes": (b64(b"%PDF-1.4 this is not an image" * 10), "invalid_image"),
+    "non-image bytes": (b64(b"%PDF-1.4 this is not an image" * 10), "unsupported_image_format"),
     "truncated jpeg": (b64(jpeg_bytes()[:200]), "invalid_image"),
     "20000x20000 png header": (b64(png_claiming(20000, 20000)), "image_too_large"),
     "url to loopback": ("http://127.0.0.1:8000/secret.jpg", "image_url_forbidden"),

@@ -203,4 +203,4 @@ def test_an_unknown_dlib_runtime_stops_start_up_with_a_clear_message(tmp_path):
     completed = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=tmp_path, env=env,
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode != 0
-    assert "FACEPORTAL_DLIB_RUNTIME must be onnx or dlib, not 'tensorflow'" in completed.stderr
+    assert "FACEPORTAL_DLIB_RUNTIME='tensorflow' is not one of dlib, onnx" in completed.stderr
