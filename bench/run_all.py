@@ -2,7 +2,8 @@
 
 Database: BENCH_DATABASE_URL if set (an existing, migratable database), else a throw-away SQLite
 file. Photos: FACEPORTAL_FACES_DIR (default ../shared/faces). BENCH_SCALE_SIZES (comma-separated)
-overrides the gallery-scale sizes; BENCH_DETECTORS the detectors.
+overrides the gallery-scale sizes; BENCH_DETECTORS the detectors; BENCH_ONLY (comma-separated, of
+embed, engine, accuracy, latency, compare, scale, enrol, startup) runs only those parts.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ def enrol_table(env: dict[str, str]) -> str:
                       "included), which other work on a shared machine does not inflate as it does wall time.")
 
 
+PARTS = ("embed", "engine", "accuracy", "latency", "compare", "scale", "enrol", "startup")
+
+
 def main() -> None:
     started = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="faceportal-bench-"))
@@ -96,22 +100,36 @@ def main() -> None:
                 f"Engine: {settings.DEEPFACE_DETECTOR_BACKEND} detector, {settings.DEEPFACE_EMBEDDER_MODEL} on "
                 f"{settings.FACEPORTAL_DLIB_RUNTIME}, {settings.FACEPORTAL_ENGINE_WORKERS} engine threads."]
     print(sections[0] + "\n", flush=True)
-    sections.append(embed.run())
-    sections.append(engine.run())
+    # BENCH_ONLY=embed,engine,enrol,startup runs only those parts (names as in PARTS).
+    only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(","))) or set(PARTS)
+    if "embed" in only:
+        sections.append(embed.run())
+    if "engine" in only:
+        sections.append(engine.run())
     detectors = tuple(filter(None, os.environ.get("BENCH_DETECTORS", "").split(","))) or accuracy.DETECTORS
-    text, embeddings = accuracy.run(detectors)
-    sections.append(text)
-    if "dlib" in embeddings:
-        save_cache(embeddings["dlib"]["paths"], embeddings["dlib"]["vectors"])
-    usable = [name for name in detectors if name in embeddings]
-    sections.append(latency.run(usable))
-    sections.append(compare.run())
-    from bench.embeddings import dev_embeddings
+    if "accuracy" in only:
+        text, embeddings = accuracy.run(detectors)
+        sections.append(text)
+        # The gallery-scale vectors come from the default detector's embeddings when it ran.
+        cached = next((name for name in (settings.DEEPFACE_DETECTOR_BACKEND, "dlib") if name in embeddings), None)
+        if cached:
+            save_cache(embeddings[cached]["paths"], embeddings[cached]["vectors"])
+        usable = [name for name in detectors if name in embeddings]
+    else:
+        usable = [settings.DEEPFACE_DETECTOR_BACKEND]
+    if "latency" in only:
+        sections.append(latency.run(usable))
+    if "compare" in only:
+        sections.append(compare.run())
+    if "scale" in only:
+        from bench.embeddings import dev_embeddings
 
-    sizes = tuple(int(s) for s in os.environ.get("BENCH_SCALE_SIZES", "").split(",") if s) or scale.DEFAULT_SIZES
-    sections.append(scale.run(dev_embeddings(), sizes))
-    sections.append(enrol_table(env))
-    sections.append(startup.run(env))
+        sizes = tuple(int(s) for s in os.environ.get("BENCH_SCALE_SIZES", "").split(",") if s) or scale.DEFAULT_SIZES
+        sections.append(scale.run(dev_embeddings(), sizes))
+    if "enrol" in only:
+        sections.append(enrol_table(env))
+    if "startup" in only:
+        sections.append(startup.run(env))
     minutes = (time.perf_counter() - started) / 60
     sections.append(f"Whole run: {minutes:.1f} minutes.")
     print(sections[-1])
