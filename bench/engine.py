@@ -105,24 +105,27 @@ def run(organization=None) -> str:
         measured.append(figures)
         rows.append([label, figures["faces"], figures["total"], figures["detect"], figures["align"], figures["embed"],
                      figures["fps1"], figures["fps2"], figures["fps4"], figures["fps2"] / figures["fps1"],
-                     f"{figures['busy1']:.2f} / {figures['busy2']:.2f}"])
+                     f"{figures['busy1']:.2f} / {figures['busy2']:.2f}", figures["busy1"] * 1000 / figures["fps1"]])
     if len(measured) == 2:
         new, old = measured
         rows.append(["default / previous default", "", new["total"] / old["total"], new["detect"] / old["detect"],
                      new["align"] / old["align"], new["embed"] / old["embed"], new["fps1"] / old["fps1"],
-                     new["fps2"] / old["fps2"], new["fps4"] / old["fps4"], "", ""])
+                     new["fps2"] / old["fps2"], new["fps4"] / old["fps4"], "", "",
+                     (new["busy1"] / new["fps1"]) / (old["busy1"] / old["fps1"])])
     use_engine(*default)
     return table(
         "Engine: one 640x480 frame with one face through `recognize`, default against previous default",
         ["engine", "faces", "p50 ms, 1 client", "detect ms", "align ms", "embed ms", "frames/s, 1 client",
-         "frames/s, 2 clients", "frames/s, 4 clients", "2 clients / 1", "cores busy, 1 / 2 clients"],
+         "frames/s, 2 clients", "frames/s, 4 clients", "2 clients / 1", "cores busy, 1 / 2 clients",
+         "CPU ms/frame, 1 client"],
         rows,
         note=(f"`recognition.services.recognize` on a base64 JPEG (decode, detect, align, embed, search, names); "
               f"stage times are medians of the 1-client run. Clients are threads sending frames back to back: "
               f"{', '.join(f'{c} x {n}' for c, n in zip(CLIENT_COUNTS, REQUESTS, strict=True))} requests; engine "
               f"pool: {settings.FACEPORTAL_ENGINE_WORKERS} threads on {os.cpu_count()} cores. Ratios < 1 in the "
               "ms columns and > 1 in the frames/s columns favour the default. Cores busy: the process's CPU "
-              "seconds per wall second; below the client count on a machine shared with other work."),
+              "seconds per wall second; below the client count on a machine shared with other work. CPU ms/frame "
+              "(cores busy x 1000 / frames/s) is what a frame costs, whatever else runs on the machine."),
     )
 
 
