@@ -12,6 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from faceportal.routing import websocket_urlpatterns  # noqa: E402
+from faceportal.websocket_observe import HandshakeRefusalLog  # noqa: E402
 from faces.engine import warm_in_background  # noqa: E402
 
 warm_in_background()
@@ -19,6 +20,6 @@ warm_in_background()
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        "websocket": HandshakeRefusalLog(AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -115,9 +115,18 @@ def _var_secret(name: str, *, seed: str | None = None) -> str:
     """A secret generated once into var/ (mode 0600) and read back on every later start."""
     path = VAR_DIR / name
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written whole to a private file, then linked into place: a process starting at the same
+        # moment either wins the link or reads the complete value of the one that did.
+        draft = VAR_DIR / f".{name}.{os.getpid()}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(seed or secrets.token_urlsafe(50))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     return path.read_text().strip()
 
 
