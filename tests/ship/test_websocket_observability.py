@@ -103,8 +103,11 @@ def test_a_refused_websocket_logs_its_close_code_and_moves_no_gauge(server):
     async def refused() -> int:
         url = socket_url(live, token=key[:-4] + "abcd", organization="acme", user="alice", api_key_name="kiosk")
         async with websockets.connect(url, origin=f"http://127.0.0.1:{live.port}") as socket:
+            # The server says why in a last error message (daphne drops close reasons), then closes.
+            last = json.loads(await asyncio.wait_for(socket.recv(), 60))
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await asyncio.wait_for(socket.recv(), 60)
+            assert last["type"] == "error" and last["close_code"] == closed.value.rcvd.code
             return closed.value.rcvd.code
 
     code = asyncio.run(refused())
