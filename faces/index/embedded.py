@@ -219,11 +219,16 @@ class OrgVectors:
         self._index_people()
         self.changed_since_save = len(self)
 
+    def vectors_copy(self) -> np.ndarray:
+        """`vectors()` as an array of its own (copied once, even when the store is out of order)."""
+        matrix = self.vectors()
+        return matrix.copy() if np.shares_memory(matrix, self.store) else matrix
+
     def snapshot(self) -> OrgVectors:
         """A copy to save from without holding this one's lock (the graph is copied in memory)."""
         return OrgVectors(
             dimension=self.dimension, ann_min_faces=self.ann_min_faces, version=self.version,
-            face_ids=self.face_ids.copy(), person_ids=self.person_ids.copy(), matrix=self.vectors().copy(),
+            face_ids=self.face_ids.copy(), person_ids=self.person_ids.copy(), matrix=self.vectors_copy(),
             ann=self.ann.copy() if self.ann is not None else None, stamp=self.stamp,
         )
 
@@ -537,7 +542,7 @@ class EmbeddedVectorIndex(VectorIndex):
 
     def _build_graph(self, vectors: OrgVectors) -> None:
         with vectors.lock:  # a copy, taken quickly; searches go on meanwhile
-            face_ids, matrix = vectors.face_ids.copy(), vectors.vectors().copy()
+            face_ids, matrix = vectors.face_ids.copy(), vectors.vectors_copy()
         ann = _ann_index(vectors.dimension)
         ann.add(face_ids.astype(np.uint64), matrix)
         with vectors.lock:
