@@ -16,39 +16,28 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
-COPY requirements.txt requirements-nodeps.txt ./
+# The runtime lock only (hashed pins; `make lock`): no test or benchmark packages in the image.
+COPY requirements-lock.txt requirements-nodeps-lock.txt ./
 # deepface, tf-keras, retina-face and mtcnn go in without their declared deps, which would replace
 # tensorflow-cpu and opencv-python-headless (README, "Install notes").
 RUN pip install --upgrade pip \
- && pip install -r requirements.txt \
- && pip install --no-deps -r requirements-nodeps.txt
+ && pip install --require-hashes -r requirements-lock.txt \
+ && pip install --no-deps --require-hashes -r requirements-nodeps-lock.txt
 
-# The recommended production embedder: dlib built from source with OpenBLAS embeds a face in about
-# 14 ms instead of dlib-bin's 77 ms (README, "Performance"). The build takes 20-30 minutes, so
-# `--build-arg DLIB_BLAS=0` keeps the prebuilt dlib-bin for quick images.
-ARG DLIB_BLAS=1
-ARG DLIB_VERSION=20.0.0
-RUN if [ "${DLIB_BLAS}" = "1" ]; then \
-      apt-get update && apt-get install -y --no-install-recommends build-essential cmake libopenblas-dev \
-      && CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" pip wheel --no-deps --no-binary dlib "dlib==${DLIB_VERSION}" -w /tmp/wheels \
-      && pip uninstall -y dlib-bin && pip install --no-deps /tmp/wheels/dlib-*.whl \
-      && python -c "import dlib; assert dlib.DLIB_USE_BLAS" \
-      && rm -rf /tmp/wheels /var/lib/apt/lists/*; \
-    fi
-
-# Weights live in the image's DeepFace home; the Dlib files are links into the installed wheel.
+# Weights live in the image's DeepFace home; the Dlib files are links into the installed wheel, and
+# the default embedder's ONNX graph is converted from that wheel's .dat here (faces/engine/dlib_onnx.py).
 ENV DEEPFACE_HOME=/opt/deepface
 ARG DEEPFACE_BACKEND_ENGINE=
 ARG FETCH_MODELS=
-COPY faces/engine/weights.py faces/engine/weights.py
+COPY faces/engine/weights.py faces/engine/dlib_onnx.py faces/engine/retinaface_weights.py faces/engine/
 COPY docker/fetch_models.py docker/fetch_models.py
 RUN touch faces/__init__.py faces/engine/__init__.py \
+ && python -m faces.engine.retinaface_weights \
  && DEEPFACE_BACKEND_ENGINE="${DEEPFACE_BACKEND_ENGINE}" python docker/fetch_models.py Dlib dlib ${FETCH_MODELS}
 
 # --- runtime ----------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 ARG DEEPFACE_BACKEND_ENGINE=
-ARG DLIB_BLAS=1
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -58,10 +47,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     FACEPORTAL_VAR_DIR=/var/lib/faceportal \
     TF_CPP_MIN_LOG_LEVEL=2 \
     PORT=8000
-# The BLAS-built dlib links against OpenBLAS at run time.
-RUN if [ "${DLIB_BLAS}" = "1" ]; then \
-      apt-get update && apt-get install -y --no-install-recommends libopenblas0 && rm -rf /var/lib/apt/lists/*; \
-    fi
 RUN groupadd --system --gid 10001 faceportal \
  && useradd --system --uid 10001 --gid faceportal --home-dir /app --shell /usr/sbin/nologin faceportal \
  && install -d -o faceportal -g faceportal /var/lib/faceportal
@@ -75,4 +60,5 @@ USER faceportal
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"]
-CMD ["sh", "-c", "exec daphne --bind 0.0.0.0 --port \"${PORT}\" --proxy-headers faceportal.asgi:application"]
+# -v 0: no plain-text access log; the app writes one JSON line per request and per WebSocket.
+CMD ["sh", "-c", "exec daphne -v 0 --bind 0.0.0.0 --port \"${PORT}\" --proxy-headers faceportal.asgi:application"]

@@ -10,6 +10,7 @@ can tell "fix your URL" from "your key is bad" from "wrong organisation".
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -21,6 +22,20 @@ CLOSE_UNAUTHORIZED = 4401  # the key is unknown, malformed, revoked, or its orga
 CLOSE_FORBIDDEN = 4403  # the key is valid but is not `organization`'s, or `user`/`api_key_name` differ
 CLOSE_KEY_REVOKED = 4410  # the key was revoked (or its organisation deactivated) while connected
 CLOSE_BUSY = 4503  # the server is at its WebSocket connection limit; retry later
+CLOSE_INTERNAL_ERROR = 1011
+
+# The error code of the final `{"type": "error", "close_code": ...}` message sent before each
+# close: daphne drops close reasons, so the message is what tells a client why.
+CLOSE_ERROR_CODES = {
+    CLOSE_BAD_REQUEST: "invalid_handshake",
+    CLOSE_UNAUTHORIZED: "authentication_failed",
+    CLOSE_FORBIDDEN: "forbidden",
+    CLOSE_KEY_REVOKED: "api_key_revoked",
+    4429: "too_many_connections",  # apikeys.throttling.CLOSE_TOO_MANY_FOR_KEY
+    4430: "throttled",  # apikeys.throttling.CLOSE_AUTH_THROTTLED
+    CLOSE_BUSY: "server_busy",
+    CLOSE_INTERNAL_ERROR: "internal_error",
+}
 
 REQUIRED_PARAMETERS = ("token", "organization", "user", "api_key_name")
 MAX_PARAMETER_LENGTH = 300
@@ -92,3 +107,34 @@ def websocket_key_still_valid(*, token: str, identity: AuthenticatedKey) -> bool
     """Re-check a connected key (a cache hit almost always); revocation evicts the cache entry."""
     current = api_key_verify(raw_key=token)
     return current is not None and current.key_id == identity.key_id
+
+
+class ProcessConnectionCap:
+    """Live WebSocket connections in this process, for FACEPORTAL_WS_MAX_CONNECTIONS.
+
+    `try_take` checks and takes a slot in one step under a lock, so handshakes that interleave
+    at their `await`s cannot all pass the check and then overshoot the cap.
+    """
+
+    def __init__(self) -> None:
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def try_take(self, *, limit: int) -> bool:
+        with self._lock:
+            if self._held >= limit:
+                return False
+            self._held += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._held = max(0, self._held - 1)
+
+    @property
+    def held(self) -> int:
+        with self._lock:
+            return self._held
+
+
+process_connections = ProcessConnectionCap()

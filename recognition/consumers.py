@@ -25,13 +25,17 @@ from apikeys.throttling import (
 )
 from apikeys.websocket import (
     CLOSE_BUSY,
+    CLOSE_ERROR_CODES,
+    CLOSE_INTERNAL_ERROR,
     CLOSE_KEY_REVOKED,
     CLOSE_UNAUTHORIZED,
     WebSocketAuthError,
     handshake_credentials,
+    process_connections,
     websocket_authenticate,
 )
-from faceportal.errors import FacePortalError
+from faceportal.errors import FacePortalError, error_payload
+from faceportal.websocket_observe import ConnectionObserver
 from faces.engine import get_engine
 from recognition.realtime import (
     Frame,
@@ -53,23 +57,46 @@ from recognition.realtime import (
 
 logger = logging.getLogger(__name__)
 
-# Live authenticated connections in this process, for the FACEPORTAL_WS_MAX_CONNECTIONS cap.
-_open_connections = 0
-
 
 class RecognizeConsumer(AsyncJsonWebsocketConsumer):
+    """Slots (this process's connection cap, the key's cap) are released on every exit path:
+    a refusal, a close, a disconnect, and an exception or cancellation that skips `disconnect`
+    (`__call__`'s finally)."""
+
     worker: asyncio.Task | None = None
     counted = False
     closing = False
     key_slot: int | None = None
+    observer: ConnectionObserver | None = None
+    counters: FrameCounters | None = None
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+            if self.observer is not None:  # disconnect() may never have run
+                self.observer.closed(code=None, counters=self.counters)
+
+    def _release(self) -> None:
+        if self.counted:
+            self.counted = False
+            process_connections.release()
+        if self.key_slot is not None:
+            websocket_slots.release(self.key_slot)
+            self.key_slot = None
+        if self.worker is not None and not self.worker.done() and self.worker is not asyncio.current_task():
+            self.worker.cancel()
 
     async def connect(self):
-        global _open_connections
+        self.observer = ConnectionObserver(self.scope)  # metrics and the connect/refusal/close log lines
         # Accept first: a close code and reason only reach the client on an accepted socket.
         await self.accept()
-        if _open_connections >= settings.FACEPORTAL_WS_MAX_CONNECTIONS:
+        # Checked and taken in one step, before any await: concurrent handshakes cannot overshoot.
+        if not process_connections.try_take(limit=settings.FACEPORTAL_WS_MAX_CONNECTIONS):
             await self._close(CLOSE_BUSY, "Server busy: too many live connections; try again shortly.")
             return
+        self.counted = True
         if await sync_to_async(websocket_handshake_blocked)(self.scope):
             await self._close(CLOSE_AUTH_THROTTLED, "Too many failed authentication attempts; try again later.")
             return
@@ -87,8 +114,8 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
             await self._close(CLOSE_TOO_MANY_FOR_KEY, "Too many live connections for this API key; close one first.")
             return
         self.key_slot = self.identity.key_id
-        _open_connections += 1
-        self.counted = True
+        self.observer.connected(organization=self.organization.slug, api_key_name=self.identity.name,
+                                api_key_user=self.identity.user)
         self.token = credentials.token  # kept in memory to re-check revocation per frame; never logged
         self.counters = FrameCounters()
         self.frame_settings = FrameSettings()
@@ -116,19 +143,23 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
         })
 
     async def disconnect(self, code):
-        global _open_connections
-        if self.counted:
-            _open_connections -= 1
-            self.counted = False
-        if self.key_slot is not None:
-            websocket_slots.release(self.key_slot)
-            self.key_slot = None
-        if self.worker is not None:
-            self.worker.cancel()
+        self._release()
+        if self.observer is not None:
+            self.observer.closed(code=code, counters=self.counters)
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.worker is None or self.closing:
             return
+        try:
+            await self._receive(text_data, bytes_data)
+        except Exception:
+            # Our bug, not the client's: answer it, keep the socket, log no message content.
+            logger.exception("websocket message failed", extra={"organization": self.organization.slug})
+            self.counters.rejected += 1
+            error = FacePortalError("Internal server error.", code="internal_error")
+            await self.send_json(error_reply(error=error, seq=self.counters.received, counters=self.counters))
+
+    async def _receive(self, text_data, bytes_data) -> None:
         self.counters.received += 1
         seq = self.counters.received
         try:
@@ -149,9 +180,12 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
                 frame = frame_from_message(message, seq=seq, defaults=self.frame_settings)
         except FacePortalError as exc:
             self.counters.rejected += 1
+            ConnectionObserver.frames("error")
             await self.send_json(error_reply(error=exc, seq=seq, counters=self.counters))
             return
-        self.counters.dropped_stale += self.queue.put(frame)
+        dropped = self.queue.put(frame)
+        self.counters.dropped_stale += dropped
+        ConnectionObserver.frames("dropped", dropped)
         self.wakeup.set()
 
     async def _work(self) -> None:
@@ -165,7 +199,7 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
             raise
         except Exception:
             logger.exception("websocket worker stopped", extra={"organization": self.organization.slug})
-            await self._close(1011, "Internal error.")
+            await self._close(CLOSE_INTERNAL_ERROR, "Internal error.")
 
     async def _process(self, frame: Frame) -> None:
         started = time.perf_counter()
@@ -176,23 +210,40 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
             )
         except KeyRevoked:
             self.counters.rejected += 1
+            ConnectionObserver.frames("error")
             error = FacePortalError("The API key was revoked.", code="api_key_revoked")
             await self.send_json(error_reply(error=error, seq=frame.seq, counters=self.counters))
             await self._close(CLOSE_KEY_REVOKED, "API key revoked.")
             return
         except FacePortalError as exc:
             self.counters.rejected += 1
+            ConnectionObserver.frames("error")
             await self.send_json(error_reply(error=exc, seq=frame.seq, counters=self.counters))
             return
         except Exception:
             logger.exception("websocket frame failed", extra={"organization": self.organization.slug})
             self.counters.rejected += 1
+            ConnectionObserver.frames("error")
             error = FacePortalError("Internal server error.", code="internal_error")
             await self.send_json(error_reply(error=error, seq=frame.seq, counters=self.counters))
             return
         self.counters.processed += 1
+        ConnectionObserver.frames("ok")
         await self.send_json(result_reply(frame=frame, result=result, started_at=started, counters=self.counters))
 
     async def _close(self, code: int, reason: str) -> None:
+        """Free the slots now, say why in a final error message (daphne drops close reasons), close."""
         self.closing = True
+        if self.observer is not None:
+            if self.observer.is_open:
+                self.observer.close_code = code
+            else:
+                self.observer.refused(code=code, reason=reason)
+        self._release()
+        await self.send_json({
+            "type": "error",
+            "seq": None,
+            **error_payload(code=CLOSE_ERROR_CODES.get(code, "closed"), message=reason),
+            "close_code": code,
+        })
         await self.close(code=code, reason=reason)

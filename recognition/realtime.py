@@ -10,7 +10,6 @@ keeps latency at about one frame's processing time however fast the client sends
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ from django.conf import settings
 
 from apikeys.services import AuthenticatedKey
 from apikeys.websocket import websocket_key_still_valid
+from faceportal import parsers
 from faceportal.errors import FacePortalError, Forbidden, InvalidInput, PayloadTooLarge, error_payload
 from organizations.models import Organization
 from recognition.services import recognize, validate_max_results, validate_threshold
@@ -137,9 +137,10 @@ def parse_text_message(text: str, *, organization_slug: str) -> dict[str, Any]:
     """Size, JSON and tenant checks for a text message; returns the decoded object."""
     _check_size(len(text))
     try:
-        message = json.loads(text)
-    except ValueError:
-        raise InvalidInput("Message is not valid JSON.", code="malformed_message") from None
+        # Bounded nesting: 100,000 `[` would raise RecursionError inside json.loads.
+        message = parsers.loads(text)
+    except parsers.JSONRefused as exc:
+        raise InvalidInput(f"Message refused: {exc}", code="malformed_message") from None
     if not isinstance(message, dict):
         raise InvalidInput("Message must be a JSON object.", code="malformed_message")
     _check_organization(message, organization_slug=organization_slug)

@@ -69,7 +69,7 @@ def recognize_loaded(
             best = candidates[0] if candidates and candidates[0].similarity >= threshold else None
             faces_out.append(
                 {
-                    "box": face.detection.box.as_dict(),
+                    "box": image.box_to_original(face.detection.box.as_dict()),
                     "detection_confidence": round(face.detection.confidence, 4),
                     "match": None if best is None else {
                         "person": best.person_id, "name": best.name, "similarity": round(best.similarity, 4)
@@ -83,7 +83,7 @@ def recognize_loaded(
         timings["names"] = _ms(mark)
     else:
         timings["search"] = 0.0
-    width, height = result.image_size
+    width, height = image.size  # as sent: decoding may have downscaled the pixels
     return {
         "faces": faces_out,
         "threshold": threshold,

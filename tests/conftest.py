@@ -1,10 +1,19 @@
-"""Shared fixtures: real PostgreSQL and Redis (set by `make test`), real photographs, real model."""
+"""Shared fixtures: real PostgreSQL and Redis (set by `make test`), real photographs, real model.
+
+Tests that use the database are marked `postgres` and `redis` here (the suite's database tests are
+written for PostgreSQL with Redis as the cache, as in production); tests that start their own
+redis-server are marked `redis_server`. Before anything runs, the session checks that what the
+selected tests need is configured and answering, and otherwise stops with one line saying what is
+missing. Tests without those markers (for example `tests/ship/test_make_run.py`) run anywhere:
+`pytest -m "not postgres and not redis"`.
+"""
 
 from __future__ import annotations
 
 import base64
 import csv
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +29,81 @@ from tests.redis_server import RedisProcess, redis_cache_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FACES_DIR = Path(os.environ.get("FACEPORTAL_FACES_DIR") or REPO_ROOT.parent / "shared" / "faces")
+
+
+DATABASE_FIXTURES = {"django_db_setup", "db", "transactional_db"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these markers
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.postgres)
+            item.add_marker(pytest.mark.redis)
+        if "private_redis" in item.fixturenames:
+            item.add_marker(pytest.mark.redis_server)
+
+
+def pytest_collection_finish(session):
+    missing = _missing_services(session.items)  # what is left after -m and -k
+    if missing:
+        pytest.exit(missing, returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def _count(items, marker: str) -> int:
+    return sum(1 for item in items if item.get_closest_marker(marker))
+
+
+def _missing_services(items) -> str | None:
+    """One line naming what the selected tests need and do not have, or None."""
+    from django.conf import settings
+
+    hint = "run `make test` (it starts both) or deselect them with -m 'not postgres and not redis'"
+    needs_postgres = _count(items, "postgres")
+    if needs_postgres:
+        db = settings.DATABASES["default"]
+        if db["ENGINE"] != "django.db.backends.postgresql":
+            return (f"{needs_postgres} selected tests need PostgreSQL (marker `postgres`) but DATABASE_URL is "
+                    f"{'unset' if not os.environ.get('DATABASE_URL') else 'not PostgreSQL'}: set e.g. "
+                    f"DATABASE_URL=postgres://postgres@127.0.0.1:5432/faceportal, or {hint}.")
+        import psycopg
+
+        try:
+            psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
+                            password=db["PASSWORD"] or None, dbname="postgres", connect_timeout=3).close()
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return (f"{needs_postgres} selected tests need PostgreSQL at {db['HOST'] or '127.0.0.1'}:"
+                    f"{db['PORT'] or 5432}, which does not answer ({reason}); `bash .ci/services.sh` starts "
+                    f"it, or {hint}.")
+    needs_redis = _count(items, "redis")
+    if needs_redis:
+        if not os.environ.get("REDIS_URL"):
+            return (f"{needs_redis} selected tests need Redis (marker `redis`) but REDIS_URL is unset: set e.g. "
+                    f"REDIS_URL=redis://127.0.0.1:6379/15, or {hint}.")
+        import redis
+
+        try:
+            redis.Redis.from_url(os.environ["REDIS_URL"], socket_connect_timeout=3).ping()
+        except redis.RedisError as exc:
+            return (f"{needs_redis} selected tests need Redis at REDIS_URL, which does not answer ({exc}); "
+                    f"`bash .ci/services.sh` starts it, or {hint}.")
+    needs_server = _count(items, "redis_server")
+    if needs_server and shutil.which("redis-server") is None:
+        return (f"{needs_server} selected tests start their own redis-server (marker `redis_server`), "
+                "which is not installed: apt-get install redis-server.")
+    return None
+
+
+def database_url(settings_dict: dict) -> str:
+    """A postgres:// URL for a test database's settings, password included, for subprocesses."""
+    from urllib.parse import quote
+
+    credentials = quote(settings_dict["USER"] or "", safe="")
+    if settings_dict.get("PASSWORD"):
+        credentials += ":" + quote(settings_dict["PASSWORD"], safe="")
+    host = settings_dict["HOST"] or "127.0.0.1"
+    return f"postgres://{credentials}@{host}:{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}"
 
 
 @dataclass(frozen=True)

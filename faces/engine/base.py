@@ -28,6 +28,9 @@ class DetectedFace:
     # (x, y) of each eye in original coordinates, when the detector gives them.
     left_eye: tuple[float, float] | None = None
     right_eye: tuple[float, float] | None = None
+    # Five points as seen in the image, when the detector gives them: eye on the left, eye on the
+    # right, nose tip, mouth corner on the left, mouth corner on the right (original coordinates).
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
 
 @dataclass

@@ -7,6 +7,21 @@ import numpy as np
 
 from faces.engine.base import DetectedFace, FaceBox
 from faces.engine.cache import thread_model
+from faces.engine.retinaface import BACKEND_NAME as RETINAFACE_ONNX
+from faces.engine.retinaface import register_with_deepface
+
+# Detectors that look at a small image again themselves (at 2x, only when it is small), so the
+# engine does not upscale every small image for them.
+SELF_SCALING = {RETINAFACE_ONNX}
+
+
+def _five_points(region, scale: float) -> tuple[tuple[float, float], ...] | None:
+    """DeepFace names points from the person's side; return them in image order, or None."""
+    points = [region.right_eye, region.left_eye, getattr(region, "nose", None),
+              getattr(region, "mouth_right", None), getattr(region, "mouth_left", None)]
+    if any(point is None for point in points):
+        return None
+    return tuple((point[0] / scale, point[1] / scale) for point in points)
 
 
 class DeepFaceDetector:
@@ -20,11 +35,12 @@ class DeepFaceDetector:
     def __init__(self, name: str, *, max_side: int, min_side: int):
         self.name = name
         self.max_side = max_side
-        self.min_side = min_side
+        self.min_side = 0 if name in SELF_SCALING else min_side
 
     def _model(self):
         from deepface.modules import modeling
 
+        register_with_deepface()
         return thread_model(f"detector:{self.name}", lambda: modeling.get_model_class("face_detector", self.name)())
 
     def load(self) -> None:
@@ -34,7 +50,7 @@ class DeepFaceDetector:
         longest = max(height, width)
         if longest > self.max_side:
             return self.max_side / longest
-        if longest < self.min_side:
+        if self.min_side and longest < self.min_side:
             return self.min_side / longest
         return 1.0
 
@@ -62,6 +78,7 @@ class DeepFaceDetector:
                     confidence=float(region.confidence or 0.0),
                     left_eye=mapped[0],
                     right_eye=mapped[1],
+                    landmarks=_five_points(region, scale),
                 )
             )
         return faces

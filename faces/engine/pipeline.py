@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from django.conf import settings
 
-from faces.engine.alignment import DlibLandmarkAligner, EyeAligner
+from faces.engine.alignment import EyeAligner, FivePointAligner
 from faces.engine.base import DetectedFace, EmbeddedFace
 from faces.engine.cache import model_load_seconds
 from faces.engine.detection import DeepFaceDetector
@@ -107,9 +107,9 @@ def context_crop_jpeg(image_bgr: np.ndarray, face: DetectedFace) -> bytes:
 
 class FaceEngine:
     def __init__(self, *, detector_name: str, embedder_name: str, detect_max_side: int, min_face_pixels: int,
-                 detect_min_side: int = 400):
+                 detect_min_side: int = 400, dlib_runtime: str = "onnx"):
         self.detector = DeepFaceDetector(detector_name, max_side=detect_max_side, min_side=detect_min_side)
-        self.embedder = DeepFaceEmbedder(embedder_name)
+        self.embedder = DeepFaceEmbedder(embedder_name, dlib_runtime=dlib_runtime)
         self.min_face_pixels = min_face_pixels
         self._aligner = None
 
@@ -132,7 +132,7 @@ class FaceEngine:
     def aligner(self):
         if self._aligner is None:
             if self.embedder.name == "Dlib":
-                self._aligner = DlibLandmarkAligner()
+                self._aligner = FivePointAligner()
             else:
                 self._aligner = EyeAligner(size=self.embedder.input_size)
         return self._aligner
@@ -222,7 +222,11 @@ def engine_loaded() -> bool:
     if _engine is None or _warm_failures:
         return False
     loaded = model_load_seconds()
-    return f"detector:{_engine.detector.name}" in loaded and f"embedder:{_engine.embedder.name}" in loaded
+
+    def has(kind: str, name: str) -> bool:  # keys read "kind:name" or "kind:name:runtime"
+        return any(key == f"{kind}:{name}" or key.startswith(f"{kind}:{name}:") for key in loaded)
+
+    return has("detector", _engine.detector.name) and has("embedder", _engine.embedder.name)
 
 
 _engine: FaceEngine | None = None
@@ -237,6 +241,7 @@ def get_engine() -> FaceEngine:
             _engine = FaceEngine(
                 detector_name=settings.DEEPFACE_DETECTOR_BACKEND,
                 embedder_name=settings.DEEPFACE_EMBEDDER_MODEL,
+                dlib_runtime=settings.FACEPORTAL_DLIB_RUNTIME,
                 detect_max_side=settings.FACEPORTAL_DETECT_MAX_SIDE,
                 min_face_pixels=settings.FACEPORTAL_MIN_FACE_PIXELS,
             )

@@ -27,15 +27,41 @@ MODEL_DIMENSIONS = {
 }
 
 
+# How the "Dlib" model runs: our ONNX conversion of its ResNet (default) or dlib-bin's own code.
+# Both give the same embedding space (tests/faces/test_dlib_onnx.py), so thresholds and indexes
+# built with one stay valid with the other.
+DLIB_RUNTIMES = ("onnx", "dlib")
+
+
+def check_dlib_runtime(dlib_runtime: str) -> str:
+    if dlib_runtime not in DLIB_RUNTIMES:
+        raise ValueError(f"unknown Dlib runtime {dlib_runtime!r}; expected one of {', '.join(DLIB_RUNTIMES)}")
+    return dlib_runtime
+
+
+def model_class(model_name: str, *, dlib_runtime: str = "onnx") -> type:
+    """The DeepFace `FacialRecognition` class for a model name (ours for Dlib on ONNX)."""
+    if model_name == "Dlib" and check_dlib_runtime(dlib_runtime) == "onnx":
+        from faces.engine.dlib_onnx_client import DlibOnnxClient
+
+        return DlibOnnxClient
+    from deepface.modules import modeling
+
+    return modeling.get_model_class("facial_recognition", model_name)
+
+
 class DeepFaceEmbedder:
-    def __init__(self, model_name: str):
+    def __init__(self, model_name: str, *, dlib_runtime: str = "onnx"):
         self.name = model_name
+        # "onnx" or "dlib" for the Dlib model; other models run on DeepFace's own backend.
+        self.runtime = check_dlib_runtime(dlib_runtime) if model_name == "Dlib" else "deepface"
 
     def _model(self):
-        from deepface.modules import modeling
-
+        # One model object per engine-pool thread: dlib-bin's net is not thread-safe, and one ONNX
+        # session per thread (one intra-op thread each) scaled better than a shared one.
         return thread_model(
-            f"embedder:{self.name}", lambda: modeling.get_model_class("facial_recognition", self.name)()
+            f"embedder:{self.name}:{self.runtime}",
+            lambda: model_class(self.name, dlib_runtime=self.runtime)(),
         )
 
     def load(self) -> None:
@@ -69,7 +95,9 @@ class DeepFaceEmbedder:
                 ],
                 axis=0,
             )
-        vectors = np.asarray(model.forward(batch), dtype=np.float32).reshape(len(chips_bgr), -1)
+        # Our ONNX client returns an array; DeepFace's `forward` goes through Python lists.
+        raw = model.predict(batch) if self.runtime == "onnx" else model.forward(batch)
+        vectors = np.asarray(raw, dtype=np.float32).reshape(len(chips_bgr), -1)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
         return vectors / norms

@@ -36,6 +36,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+if shutil.which(CHROMIUM) is None or shutil.which(CHROMEDRIVER) is None:
+    # A skip, not an import error: the rest of the suite still runs; `make test` installs them first
+    # (make system-deps), so CI always runs this test.
+    pytest.skip(f"the browser test needs {CHROMIUM} and {CHROMEDRIVER} (make system-deps installs them)",
+                allow_module_level=True)
 VIDEO_SIZE = (640, 480)
 WAIT = 90  # seconds; the server loads the model on its first frames
 
@@ -280,6 +285,3 @@ def test_wrong_key_shows_a_clear_message_and_does_not_retry(live_server_url, bro
              "no message for a bad key")
     assert browser.find_element(By.ID, "connection-state").text == "Disconnected"
 
-
-if shutil.which(CHROMIUM) is None or shutil.which(CHROMEDRIVER) is None:
-    raise RuntimeError(f"The browser test needs {CHROMIUM} and {CHROMEDRIVER} (make system-deps installs them).")

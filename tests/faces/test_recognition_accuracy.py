@@ -7,7 +7,8 @@ from tests.conftest import api_auth, key_client
 pytestmark = pytest.mark.django_db
 
 STRANGERS = ("Lin_Manuel_Miranda", "Azure_Family3_Lady", "Azure_Family3_Man")
-MIN_RANK1 = 0.95
+MIN_RANK1 = 0.95  # named correctly at the default threshold
+MIN_TOP_CANDIDATE_RANK1 = 0.995  # the right person is the top candidate, whatever the threshold
 
 
 @pytest.fixture
@@ -28,8 +29,8 @@ def test_enrol_one_photo_each_then_recognise_the_others(tenant, manifest, capsys
         assert response.status_code == 201, (name, response.content)
         assert response.json()["faces_added"] == 1
 
-    correct = total = 0
-    misses = []
+    correct = total = top_correct = 0
+    misses, undetected = [], []
     for name, photos in identities.items():
         if name in STRANGERS:
             continue
@@ -38,6 +39,10 @@ def test_enrol_one_photo_each_then_recognise_the_others(tenant, manifest, capsys
             assert response.status_code == 200, response.content
             faces = response.json()["faces"]
             total += 1
+            if not faces:
+                undetected.append(str(photo.path.relative_to(photo.path.parents[1])))
+            elif faces[0]["candidates"] and faces[0]["candidates"][0]["name"] == name:
+                top_correct += 1
             named = faces[0]["match"]["name"] if faces and faces[0]["match"] else None
             if named == name:
                 correct += 1
@@ -51,8 +56,12 @@ def test_enrol_one_photo_each_then_recognise_the_others(tenant, manifest, capsys
         false_matches += [face["match"] for face in response.json()["faces"] if face["match"]]
 
     rank1 = correct / total
+    top_rank1 = top_correct / total
     with capsys.disabled():
-        print(f"\n[accuracy] rank-1 {correct}/{total} = {rank1:.3f}; strangers matched: {len(false_matches)}/3; "
-              f"misses: {misses}")
+        print(f"\n[accuracy] rank-1 (top candidate) {top_correct}/{total} = {top_rank1:.3f}; named at the default "
+              f"threshold {correct}/{total} = {rank1:.3f}; strangers matched: {len(false_matches)}/3; "
+              f"no face found: {undetected}; misses: {misses}")
+    assert undetected == []
+    assert top_rank1 >= MIN_TOP_CANDIDATE_RANK1
     assert rank1 >= MIN_RANK1
     assert false_matches == []

@@ -53,11 +53,14 @@ async def ready_socket(path: str) -> tuple[WebsocketCommunicator, dict]:
 
 
 async def close_of(communicator: WebsocketCommunicator) -> dict:
-    """Skip replies until the server closes; return the close message."""
+    """Skip replies until the server closes; return the close message, with the final error
+    message that preceded it (daphne drops close reasons, so that message carries the reason)."""
+    last = None
     while True:
         output = await communicator.receive_output(timeout=TIMEOUT)
         if output["type"] == "websocket.close":
-            return output
+            return {**output, "final": last}
+        last = json.loads(output["text"]) if output.get("text") else None
 
 
 async def reply(communicator: WebsocketCommunicator) -> dict:
@@ -136,6 +139,9 @@ async def test_refused_handshakes_close_with_a_distinct_code_and_reason(acme, gl
     assert closed["code"] == expected_code
     assert closed["reason"]
     assert "fp_" not in closed["reason"]
+    final = closed["final"]
+    assert final["type"] == "error" and final["close_code"] == expected_code, final
+    assert final["error"]["message"] == closed["reason"] and final["error"]["code"], final
 
 
 async def test_tampered_secret_is_refused(acme):
@@ -157,6 +163,8 @@ async def test_revoked_key_is_refused_at_handshake_and_cut_off_mid_connection(ac
     assert "faces" not in answer
     closed = await close_of(communicator)
     assert closed["code"] == CLOSE_KEY_REVOKED
+    assert closed["final"]["close_code"] == CLOSE_KEY_REVOKED
+    assert closed["final"]["error"]["code"] == "api_key_revoked"
 
     again = await open_socket(socket_path(acme))
     assert (await close_of(again))["code"] == CLOSE_UNAUTHORIZED
@@ -189,7 +197,7 @@ async def test_message_naming_another_organisation_is_refused_and_never_searches
         (json.dumps([1, 2, 3]), "malformed_message"),
         (json.dumps({"threshold": 0.5}), "invalid_input"),
         (json.dumps({"image": 42}), "invalid_input"),
-        (json.dumps({"image": "bm90IGFuIGltYWdl"}), "invalid_image"),
+        (json.dumps({"image": "bm90IGFuIGltYWdl"}), "unsupported_image_format"),
         (json.dumps({"image": "https://example.com/face.jpg"}), "invalid_image"),
         (json.dumps({"image": "data:image/jpeg;base64,AAAA", "threshold": 7}), "invalid_input"),
         (json.dumps({"image": "data:image/jpeg;base64,AAAA", "max_results": 0}), "invalid_input"),

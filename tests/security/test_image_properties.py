@@ -187,8 +187,54 @@ def private_addresses(draw) -> str:
     network = ipaddress.ip_network(draw(st.sampled_from(PRIVATE_V4 + PRIVATE_V6)))
     address = network[draw(st.integers(0, network.num_addresses - 1))]
     if address.version == 4 and draw(st.booleans()):
-        return f"[::ffff:{address}]"  # an IPv4-mapped IPv6 address reaches the same host
+        # IPv4-mapped, -compatible, -translated, NAT64, 6to4, Teredo: each reaches that host.
+        return f"[{draw(ipv6_embedding(address))}]"
     return f"[{address}]" if address.version == 6 else str(address)
+
+
+def v4_in(draw, networks: list[str]) -> ipaddress.IPv4Address:
+    network = ipaddress.ip_network(draw(st.sampled_from(networks)))
+    return network[draw(st.integers(0, network.num_addresses - 1))]
+
+
+@st.composite
+def ipv6_embedding(draw, v4: ipaddress.IPv4Address) -> str:
+    """One of the IPv6 forms that carry an IPv4 address to where it leads."""
+    low = int(v4)
+    form = draw(st.sampled_from(["compatible", "mapped", "translated", "nat64", "nat64-local", "6to4", "teredo"]))
+    if form == "compatible":
+        value = low
+    elif form == "mapped":
+        value = (0xFFFF << 32) | low
+    elif form == "translated":
+        value = (0xFFFF << 48) | low
+    elif form == "nat64":
+        value = (0x64FF9B << 96) | low
+    elif form == "nat64-local":
+        value = (0x64FF9B0001 << 80) | (draw(st.integers(0, 2**48 - 1)) << 32) | low
+    elif form == "6to4":
+        value = (0x2002 << 112) | (low << 80) | draw(st.integers(0, 2**80 - 1))
+    else:  # Teredo: the client's address is stored inverted; the server's is plain
+        other = int(ipaddress.IPv4Address("8.8.8.8"))
+        server, client = (low, other) if draw(st.booleans()) else (other, low)
+        value = (0x20010000 << 96) | (server << 64) | (draw(st.integers(0, 2**32 - 1)) << 32) | (client ^ 0xFFFFFFFF)
+    return str(ipaddress.IPv6Address(value))
+
+
+@PROPERTY
+@given(data=st.data())
+def test_ipv6_forms_embedding_a_private_ipv4_are_not_public(data):
+    private = v4_in(data.draw, PRIVATE_V4)
+    address = data.draw(ipv6_embedding(private))
+    assert not images._is_public(address), (address, private)
+
+
+@PROPERTY
+@given(data=st.data())
+def test_ipv6_forms_embedding_a_public_ipv4_follow_it(data):
+    public = v4_in(data.draw, ["8.0.0.0/8", "1.1.1.0/24", "151.101.0.0/16"])
+    address = data.draw(ipv6_embedding(public))
+    assert images._is_public(address), (address, public)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ and the key of one organisation never opens another's socket (same answer whethe
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urlencode
 
 import pytest
@@ -47,11 +48,17 @@ async def first_message(communicator: WebsocketCommunicator) -> dict:
 
 
 async def assert_closed_with(communicator: WebsocketCommunicator, code: int) -> str:
+    """A refusal: a final error message saying why (daphne drops close reasons), then the close."""
     message = await first_message(communicator)
-    assert message["type"] == "websocket.close", message
-    assert message["code"] == code, message
-    assert message.get("reason"), "every refusal carries a reason"
-    return message["reason"]
+    assert message["type"] == "websocket.send", message
+    final = json.loads(message["text"])
+    assert final["type"] == "error" and final["close_code"] == code, final
+    assert final["error"]["code"] and final["error"]["message"], "every refusal carries a reason"
+    closed = await first_message(communicator)
+    assert closed["type"] == "websocket.close", closed
+    assert closed["code"] == code, closed
+    assert closed.get("reason") == final["error"]["message"]
+    return final["error"]["message"]
 
 
 async def assert_ready(communicator: WebsocketCommunicator) -> None:

@@ -32,6 +32,7 @@
     credentials: null, // {organization, user, apiKeyName, key}
     socket: null,
     ready: false,
+    closeReason: "", // from the final {"type": "error", "close_code"} message before a close
     wantConnected: false,
     reconnectDelay: 1000,
     reconnectTimer: null,
@@ -182,6 +183,11 @@
         onResult(reply);
         break;
       case "error":
+        if (typeof reply.close_code === "number") {
+          // The server's last word before it closes; daphne drops the close frame's reason.
+          state.closeReason = reply.error ? reply.error.message : "";
+          break;
+        }
         acknowledge(reply.seq);
         onFrameError(reply.error);
         break;
@@ -197,6 +203,8 @@
     state.socket = null;
     state.ready = false;
     clearBoxes();
+    const closeReason = state.closeReason;
+    state.closeReason = "";
     const stop = (text) => {
       state.wantConnected = false;
       setConnectionState("bad", "Disconnected");
@@ -218,7 +226,7 @@
         return;
       default:
         if (event.code >= 4400 && event.code < 4500) { // any other refusal: retrying would not help
-          stop(event.reason || "The server refused the connection.");
+          stop(event.reason || closeReason || "The server refused the connection.");
           return;
         }
         break;

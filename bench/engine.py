@@ -1,0 +1,131 @@
+"""Engine throughput: the default engine against the previous default (HOG + dlib-bin), same run.
+
+Each configuration serves `recognition.services.recognize` (what REST and WebSocket call) on the
+same 640x480 frame with one face, against the same organisation: median latency and stage times
+with one client, then frames/s with 1, 2 and 4 concurrent clients. "2 clients / 1" is how the
+engine scales with a second core (the engine pool has FACEPORTAL_ENGINE_WORKERS threads); the last
+row divides the default's figures by the previous default's, measured minutes apart in this process.
+
+Run alone: `FACEPORTAL_FACES_DIR=../shared/faces .venv/bin/python bench/engine.py` (a throw-away SQLite).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import log, median, setup_django, table  # noqa: E402
+
+# Requests per client for 1, 2 and 4 clients (BENCH_ENGINE_REQUESTS="20,10,6" to change).
+REQUESTS = tuple(int(n) for n in os.environ.get("BENCH_ENGINE_REQUESTS", "16,10,6").split(","))
+CLIENT_COUNTS = (1, 2, 4)
+PREVIOUS = ("dlib", "dlib")  # detector, Dlib runtime of the default before engine v2
+
+
+def use_engine(detector: str, runtime: str):
+    from django.conf import settings
+
+    from faces.engine import FaceEngine, pipeline
+
+    pipeline._engine = FaceEngine(detector_name=detector, embedder_name=settings.DEEPFACE_EMBEDDER_MODEL,
+                                  detect_max_side=settings.FACEPORTAL_DETECT_MAX_SIDE,
+                                  min_face_pixels=settings.FACEPORTAL_MIN_FACE_PIXELS, dlib_runtime=runtime)
+    return pipeline._engine
+
+
+def clients_run(organization, image_b64: str, clients: int, per_client: int) -> tuple[float, list[dict]]:
+    """(frames/s, every request's timings) with `clients` threads each sending `per_client` frames."""
+    from django.db import connection
+
+    from bench.latency import one_request
+
+    results: list[dict] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        try:
+            for _ in range(per_client):
+                timings = one_request(organization, image_b64)
+                with lock:
+                    results.append(timings)
+        finally:
+            connection.close()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(client) for _ in range(clients)]:
+            future.result()
+    return len(results) / (time.perf_counter() - started), results
+
+
+def measure(organization, image_b64: str) -> dict[str, float]:
+    clients_run(organization, image_b64, 2, 2)  # warm-up: models loaded on both pool threads
+    figures: dict[str, float] = {}
+    for clients, per_client in zip(CLIENT_COUNTS, REQUESTS, strict=True):
+        fps, results = clients_run(organization, image_b64, clients, per_client)
+        figures[f"fps{clients}"] = fps
+        if clients == 1:
+            for stage in ("detect", "align", "embed", "total"):
+                figures[stage] = median(r.get(stage, 0.0) for r in results)
+            figures["faces"] = results[0]["faces"]
+    return figures
+
+
+def run(organization=None) -> str:
+    from django.conf import settings
+
+    from bench.latency import bench_organization, test_images
+
+    organization = organization or bench_organization()
+    frame = test_images()["640x480 frame"]
+    default = (settings.DEEPFACE_DETECTOR_BACKEND, settings.FACEPORTAL_DLIB_RUNTIME)
+    configs = [(f"default ({default[0]} + Dlib on {default[1]})", default),
+               ("previous default (HOG + dlib-bin)", PREVIOUS)]
+    if default == PREVIOUS:
+        configs = configs[:1]
+    rows, measured = [], []
+    for label, (detector, runtime) in configs:
+        log(f"engine: {label}")
+        use_engine(detector, runtime)
+        figures = measure(organization, frame)
+        measured.append(figures)
+        rows.append([label, figures["faces"], figures["total"], figures["detect"], figures["align"], figures["embed"],
+                     figures["fps1"], figures["fps2"], figures["fps4"], figures["fps2"] / figures["fps1"]])
+    if len(measured) == 2:
+        new, old = measured
+        rows.append(["default / previous default", "", new["total"] / old["total"], new["detect"] / old["detect"],
+                     new["align"] / old["align"], new["embed"] / old["embed"], new["fps1"] / old["fps1"],
+                     new["fps2"] / old["fps2"], new["fps4"] / old["fps4"], ""])
+    use_engine(*default)
+    return table(
+        "Engine: one 640x480 frame with one face through `recognize`, default against previous default",
+        ["engine", "faces", "p50 ms, 1 client", "detect ms", "align ms", "embed ms", "frames/s, 1 client",
+         "frames/s, 2 clients", "frames/s, 4 clients", "2 clients / 1"],
+        rows,
+        note=(f"`recognition.services.recognize` on a base64 JPEG (decode, detect, align, embed, search, names); "
+              f"stage times are medians of the 1-client run. Clients are threads sending frames back to back: "
+              f"{', '.join(f'{c} x {n}' for c, n in zip(CLIENT_COUNTS, REQUESTS, strict=True))} requests; engine "
+              f"pool: {settings.FACEPORTAL_ENGINE_WORKERS} threads on {os.cpu_count()} cores. Ratios < 1 in the "
+              "ms columns and > 1 in the frames/s columns favour the default."),
+    )
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="faceportal-bench-"))
+    os.environ.setdefault("DATABASE_URL", f"sqlite:///{scratch / 'bench.sqlite3'}")
+    os.environ.setdefault("FACEPORTAL_VAR_DIR", str(scratch))
+    os.environ.setdefault("DEEPFACE_HOME", str(Path(__file__).resolve().parent.parent / "var" / "deepface"))
+    setup_django()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    run()

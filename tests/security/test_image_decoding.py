@@ -1,0 +1,264 @@
+"""Decoding under a budget (faces/images.py): only the documented formats reach a decoder, tiny
+bombs cost bounded memory, decodes in flight share one ceiling, and 16-bit images are scaled.
+
+The memory test measures this process's RSS while a real register request (10 JPEG bombs) runs
+through the real Django stack: the "server" is this process."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import threading
+import time
+
+import numpy as np
+import psutil
+import pytest
+from PIL import Image
+
+from faceportal.errors import InvalidImage, PayloadTooLarge, ServiceUnavailable
+from faces import images
+from faces.engine import get_engine, run_in_engine_pool
+from faces.models import Face, Person
+from tests.conftest import key_client
+
+ACCEPTED = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}  # MPO is a JPEG with extra pictures
+# The formats the attack found decoded; each must be among the generated samples below.
+FOUND_BY_ATTACK = {"DDS", "QOI", "ICNS", "IM", "SGI", "SPIDER", "TGA", "PCX", "XBM", "MSP", "JPEG2000"}
+BOMB_MEMORY_BOUND_MB = 300  # docs/SECURITY.md
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A real 16x16 JPEG whose frame header claims width x height: a few hundred bytes."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (120, 90, 60)).save(buffer, "JPEG", quality=50)
+    data = bytearray(buffer.getvalue())
+    frame = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, frame + 5, height, width)
+    return bytes(data)
+
+
+def other_format_samples() -> dict[str, bytes]:
+    """One sample of every format this Pillow can write, except the accepted ones."""
+    Image.init()
+    samples = {}
+    base = Image.new("RGB", (64, 64), (200, 40, 40))
+    for name in sorted(set(Image.SAVE) - ACCEPTED):
+        for image in (base, base.convert("RGBA"), base.convert("L"), base.convert("1")):
+            buffer = io.BytesIO()
+            try:
+                image.save(buffer, format=name)
+            except Exception:  # noqa: BLE001 - this mode (or this format here) cannot be written
+                continue
+            samples[name] = buffer.getvalue()
+            break
+    return samples
+
+
+def rle8_bmp(width: int = 8, height: int = 4) -> bytes:
+    """A BMP with RLE8 compression (Pillow decodes it in pure Python; Pillow cannot write one)."""
+    rows = b"".join(bytes([width, 1]) + b"\x00\x00" for _ in range(height)) + b"\x00\x01"
+    palette = b"".join(bytes([i, i, i, 0]) for i in range(256))
+    offset = 14 + 40 + len(palette)
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(rows), 2835, 2835, 256, 0)
+    header = b"BM" + struct.pack("<IHHI", offset + len(rows), 0, 0, offset)
+    return header + info + palette + rows
+
+
+def test_every_other_writable_format_is_refused_from_its_magic_bytes(monkeypatch):
+    samples = other_format_samples()
+    assert FOUND_BY_ATTACK <= set(samples), FOUND_BY_ATTACK - set(samples)
+
+    def no_decoder(*args, **kwargs):
+        raise AssertionError("a decoder was reached")
+
+    monkeypatch.setattr(images.Image, "open", no_decoder)
+    for name, data in samples.items():
+        with pytest.raises(InvalidImage) as refused:
+            images.decode(data, index=2)
+        assert refused.value.code == "unsupported_image_format", name
+        assert refused.value.details["image_index"] == 2
+
+
+@pytest.mark.parametrize("name", ["JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"])
+def test_each_documented_format_decodes(name):
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (10, 200, 10)).save(buffer, format=name)
+    loaded = images.decode(buffer.getvalue(), index=0)
+    assert loaded.pixels.shape == (30, 40, 3) and loaded.size == (40, 30)
+    blue, green, red = (int(v) for v in loaded.pixels[15, 20])
+    assert green > 150 and red < 60 and blue < 60
+
+
+def test_pure_python_decoders_are_refused():
+    data = rle8_bmp()
+    assert Image.open(io.BytesIO(data)).tile[0][0] == "bmp_rle"  # really the pure-Python decoder
+    with pytest.raises(InvalidImage) as refused:
+        images.decode(data, index=0)
+    assert refused.value.code == "unsupported_image_format"
+
+
+def test_a_jpeg_bomb_is_decoded_small_and_reports_its_real_size(settings):
+    bomb = jpeg_claiming(6000, 6000)
+    assert len(bomb) < 1000
+    loaded = images.decode(bomb, index=0)
+    assert max(loaded.pixels.shape[:2]) <= settings.FACEPORTAL_DECODE_MAX_SIDE
+    assert loaded.size == (6000, 6000)
+    assert loaded.box_to_original({"x": 10, "y": 20, "w": 100, "h": 50}) == {
+        "x": round(10 * 6000 / loaded.pixels.shape[1]), "y": round(20 * 6000 / loaded.pixels.shape[0]),
+        "w": round(100 * 6000 / loaded.pixels.shape[1]), "h": round(50 * 6000 / loaded.pixels.shape[0])}
+
+
+def test_an_image_costing_more_than_the_whole_budget_is_refused(settings):
+    settings.FACEPORTAL_DECODE_BUDGET_BYTES = 10 * 1024 * 1024
+    with pytest.raises(InvalidImage) as refused:
+        images.decode(jpeg_claiming(6000, 6000), index=0)
+    assert refused.value.code == "image_too_large"
+    assert images.decode_budget.held == 0
+
+
+def test_decodes_in_flight_never_exceed_the_budget_and_waiters_time_out(settings):
+    bomb = jpeg_claiming(4000, 4000)
+    one = images._decode_cost(Image.open(io.BytesIO(bomb)), settings.FACEPORTAL_DECODE_MAX_SIDE)
+    settings.FACEPORTAL_DECODE_BUDGET_BYTES = int(one * 2.5)  # room for two at a time, not three
+    peak, errors, stop = [0], [], threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            peak[0] = max(peak[0], images.decode_budget.held)
+            time.sleep(0.001)
+
+    def work():
+        try:
+            for _ in range(3):
+                images.decode(bomb, index=0)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    workers = [threading.Thread(target=work) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    stop.set()
+    watcher.join()
+    assert not errors, errors
+    assert 0 < peak[0] <= settings.FACEPORTAL_DECODE_BUDGET_BYTES
+    assert images.decode_budget.held == 0
+
+    # With the whole budget held elsewhere, a decode waits its limit, then answers 503.
+    settings.FACEPORTAL_DECODE_WAIT_SECONDS = 0.2
+    with images.decode_budget.reserve(settings.FACEPORTAL_DECODE_BUDGET_BYTES,
+                                      capacity=settings.FACEPORTAL_DECODE_BUDGET_BYTES, wait_seconds=0):
+        with pytest.raises(ServiceUnavailable) as busy:
+            images.decode(bomb, index=0)
+    assert busy.value.code == "decoder_busy" and busy.value.status_code == 503
+
+
+class RssPeak:
+    """This process's resident memory, sampled every few milliseconds while a block runs."""
+
+    def __init__(self) -> None:
+        self.process = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.002)
+
+    def __enter__(self) -> RssPeak:
+        self.before = self.process.memory_info().rss
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def increase_mb(self) -> float:
+        return (self.peak - self.before) / 2**20
+
+
+@pytest.mark.django_db
+def test_a_register_request_of_ten_bombs_stays_under_the_memory_bound(make_org, make_key, manifest, settings):
+    org = make_org("acme")
+    client = key_client(make_key(org))
+    # Load the models on every engine thread (each holds its own) and warm the allocator with a
+    # real registration first, as a running server has: only the bombs are measured.
+    barrier = threading.Barrier(settings.FACEPORTAL_ENGINE_WORKERS)
+
+    def warm_one() -> None:
+        get_engine().warm()
+        barrier.wait(timeout=300)  # hold this thread so the next warm-up lands on another
+
+    for future in [run_in_engine_pool(warm_one) for _ in range(settings.FACEPORTAL_ENGINE_WORKERS)]:
+        future.result()
+    photos = [photo.b64() for photo in manifest["Tony_Blair"][:2]]
+    warm = client.post("/register/acme", {"name": "Tony Blair", "images": photos}, format="json")
+    assert warm.status_code == 201, warm.content
+    bombs = [base64.b64encode(jpeg_claiming(6000, 6000)).decode() for _ in range(10)]
+    with RssPeak() as memory:
+        response = client.post("/register/acme", {"name": "Bombs", "images": bombs}, format="json")
+    print(f"10 JPEG bombs (6000x6000 claimed, {len(jpeg_claiming(6000, 6000))} bytes each): "
+          f"RSS +{memory.increase_mb:.0f} MB at peak")
+    assert response.status_code == 422, response.content  # decoded (grey), no face: nothing stored
+    assert response.json()["error"]["code"] == "no_face"
+    assert memory.increase_mb <= BOMB_MEMORY_BOUND_MB
+    assert not Person.objects.filter(name="Bombs").exists() and Face.objects.count() == 2
+
+
+def sixteen_bit_grey_png(path) -> bytes:
+    """A real photo converted to 16-bit greyscale, using the whole 16-bit range."""
+    grey = np.asarray(Image.open(path).convert("L"), dtype=np.uint16) * 257
+    buffer = io.BytesIO()
+    Image.fromarray(grey, "I;16").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_sixteen_bit_greyscale_photo_is_scaled_not_saturated_and_its_face_found(manifest):
+    photo = manifest["Tony_Blair"][0].path
+    data = sixteen_bit_grey_png(photo)
+    assert Image.open(io.BytesIO(data)).mode.startswith("I;16")
+    loaded = images.decode(data, index=0)
+    expected = np.asarray(Image.open(photo).convert("L"), dtype=np.int16)
+    assert np.abs(loaded.pixels[:, :, 1].astype(np.int16) - expected).max() <= 1
+    assert get_engine().faces_in(loaded.pixels).faces, "the face in the 16-bit photo was not found"
+
+
+def test_the_images_of_one_request_share_a_pixel_budget(settings):
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (10, 200, 10)).save(buffer, format="PNG")
+    small = buffer.getvalue()
+    settings.FACEPORTAL_DECODE_REQUEST_PIXELS = 3000  # two 1,200-pixel images, not three
+    assert len(images.load_all([small, small])) == 2
+    with pytest.raises(PayloadTooLarge) as refused:
+        images.load_all([small, small, small])
+    assert refused.value.code == "image_too_large" and refused.value.status_code == 413
+    assert len(images.load_all([small, small])) == 2  # per request: the next one starts afresh
+
+
+@pytest.mark.django_db
+def test_boxes_of_a_downscaled_photo_are_in_the_coordinates_sent(make_org, make_key, manifest, settings):
+    org = make_org("acme")
+    client = key_client(make_key(org))
+    photo = Image.open(manifest["Tony_Blair"][0].path).convert("RGB")
+    factor = 3 * settings.FACEPORTAL_DECODE_MAX_SIDE // max(photo.size) + 1
+    big = photo.resize((photo.width * factor, photo.height * factor), Image.Resampling.BICUBIC)
+    buffers = []
+    for image in (photo, big):
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG" if image is photo else "JPEG", quality=95)
+        buffers.append(base64.b64encode(buffer.getvalue()).decode())
+    small_answer, big_answer = (client.post("/recognize/acme", {"image": data}, format="json").json()
+                                for data in buffers)
+    assert big_answer["image"] == {"width": big.width, "height": big.height}
+    small_box, big_box = small_answer["faces"][0]["box"], big_answer["faces"][0]["box"]
+    for side in ("x", "y", "w", "h"):
+        assert abs(big_box[side] - small_box[side] * factor) <= 0.1 * small_box["w"] * factor, (small_box, big_box)
