@@ -3,6 +3,8 @@ organisation checks every data route shares."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from axes.backends import AxesStandaloneBackend
@@ -48,10 +50,10 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         if raw_key is None:
             return None
         budget = reserve_attempt(request)
-        identity = api_key_verify(raw_key=raw_key)
-        if identity is None:  # the reservation stays taken: that is the failure, counted
-            raise exceptions.AuthenticationFailed("Invalid, revoked or unknown API key.")
-        budget.release()
+        with released_unless_refused(budget):
+            identity = api_key_verify(raw_key=raw_key)
+            if identity is None:  # the reservation stays taken: that is the failure, counted
+                raise exceptions.AuthenticationFailed("Invalid, revoked or unknown API key.")
         return APIKeyPrincipal(identity), identity
 
     def authenticate_header(self, request) -> str:
@@ -72,6 +74,23 @@ def reserve_attempt(request, *, password: bool = False) -> FailedAuthBudget:
     return budget
 
 
+@contextmanager
+def released_unless_refused(budget: FailedAuthBudget) -> Iterator[None]:
+    """Give the reservation back unless the credential was refused (that refusal is the failure).
+
+    Any other error (an unreachable database answers 503) is no failed guess and must not spend
+    the client's budget.
+    """
+    try:
+        yield
+    except exceptions.AuthenticationFailed:
+        raise
+    except BaseException:
+        budget.release()
+        raise
+    budget.release()
+
+
 class ThrottledBasicAuthentication(authentication.BasicAuthentication):
     """Staff basic auth with the same failed-attempt limit as API keys (passwords are guessable)."""
 
@@ -80,9 +99,8 @@ class ThrottledBasicAuthentication(authentication.BasicAuthentication):
             return None
         # Throttled before the password hasher runs: each wrong guess costs a deliberately slow hash.
         budget = reserve_attempt(request, password=True)
-        result = super().authenticate(request)  # AuthenticationFailed keeps the reservation: a failure
-        budget.release()
-        return result
+        with released_unless_refused(budget):
+            return super().authenticate(request)
 
     def authenticate_credentials(self, userid, password, request=None):
         # PostgreSQL refuses NUL in text (a 500); such a credential can never be valid anyway.

@@ -459,6 +459,8 @@ LOGGING = {
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
         # daphne runs with -v 0 (no plain-text access log); its own warnings and errors stay.
         "daphne": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # django-axes logs every failed login at INFO; its lock-outs are warnings.
+        "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         # A Host outside ALLOWED_HOSTS (a LAN address, say) gets 400 "Bad request."; this line names
         # the host to add, without a 30-line traceback.
         "django.security.DisallowedHost": {

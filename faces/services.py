@@ -2,8 +2,9 @@
 
 Every write calls the vector store inside the database transaction: if the store fails, the
 transaction rolls back (nothing half-written); if the commit fails after the store succeeded, the
-store write is undone (compensation). A crash between the two can leave orphan vectors only,
-which searches ignore (hits are joined to face rows) and `manage.py vectors repair` removes.
+store write is undone (compensation); after a successful commit nothing is ever undone. A crash
+between the two can leave orphan vectors only, which searches ignore (hits are joined to face
+rows) and `manage.py vectors repair` removes.
 """
 
 from __future__ import annotations
@@ -71,11 +72,29 @@ def embedding_bytes(vector: np.ndarray) -> bytes:
 
 @contextmanager
 def mirrored_write(undo: list[Callable[[], None]]) -> Iterator[None]:
-    """A DB transaction whose vector-store writes are undone if the commit itself fails."""
+    """A DB transaction whose vector-store writes are undone if it does not commit.
+
+    Only a failure before or at the commit undoes anything. An error raised after the commit, by
+    an on_commit hook (the embedded store updating its in-memory copy), leaves the committed write
+    standing: undoing it would strip committed faces of their vectors. It is logged; the embedded
+    store reloads its copy from the table, and `manage.py vectors repair` mends any other store.
+    """
+    committed = False
+
+    def mark_committed() -> None:
+        nonlocal committed
+        committed = True
+
     try:
         with transaction.atomic():
+            # Registered before any store hook, so it runs first once the commit has succeeded.
+            transaction.on_commit(mark_committed)
             yield
     except Exception:
+        if committed:
+            logger.exception("a step after the commit of a vector-store write failed; the write stands "
+                             "(`manage.py vectors check` finds what is left to repair)")
+            return
         for step in reversed(undo):
             try:
                 step()

@@ -146,3 +146,28 @@ def test_a_key_issued_after_its_prefix_was_cached_as_absent_works_at_once(privat
         # A guess of this prefix before the row committed would cache it as absent.
         cache.set(_cache_key(issued.api_key.prefix), ABSENT, timeout=60)
     assert key_client(issued).get(PEOPLE).status_code == 200
+
+
+def test_a_key_that_cannot_be_checked_spends_no_budget(rates, make_org, make_key):
+    # The database is down (this connection points at a port where nothing listens): a cold key
+    # answers 503, which is no failed guess, so the address keeps its whole budget.
+    from django.db import connection
+
+    from tests.redis_server import free_port
+
+    rates(auth_failure="2/min")
+    cold = make_key(make_org("acme"))
+    saved = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = str(free_port())
+    try:
+        for _ in range(4):
+            assert key_client(cold).get(PEOPLE).status_code == 503
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = saved
+    assert key_client(cold).get(PEOPLE).status_code == 200
+    bad = APIClient()
+    assert bad.get(PEOPLE, HTTP_AUTHORIZATION="Bearer fp_000000000009_x").status_code == 401
+    assert bad.get(PEOPLE, HTTP_AUTHORIZATION="Bearer fp_000000000009_y").status_code == 401
+    assert bad.get(PEOPLE, HTTP_AUTHORIZATION="Bearer fp_000000000009_z").status_code == 429
