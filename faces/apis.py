@@ -3,6 +3,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.http import HttpResponse
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -10,19 +13,27 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apikeys.authentication import HasOrganizationKey, check_api_auth_body, request_key
-from faceportal.errors import InvalidInput
+from faceportal.errors import InvalidInput, NotFound
 from faceportal.openapi import API_KEY_AUTH, DATA_ROUTE_ERRORS, error_responses
 from faces.models import Face, Person
 from faces.selectors import face_get, person_get, person_list
 from faces.services import face_delete, person_delete, person_register, person_rename
 from organizations.models import Organization
 from organizations.selectors import organization_get
+from recognition.usage import request_count_increment
 
 
 class OrganizationScopedApi(APIView):
     """Base for data routes: the key's organisation must be the URL's, and `api_auth` must match."""
 
     permission_classes = [HasOrganizationKey]
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        key = request_key(request)
+        if key is not None and key.organization_slug == self.kwargs.get("organization"):
+            # Requests per day for the staff overview: authenticated calls to the key's own tenant.
+            request_count_increment(organization_id=key.organization_id)
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def organization(self) -> Organization:
         return organization_get(slug=self.kwargs["organization"])
@@ -97,10 +108,19 @@ class ImageOutcomeSerializer(serializers.Serializer):
 
 class FaceOutputSerializer(serializers.ModelSerializer):
     box = BoxSerializer()
+    thumbnail_url = serializers.SerializerMethodField(
+        help_text="The stored face crop (JPEG); fetch it with the same API key."
+    )
 
     class Meta:
         model = Face
-        fields = ["id", "box", "detection_confidence", "model_name", "created_at"]
+        fields = ["id", "box", "detection_confidence", "model_name", "created_at", "thumbnail_url"]
+
+    def get_thumbnail_url(self, face: Face) -> str | None:
+        if not face.crop:
+            return None
+        slug = self.context.get("organization_slug") or face.organization.slug
+        return reverse("face-thumbnail", kwargs={"organization": slug, "person_id": face.person_id, "face_id": face.pk})
 
 
 class PersonOutputSerializer(serializers.ModelSerializer):
@@ -216,7 +236,7 @@ class PersonDetailApi(OrganizationScopedApi):
                    summary="A person with their faces", operation_id="person_get", tags=["faces"], auth=API_KEY_AUTH)
     def get(self, request, organization: str, person_id: int):
         person = person_get(organization=self.organization(), person_id=person_id)
-        return Response(PersonDetailOutputSerializer(person).data)
+        return Response(PersonDetailOutputSerializer(person, context={"organization_slug": organization}).data)
 
     @extend_schema(request=PersonRenameInputSerializer,
                    responses={200: PersonDetailOutputSerializer,
@@ -227,7 +247,8 @@ class PersonDetailApi(OrganizationScopedApi):
         data = self.body()
         org = self.organization()
         person = person_rename(person=person_get(organization=org, person_id=person_id), name=data.get("name"))
-        return Response(PersonDetailOutputSerializer(person_get(organization=org, person_id=person.pk)).data)
+        person = person_get(organization=org, person_id=person.pk)
+        return Response(PersonDetailOutputSerializer(person, context={"organization_slug": organization}).data)
 
     @extend_schema(request=ApiAuthBodySerializer,
                    responses={204: None, **error_responses(400, 401, 403, 404, 429, 503)},
@@ -247,3 +268,18 @@ class FaceDetailApi(OrganizationScopedApi):
         self.body()
         face_delete(face=face_get(organization=self.organization(), person_id=person_id, face_id=face_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class FaceThumbnailApi(OrganizationScopedApi):
+    @extend_schema(responses={(200, "image/jpeg"): OpenApiTypes.BINARY, **error_responses(401, 403, 404, 429, 503)},
+                   summary="The stored crop of one face (JPEG)", operation_id="face_thumbnail", tags=["faces"],
+                   auth=API_KEY_AUTH)
+    def get(self, request, organization: str, person_id: int, face_id: int):
+        face = face_get(organization=self.organization(), person_id=person_id, face_id=face_id)
+        crop = bytes(face.crop or b"")
+        if not crop:
+            raise NotFound("This face has no stored crop.", code="thumbnail_not_found")
+        response = HttpResponse(crop, content_type="image/jpeg")
+        # A face's crop never changes; private: it is one tenant's data, fetched with its key.
+        response["Cache-Control"] = "private, max-age=300"
+        return response
