@@ -82,6 +82,8 @@ def _people_not_persons(get_app_list):
     def wrapped(request, app_label=None):
         app_list = get_app_list(request, app_label) if app_label else get_app_list(request)
         for app in app_list:
+            if app.get("app_label") == "apikeys":
+                app["name"] = "API keys"
             for model in app["models"]:
                 if model.get("object_name") == "Person":
                     model["name"] = "People"

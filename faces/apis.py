@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.db.models import OuterRef, Subquery
 from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -131,6 +132,20 @@ class PersonOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "face_count", "created_at", "updated_at"]
 
 
+class PersonListItemSerializer(PersonOutputSerializer):
+    thumbnail_url = serializers.SerializerMethodField(help_text="A crop of the person's first face (same API key).")
+
+    class Meta(PersonOutputSerializer.Meta):
+        fields = [*PersonOutputSerializer.Meta.fields, "thumbnail_url"]
+
+    def get_thumbnail_url(self, person: Person) -> str | None:
+        face_id = getattr(person, "thumbnail_face_id", None)
+        if face_id is None:
+            return None
+        return reverse("face-thumbnail", kwargs={"organization": self.context["organization_slug"],
+                                                 "person_id": person.pk, "face_id": face_id})
+
+
 class PersonDetailOutputSerializer(PersonOutputSerializer):
     faces = FaceOutputSerializer(many=True, read_only=True)
 
@@ -150,7 +165,7 @@ class PersonPageSerializer(serializers.Serializer):
     count = serializers.IntegerField()
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
-    results = PersonOutputSerializer(many=True)
+    results = PersonListItemSerializer(many=True)
 
 
 FACE_BOX = {"x": 84, "y": 61, "w": 112, "h": 112}
@@ -221,9 +236,12 @@ class PersonListApi(OrganizationScopedApi):
     )
     def get(self, request, organization: str):
         queryset = person_list(organization=self.organization(), search=request.query_params.get("search"))
+        first_face = Face.objects.filter(person=OuterRef("pk")).exclude(crop=b"").order_by("id").values("id")[:1]
+        queryset = queryset.annotate(thumbnail_face_id=Subquery(first_face))
         paginator = PeoplePagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(PersonOutputSerializer(page, many=True).data)
+        data = PersonListItemSerializer(page, many=True, context={"organization_slug": organization}).data
+        return paginator.get_paginated_response(data)
 
 
 class PersonRenameInputSerializer(serializers.Serializer):

@@ -11,7 +11,7 @@
 
   /* items: [{label: Element, box: {x, y, w, h}}] in pixels of the overlay; bounds: {w, h}.
    * Labels are positioned absolutely; their offset parent is the box when `relativeToBox`. */
-  function placeLabels(items, bounds, { relativeToBox = false } = {}) {
+  function placeLabels(items, bounds, { relativeToBox = false, border = 0 } = {}) {
     const placed = [];
     const ordered = [...items].sort((a, b) => a.box.y - b.box.y || a.box.x - b.box.x);
     for (const item of ordered) {
@@ -34,8 +34,9 @@
       }
       const rect = { x, y, w, h };
       placed.push(rect);
-      const left = relativeToBox ? x - item.box.x : x;
-      const top = relativeToBox ? y - item.box.y : y;
+      // A child of the box is placed from the box's padding edge, inside its border.
+      const left = relativeToBox ? x - item.box.x - border : x;
+      const top = relativeToBox ? y - item.box.y - border : y;
       Object.assign(item.label.style, { left: `${left}px`, top: `${top}px`, bottom: "auto", margin: "0" });
     }
     return placed;
