@@ -63,10 +63,25 @@ def browser(tmp_path, group_photo):
 
 
 def resize(driver, size: str) -> None:
+    """desktop: a 1400x900 window; phone: a 390x844 CSS-pixel screen, emulated as a mobile device
+    (the size of the phones the issue was seen on), so the viewport itself is 390x844."""
     width, height = SIZES[size]
-    driver.set_window_size(width, height)
-    # Headless Chromium's window is its viewport; make sure the page really sees the size asked for.
-    wait_for(driver, lambda d: d.execute_script("return window.innerWidth") == width, f"viewport never {width}", 10)
+    if size == "phone":
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": True,
+        })
+        expected = (width, height)
+    else:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        driver.set_window_size(width, height)
+        expected = (width, None)
+
+    def viewport_is(d):
+        inner = d.execute_script("return [window.innerWidth, window.innerHeight]")
+        return inner[0] == expected[0] and expected[1] in (None, inner[1])
+
+    if driver.current_url.startswith("http"):  # a blank first page reports no size of its own
+        wait_for(driver, viewport_is, f"viewport never {expected}", 10)
 
 
 def screenshot(driver, name: str) -> None:
@@ -229,7 +244,9 @@ def test_webcam_page_phone_first_layout_labels_and_people_crops(live_server_url,
         resize(browser, size)
         browser.get(f"{live_server_url}/demo/")
         connect = browser.find_element(By.ID, "connect-button").rect
-        viewport = browser.execute_script("return {h: window.innerHeight, y: window.scrollY}")
+        viewport = browser.execute_script("return {w: window.innerWidth, h: window.innerHeight, y: window.scrollY}")
+        if size == "phone":
+            assert (viewport["w"], viewport["h"]) == SIZES["phone"]
         assert viewport["y"] == 0 and connect["y"] + connect["height"] <= viewport["h"], (connect, viewport)
         no_horizontal_overflow(browser)
         if size == "phone":
@@ -260,6 +277,10 @@ def test_webcam_page_phone_first_layout_labels_and_people_crops(live_server_url,
         ), "the people list shows no face crops", 20)
         no_horizontal_overflow(browser)
         screenshot(browser, f"webcam-{size}.png")
+        if size == "phone":
+            browser.execute_script("document.querySelector('.people-card').scrollIntoView({block: 'end'})")
+            screenshot(browser, "webcam-phone-people.png")
+            browser.execute_script("window.scrollTo(0, 0)")
         browser.find_element(By.ID, "disconnect-button").click()
         browser.find_element(By.ID, "camera-button").click()
 
