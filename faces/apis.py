@@ -13,6 +13,8 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+# One api_auth shape in the schema, shared with the key routes (re-exported for recognition.apis).
+from apikeys.apis import ApiAuthSerializer
 from apikeys.authentication import HasOrganizationKey, check_api_auth_body, request_key
 from faceportal.errors import InvalidInput, NotFound
 from faceportal.openapi import API_KEY_AUTH, DATA_ROUTE_ERRORS, error_responses
@@ -65,11 +67,6 @@ def images_from_request(request, data) -> list[Any]:
     return images
 
 
-class ApiAuthSerializer(serializers.Serializer):
-    user = serializers.CharField()
-    api_key_name = serializers.CharField()
-
-
 class RegisterInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     images = serializers.ListField(
@@ -105,6 +102,8 @@ class ImageOutcomeSerializer(serializers.Serializer):
     box = BoxSerializer(allow_null=True)
     detection_confidence = serializers.FloatField(allow_null=True)
     faces_detected = serializers.IntegerField()
+    code = serializers.CharField(allow_null=True, help_text="Why the image was not used: no_face, invalid_image, "
+                                 "image_too_large, image_url_forbidden, ...; null when accepted.")
 
 
 class FaceOutputSerializer(serializers.ModelSerializer):
@@ -176,11 +175,13 @@ REGISTER_RESPONSE_EXAMPLE = {
     "faces_added": 2,
     "images": [
         {"index": 0, "accepted": True, "reason": None, "face_id": 31, "box": FACE_BOX,
-         "detection_confidence": 0.99, "faces_detected": 1},
+         "detection_confidence": 0.99, "faces_detected": 1, "code": None},
         {"index": 1, "accepted": True, "reason": None, "face_id": 32, "box": FACE_BOX,
-         "detection_confidence": 0.97, "faces_detected": 1},
+         "detection_confidence": 0.97, "faces_detected": 1, "code": None},
         {"index": 2, "accepted": False, "reason": "no face detected", "face_id": None, "box": None,
-         "detection_confidence": None, "faces_detected": 0},
+         "detection_confidence": None, "faces_detected": 0, "code": "no_face"},
+        {"index": 3, "accepted": False, "reason": "not valid base64", "face_id": None, "box": None,
+         "detection_confidence": None, "faces_detected": 0, "code": "invalid_image"},
     ],
     "timings_ms": {"detect": 212.4, "align": 9.8, "embed": 41.0},
 }
@@ -192,7 +193,9 @@ class RegisterApi(OrganizationScopedApi):
         responses={201: RegisterOutputSerializer, **error_responses(*DATA_ROUTE_ERRORS, 422)},
         summary="Register a person from one or more photos", operation_id="person_register",
         description="Each photo adds its most prominent face. Registering an existing name adds faces to that "
-        "person. Photos without a face are reported per image; when none has a face nothing is stored (422).",
+        "person. Every photo's outcome is reported in `images`, in order: a photo without a face or one that "
+        "cannot be read is reported there (`accepted: false`, `reason`, `code`) and does not stop the others. "
+        "When no photo yields a face nothing is stored (422; a single unreadable photo answers its own 4xx).",
         tags=["faces"],
         auth=API_KEY_AUTH,
         examples=[
