@@ -150,7 +150,7 @@ def test_each_limit_is_a_clear_4xx_and_stores_nothing(make_org, make_key, manife
     bomb = base64.b64encode(png_claiming(20000, 20000)).decode()
     for response in (client.post("/register/acme", {"name": "X", "images": [bomb]}, format="json"),
                      client.post("/recognize/acme", {"image": bomb}, format="json")):
-        assert response.status_code == 400
+        assert response.status_code == 413
         assert response.json()["error"]["code"] == "image_too_large"
         assert "20000x20000" in response.json()["error"]["message"]
 
