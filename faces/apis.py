@@ -238,7 +238,10 @@ class PersonListApi(OrganizationScopedApi):
         auth=API_KEY_AUTH,
     )
     def get(self, request, organization: str):
-        queryset = person_list(organization=self.organization(), search=request.query_params.get("search"))
+        search = request.query_params.get("search")
+        if search and "\x00" in search:  # PostgreSQL text cannot hold NUL; no name can contain it
+            raise InvalidInput("'search' may not contain NUL characters.", details={"field": "search"})
+        queryset = person_list(organization=self.organization(), search=search)
         first_face = Face.objects.filter(person=OuterRef("pk")).exclude(crop=b"").order_by("id").values("id")[:1]
         queryset = queryset.annotate(thumbnail_face_id=Subquery(first_face))
         paginator = PeoplePagination()

@@ -34,6 +34,7 @@ def test_routes_answer_with_and_without_a_trailing_slash_and_are_documented_once
     assert recognized.json()["faces"][0]["match"]["name"] == "Blair"
     assert client.get("/orgs/acme/people/").json()["count"] == 1
     assert client.get("/orgs/acme/people").json()["count"] == 1
+    assert client.get("/orgs/acme/people?search=%00").status_code == 400  # not a 500 from PostgreSQL
     assert reverse("recognize", kwargs={"organization": "acme"}) == "/recognize/acme"  # canonical form
     paths = yaml.safe_load(Client().get("/api/schema/").content)["paths"]
     assert "/recognize/{organization}" in paths and "/recognize/{organization}/" not in paths
