@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 # One api_auth shape in the schema, shared with the key routes (re-exported for recognition.apis).
 from apikeys.apis import ApiAuthSerializer
 from apikeys.authentication import HasOrganizationKey, check_api_auth_body, request_key
+from apikeys.services import AuthenticatedKey
 from faceportal.errors import InvalidInput, NotFound
 from faceportal.openapi import API_KEY_AUTH, DATA_ROUTE_ERRORS, error_responses
 from faces.models import Face, Person
@@ -32,8 +33,10 @@ class OrganizationScopedApi(APIView):
     permission_classes = [HasOrganizationKey]
 
     def finalize_response(self, request, response, *args, **kwargs):
-        key = request_key(request)
-        if key is not None and key.organization_slug == self.kwargs.get("organization"):
+        # `_auth` is set only once authentication ran: reading `request.auth` here could run it
+        # again, after it (or the database) already failed.
+        key = getattr(request, "_auth", None)
+        if isinstance(key, AuthenticatedKey) and key.organization_slug == self.kwargs.get("organization"):
             # Requests per day for the staff overview: authenticated calls to the key's own tenant.
             request_count_increment(organization_id=key.organization_id)
         return super().finalize_response(request, response, *args, **kwargs)

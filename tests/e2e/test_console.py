@@ -233,6 +233,29 @@ def test_admin_people_list_shows_crops_in_one_row(live_server_url, browser, mani
     screenshot(browser, "admin-person-faces-desktop.png")
 
 
+def test_landing_page_fits_a_phone_and_copies_snippets_for_the_visitors_organisation(live_server_url, browser):
+    browser.execute_cdp_cmd("Browser.grantPermissions", {
+        "origin": live_server_url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"],
+    })
+    for size in SIZES:
+        resize(browser, size)
+        browser.get(f"{live_server_url}/")
+        no_horizontal_overflow(browser)
+        for link in ("/demo/", "/api/docs/", "/admin/"):
+            assert browser.find_elements(By.CSS_SELECTOR, f'.cta a[href="{link}"]'), link
+        organization = browser.find_element(By.ID, "snippet-org")
+        organization.clear()
+        organization.send_keys(f"team-{size}")
+        snippet = browser.find_element(By.ID, "snippet-recognize").text
+        assert f"{live_server_url}/recognize/team-{size}" in snippet
+        browser.find_element(By.CSS_SELECTOR, 'button[data-copy="snippet-recognize"]').click()
+        clipboard = browser.execute_async_script(
+            "const done = arguments[0]; navigator.clipboard.readText().then(done, e => done('ERR ' + e));"
+        )
+        assert clipboard == snippet
+        screenshot(browser, f"landing-{size}.png")
+
+
 def test_webcam_page_phone_first_layout_labels_and_people_crops(live_server_url, browser, manifest, group_photo):
     frame = camera_frame(group_photo)
     assert len(get_engine().faces_in(frame).faces) >= 3, "the fake camera should show several faces"

@@ -31,6 +31,15 @@ def test_landing_page_says_what_the_service_is_and_links_demo_docs_and_admin(cli
         assert link in html
 
 
+def test_landing_snippets_use_this_host_and_the_visitors_organisation(client, settings):
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "faces.example.org"]
+    html = client.get("/?org=globex", HTTP_HOST="faces.example.org").content.decode()
+    assert 'http://faces.example.org</span>/recognize/<span class="org">globex</span>' in html
+    assert "Authorization: Bearer $FACEPORTAL_KEY" in html
+    hostile = client.get("/?org=<script>x</script>").content.decode()
+    assert "<script>x" not in hostile and '<span class="org">acme</span>' in hostile  # not a slug: the default
+
+
 def test_organization_dashboard_counts_people_faces_keys_and_last_request(
     admin_client, make_org, make_key, manifest
 ):
