@@ -41,7 +41,7 @@ def count_per_organization(app_label: str, model_name: str, **filters):
 class OrganizationAdmin(admin.ModelAdmin):
     list_display = [
         "slug", "name", "is_active", "people_count", "face_count", "active_key_count", "key_count",
-        "last_request_at", "created_at",
+        "last_request_at", "created_at", "try_link",
     ]
     list_filter = ["is_active", "created_at"]
     search_fields = ["slug", "name"]
@@ -82,6 +82,11 @@ class OrganizationAdmin(admin.ModelAdmin):
     @admin.display(description="All keys", ordering="_keys")
     def key_count(self, obj):
         return obj._keys
+
+    @admin.display(description="Try it")
+    def try_link(self, obj):
+        url = reverse("admin:organizations_organization_try", args=[obj.pk])
+        return format_html('<a href="{}">Try recognition</a>', url)
 
     @admin.display(description="Last API request", ordering="_last_request")
     def last_request_at(self, obj):

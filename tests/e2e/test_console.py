@@ -174,6 +174,8 @@ def test_key_issue_page_copies_the_key_and_reload_never_shows_it(live_server_url
     for size in SIZES:
         resize(browser, size)
         browser.get(f"{live_server_url}/admin/organizations/organization/{acme.pk}/change/")
+        assert browser.find_element(By.ID, "organization-overview").is_displayed()
+        screenshot(browser, f"admin-organization-{size}.png")
         browser.find_element(By.ID, "issue-key-link").click()
         browser.find_element(By.ID, "id_user").send_keys("alice")
         browser.find_element(By.ID, "id_name").send_keys(f"laptop-{size}")
@@ -241,6 +243,7 @@ def test_landing_page_fits_a_phone_and_copies_snippets_for_the_visitors_organisa
         resize(browser, size)
         browser.get(f"{live_server_url}/")
         no_horizontal_overflow(browser)
+        screenshot(browser, f"landing-{size}.png")
         for link in ("/demo/", "/api/docs/", "/admin/"):
             assert browser.find_elements(By.CSS_SELECTOR, f'.cta a[href="{link}"]'), link
         organization = browser.find_element(By.ID, "snippet-org")
@@ -253,7 +256,7 @@ def test_landing_page_fits_a_phone_and_copies_snippets_for_the_visitors_organisa
             "const done = arguments[0]; navigator.clipboard.readText().then(done, e => done('ERR ' + e));"
         )
         assert clipboard == snippet
-        screenshot(browser, f"landing-{size}.png")
+        screenshot(browser, f"landing-snippets-{size}.png")
 
 
 def test_webcam_page_phone_first_layout_labels_and_people_crops(live_server_url, browser, manifest, group_photo):
