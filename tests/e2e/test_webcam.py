@@ -19,6 +19,7 @@ from selenium.webdriver.common.by import By
 from apikeys.services import api_key_issue
 from faces.engine import get_engine
 from organizations.services import organization_create
+from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import ARTIFACTS, CHROMEDRIVER, CHROMIUM, VIDEO_SIZE, camera_frame, wait_for, write_y4m
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -133,6 +134,11 @@ def test_register_from_camera_then_the_page_names_the_face(live_server_url, brow
              "registration from the camera did not succeed")
     wait_for(browser, lambda d: "Barack Obama" in d.find_element(By.ID, "people").text,
              "the people list does not show the new person")
+    # Each capture used is shown as the face it contributed (a square crop), not the whole frame.
+    used = browser.execute_script(
+        "return [...document.querySelectorAll('#captures img.used')].map(i => [i.naturalWidth, i.naturalHeight]);"
+    )
+    assert used and all(size == [104, 104] for size in used), used
 
     wait_for(browser, lambda d: face_label(d) == "Barack Obama", "the page never named the registered face")
     assert_box_over_the_face(box_geometry(browser), expected_box)
@@ -144,6 +150,7 @@ def test_register_from_camera_then_the_page_names_the_face(live_server_url, brow
     time.sleep(2.0)  # a representative picture: live statistics past the first frames
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "webcam.png"))
+    browser.save_screenshot(str(REPO_ROOT / "docs" / "screenshots" / "webcam.png"))  # the README's picture
 
     # Another window size: the box follows the picture.
     browser.set_window_size(820, 1000)
