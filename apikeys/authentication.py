@@ -42,12 +42,35 @@ def raw_key_from_headers(meta: dict[str, Any]) -> str | None:
     return api_key or None
 
 
+def explain_unusable_authorization(header: str) -> None:
+    """Say what is wrong with an Authorization header that carries no usable scheme, rather than
+    the generic "credentials were not provided". Basic (staff) is left to its own class."""
+    header = header.strip()
+    if not header:
+        return
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "basic":
+        return
+    if not value.strip():
+        if scheme.lower() == "bearer":
+            raise exceptions.NotAuthenticated("The Authorization header says 'Bearer' but carries no key.")
+        # Checked for shape only, never against the database: nothing is learnt about the value.
+        raise exceptions.NotAuthenticated(
+            "The Authorization header is missing its scheme: send 'Authorization: Bearer <key>' "
+            "(or the key alone in an 'X-API-Key' header)."
+        )
+    raise exceptions.NotAuthenticated(
+        f"Unsupported Authorization scheme '{scheme[:20]}': send 'Authorization: Bearer <key>'."
+    )
+
+
 class APIKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request):
         raw_key = raw_key_from_headers(request.META)
         if raw_key is None:
+            explain_unusable_authorization(request.META.get("HTTP_AUTHORIZATION", ""))
             return None
         budget = reserve_attempt(request)
         with released_unless_refused(budget):

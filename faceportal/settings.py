@@ -318,7 +318,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "faceportal.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "faceportal.openapi.FacePortalAutoSchema",
     "UNAUTHENTICATED_USER": None,
     # Counted in the cache (Redis when REDIS_URL is set, shared by all workers); see apikeys/throttling.py.
     "DEFAULT_THROTTLE_CLASSES": [

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
-from faceportal.errors import Conflict, InvalidImage, InvalidInput, Unprocessable
+from faceportal.errors import Conflict, InvalidImage, InvalidInput, PayloadTooLarge, Unprocessable
 from faces.engine import get_engine, map_in_engine_pool
-from faces.images import LoadedImage, decode, load_all
+from faces.images import LoadedImage, check_count, decode, load
 from faces.index import VectorRecord, get_index
 from faces.models import Face, Person
 from organizations.models import Organization
@@ -41,6 +42,7 @@ class ImageOutcome:
     box: dict[str, int] | None = None
     detection_confidence: float | None = None
     faces_detected: int = 0
+    code: str | None = None  # why it was not used: "no_face", "invalid_image", "image_too_large", ...
 
 
 @dataclass
@@ -113,9 +115,8 @@ def person_register(
     `content_hashes` (one per image) are recorded on the faces so bulk enrolment can resume.
     """
     name = validate_person_name(name)
-    loaded: list[LoadedImage] = load_all(images)
+    loaded, outcomes = _load_each(images)
     engine = get_engine()
-    outcomes: list[ImageOutcome] = []
     accepted: list[tuple[ImageOutcome, Any]] = []
     timings = {"detect": 0.0, "align": 0.0, "embed": 0.0}
     # Images are independent: embed them on all engine threads at once.
@@ -128,7 +129,7 @@ def person_register(
         for stage, value in result.timings_ms.items():
             timings[stage] = max(timings.get(stage, 0.0), value)
         if not result.faces:
-            outcomes.append(ImageOutcome(index=image.index, accepted=False, reason="no face detected"))
+            outcomes.append(ImageOutcome(index=image.index, accepted=False, reason="no face detected", code="no_face"))
             continue
         best = result.faces[0]
         outcome = ImageOutcome(
@@ -140,10 +141,11 @@ def person_register(
         )
         outcomes.append(outcome)
         accepted.append((outcome, best))
+    outcomes.sort(key=lambda o: o.index)
     if not accepted:
         raise Unprocessable(
             "No usable face was found in any image; nothing was stored.",
-            details={"images": [{"index": o.index, "reason": o.reason} for o in outcomes]},
+            details={"images": [{"index": o.index, "reason": o.reason, "code": o.code} for o in outcomes]},
             code="no_face",
         )
 
@@ -177,6 +179,31 @@ def person_register(
         extra={"organization": organization.slug, "person_id": person.pk, "faces": len(faces)},
     )
     return RegistrationResult(person=person, created=created, outcomes=outcomes, timings_ms=timings)
+
+
+def _load_each(sources: list[Any]) -> tuple[list[LoadedImage], list[ImageOutcome]]:
+    """Load every image; one that cannot be read is reported like one without a face, and does not
+    stop the others. Request-wide limits (count, total bytes) still refuse the whole request, and
+    when no image can be read at all the first image's own error is raised (a 4xx)."""
+    check_count(sources)
+    loaded: list[LoadedImage] = []
+    refused: list[tuple[ImageOutcome, InvalidImage]] = []
+    total = 0
+    for index, source in enumerate(sources):
+        try:
+            image = load(source, index=index)
+        except InvalidImage as exc:
+            reason = exc.details.get("reason") if isinstance(exc.details, dict) else None
+            outcome = ImageOutcome(index=index, accepted=False, reason=reason or exc.message, code=exc.code)
+            refused.append((outcome, exc))
+            continue
+        total += image.byte_size
+        if total > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            raise PayloadTooLarge("Images together exceed the request size limit.")
+        loaded.append(image)
+    if not loaded:
+        raise refused[0][1]
+    return loaded, [outcome for outcome, _ in refused]
 
 
 def person_rename(*, person: Person, name: Any) -> Person:
