@@ -49,7 +49,7 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         raw_key = raw_key_from_headers(request.META)
         if raw_key is None:
             return None
-        budget = reserve_attempt(request)
+        budget = reserve_attempt(request, raw_key=raw_key)
         with released_unless_refused(budget):
             identity = api_key_verify(raw_key=raw_key)
             if identity is None:  # the reservation stays taken: that is the failure, counted
@@ -60,13 +60,13 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
 
-def reserve_attempt(request, *, password: bool = False) -> FailedAuthBudget:
+def reserve_attempt(request, *, password: bool = False, raw_key: str | None = None) -> FailedAuthBudget:
     """Take this attempt's place in the failed-auth budgets, or refuse with 429.
 
     Before the credential is looked at, so a blocked client learns nothing about what it presents
     and costs no database query or password hash; atomic, so concurrent guesses cannot overshoot.
     """
-    budget = FailedAuthBudget.for_request(request, password=password)
+    budget = FailedAuthBudget.for_request(request, password=password, raw_key=raw_key)
     if not budget.reserve():
         raise exceptions.Throttled(
             wait=budget.wait(), detail="Too many failed authentication attempts from this address; try again later."
