@@ -72,7 +72,7 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         if raw_key is None:
             explain_unusable_authorization(request.META.get("HTTP_AUTHORIZATION", ""))
             return None
-        budget = reserve_attempt(request)
+        budget = reserve_attempt(request, raw_key=raw_key)
         with released_unless_refused(budget):
             identity = api_key_verify(raw_key=raw_key)
             if identity is None:  # the reservation stays taken: that is the failure, counted
@@ -83,13 +83,13 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
 
-def reserve_attempt(request, *, password: bool = False) -> FailedAuthBudget:
+def reserve_attempt(request, *, password: bool = False, raw_key: str | None = None) -> FailedAuthBudget:
     """Take this attempt's place in the failed-auth budgets, or refuse with 429.
 
     Before the credential is looked at, so a blocked client learns nothing about what it presents
     and costs no database query or password hash; atomic, so concurrent guesses cannot overshoot.
     """
-    budget = FailedAuthBudget.for_request(request, password=password)
+    budget = FailedAuthBudget.for_request(request, password=password, raw_key=raw_key)
     if not budget.reserve():
         raise exceptions.Throttled(
             wait=budget.wait(), detail="Too many failed authentication attempts from this address; try again later."
