@@ -14,7 +14,7 @@ from faceportal.errors import InvalidInput
 from faceportal.openapi import API_KEY_AUTH, DATA_ROUTE_ERRORS, error_responses
 from faces.models import Face, Person
 from faces.selectors import face_get, person_get, person_list
-from faces.services import face_delete, person_delete, person_register, person_rename
+from faces.services import MAX_NAME_LENGTH, face_delete, person_delete, person_register, person_rename
 from organizations.models import Organization
 from organizations.selectors import organization_get
 
@@ -200,7 +200,11 @@ class PersonListApi(OrganizationScopedApi):
         auth=API_KEY_AUTH,
     )
     def get(self, request, organization: str):
-        queryset = person_list(organization=self.organization(), search=request.query_params.get("search"))
+        search = request.query_params.get("search")
+        if search is not None and (len(search) > MAX_NAME_LENGTH or any(ord(char) < 32 for char in search)):
+            raise InvalidInput(f"'search' must be at most {MAX_NAME_LENGTH} characters, with no control characters.",
+                               details={"field": "search"})
+        queryset = person_list(organization=self.organization(), search=search)
         paginator = PeoplePagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(PersonOutputSerializer(page, many=True).data)
