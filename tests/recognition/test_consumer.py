@@ -197,7 +197,7 @@ async def test_message_naming_another_organisation_is_refused_and_never_searches
         (json.dumps([1, 2, 3]), "malformed_message"),
         (json.dumps({"threshold": 0.5}), "invalid_input"),
         (json.dumps({"image": 42}), "invalid_input"),
-        (json.dumps({"image": "bm90IGFuIGltYWdl"}), "invalid_image"),
+        (json.dumps({"image": "bm90IGFuIGltYWdl"}), "unsupported_image_format"),
         (json.dumps({"image": "https://example.com/face.jpg"}), "invalid_image"),
         (json.dumps({"image": "data:image/jpeg;base64,AAAA", "threshold": 7}), "invalid_input"),
         (json.dumps({"image": "data:image/jpeg;base64,AAAA", "max_results": 0}), "invalid_input"),
