@@ -21,7 +21,7 @@ from faceportal.errors import InvalidInput, NotFound
 from faceportal.openapi import API_KEY_AUTH, DATA_ROUTE_ERRORS, error_responses
 from faces.models import Face, Person
 from faces.selectors import face_get, person_get, person_list
-from faces.services import face_delete, person_delete, person_register, person_rename
+from faces.services import MAX_NAME_LENGTH, face_delete, person_delete, person_register, person_rename
 from organizations.models import Organization
 from organizations.selectors import organization_get
 from recognition.usage import request_count_increment
@@ -242,8 +242,9 @@ class PersonListApi(OrganizationScopedApi):
     )
     def get(self, request, organization: str):
         search = request.query_params.get("search")
-        if search and "\x00" in search:  # PostgreSQL text cannot hold NUL; no name can contain it
-            raise InvalidInput("'search' may not contain NUL characters.", details={"field": "search"})
+        if search is not None and (len(search) > MAX_NAME_LENGTH or any(ord(char) < 32 for char in search)):
+            raise InvalidInput(f"'search' must be at most {MAX_NAME_LENGTH} characters, with no control characters.",
+                               details={"field": "search"})
         queryset = person_list(organization=self.organization(), search=search)
         first_face = Face.objects.filter(person=OuterRef("pk")).exclude(crop=b"").order_by("id").values("id")[:1]
         queryset = queryset.annotate(thumbnail_face_id=Subquery(first_face))

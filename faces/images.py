@@ -15,6 +15,7 @@ import contextvars
 import ctypes
 import io
 import ipaddress
+import os
 import re
 import socket
 import struct
@@ -469,10 +470,22 @@ def fetch_url(url: str, *, index: int) -> bytes:
     raise _fail(index, "too many redirects", code="image_url_unreachable")
 
 
+# Linux limits: a path of 4096 bytes, a name of 255. Longer ones are refused before any system
+# call, so they can never surface as an OSError (ENAMETOOLONG) carrying the client's path.
+MAX_PATH_BYTES = 4096
+MAX_NAME_BYTES = 255
+
+
 def read_path(raw_path: str, *, index: int) -> bytes:
     root_setting = settings.FACEPORTAL_IMAGE_ROOT
     if not root_setting:
         raise _fail(index, "server paths are disabled on this server", code="image_path_forbidden")
+    try:
+        encoded = os.fsencode(raw_path)
+    except UnicodeError:  # a lone surrogate outside the surrogateescape range
+        raise _fail(index, "path is not valid text", code="image_path_forbidden") from None
+    if len(encoded) > MAX_PATH_BYTES or any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
+        raise _fail(index, "path is too long", code="image_path_forbidden")
     root = Path(root_setting).resolve()
     candidate = Path(raw_path)
     if ".." in candidate.parts:
@@ -485,11 +498,14 @@ def read_path(raw_path: str, *, index: int) -> bytes:
         raise _fail(index, "path cannot be resolved", code="image_path_forbidden") from None
     if not target.is_relative_to(root):
         raise _fail(index, "path is outside the image root", code="image_path_forbidden")
-    if not target.is_file():
-        raise _fail(index, "no such file under the image root", code="image_path_not_found")
-    if target.stat().st_size > settings.FACEPORTAL_MAX_IMAGE_BYTES:
-        raise _too_big(index)
-    return target.read_bytes()
+    try:
+        if not target.is_file():
+            raise _fail(index, "no such file under the image root", code="image_path_not_found")
+        if target.stat().st_size > settings.FACEPORTAL_MAX_IMAGE_BYTES:
+            raise _too_big(index)
+        return target.read_bytes()
+    except OSError:  # unreadable, too long once resolved, gone meanwhile: never the path in a log
+        raise _fail(index, "file under the image root cannot be read", code="image_path_not_found") from None
 
 
 def load(source: Any, *, index: int = 0) -> LoadedImage:

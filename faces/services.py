@@ -65,6 +65,10 @@ def validate_person_name(name: object) -> str:
         raise InvalidInput(f"'name' must be at most {MAX_NAME_LENGTH} characters.", details={"field": "name"})
     if any(ord(char) < 32 for char in name):
         raise InvalidInput("'name' may not contain control characters.", details={"field": "name"})
+    if any("\ud800" <= char <= "\udfff" for char in name):
+        # A lone UTF-16 surrogate (a "\ud800" JSON escape, an undecodable file name) is not a
+        # character: no UTF-8 store can hold it. Refused here, before any model runs.
+        raise InvalidInput("'name' may not contain lone UTF-16 surrogates.", details={"field": "name"})
     return name
 
 
