@@ -11,12 +11,11 @@ django_asgi_app = get_asgi_application()
 from channels.layers import get_channel_layer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.core.cache import caches  # noqa: E402
 
 from faceportal.parsers import disable_twisted_form_parsing  # noqa: E402
 from faceportal.routing import websocket_urlpatterns  # noqa: E402
 from faceportal.websocket_observe import HandshakeRefusalLog  # noqa: E402
-from django.core.cache import caches  # noqa: E402
-
 from faces.engine import warm_in_background  # noqa: E402
 
 disable_twisted_form_parsing()  # Django parses bodies, and answers bad ones in the error shape
