@@ -55,7 +55,11 @@ COPY --from=build --chown=faceportal:faceportal /opt/deepface /opt/deepface
 WORKDIR /app
 COPY --chown=faceportal:faceportal . .
 # Static files (admin, Swagger UI from drf-spectacular-sidecar) collected once, served by whitenoise.
-RUN python manage.py collectstatic --noinput --verbosity 0
+# Throwaway secrets for this one command, so settings generate none into the image's var folder
+# (an embedded install generates its own at first start, docs/SECRETS.md).
+RUN SECRET_KEY=collectstatic-only-not-a-secret-0000000000000000 FACEPORTAL_API_KEY_PEPPER=collectstatic-only \
+    python manage.py collectstatic --noinput --verbosity 0 \
+ && test ! -e /var/lib/faceportal/secret_key && test ! -e /var/lib/faceportal/api_key_pepper
 USER faceportal
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \

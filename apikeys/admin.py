@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
@@ -14,17 +15,21 @@ class APIKeyCreateForm(forms.ModelForm):
     class Meta:
         model = APIKey
         fields = ["organization", "user", "name"]
+        labels = {"name": "API key name"}
+        help_texts = {"name": "Where the key is used, e.g. 'laptop' or 'ci'; unique among active keys."}
 
 
 @admin.register(APIKey)
 class APIKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "user", "organization", "prefix", "is_active", "created_at", "last_used_at", "revoked_at"]
+    list_display = [
+        "key_name", "user", "organization", "prefix", "is_active", "created_at", "last_used_at", "revoked_at",
+    ]
     list_filter = ["organization", ("revoked_at", admin.EmptyFieldListFilter), "created_at", "last_used_at"]
     search_fields = ["name", "user", "prefix", "organization__slug"]
     list_select_related = ["organization"]
     date_hierarchy = "created_at"
     # The hash is never shown; the prefix is public by design.
-    readonly_fields = ["organization", "user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["organization", "user", "key_name", "prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 
     def get_form(self, request, obj=None, **kwargs):
@@ -44,14 +49,41 @@ class APIKeyAdmin(admin.ModelAdmin):
         issued = api_key_issue(organization=obj.organization, user=obj.user, name=obj.name)
         obj.pk = issued.api_key.pk
         obj.prefix = issued.api_key.prefix
-        messages.warning(request, f"New API key (shown once, copy it now): {issued.plaintext}")
+        # Only for response_add below, which renders it once; never stored, logged or put in a message.
+        obj._issued_plaintext = issued.plaintext
+
+    def response_add(self, request, obj, post_url_continue=None):
+        plaintext = getattr(obj, "_issued_plaintext", None)
+        if plaintext is None:
+            return super().response_add(request, obj, post_url_continue)
+        host = request.build_absolute_uri("/").rstrip("/")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Copy the new API key now",
+            "opts": self.model._meta,
+            "api_key": obj,
+            "plaintext": plaintext,
+            "host": host,
+            "change_url": reverse("admin:apikeys_apikey_change", args=[obj.pk]),
+            "organization_url": reverse("admin:organizations_organization_change", args=[obj.organization_id]),
+        }
+        # Answered to the POST itself, so the secret never sits in a session or a redirect target.
+        response = TemplateResponse(request, "admin/apikeys/apikey/issued.html", context)
+        response["Cache-Control"] = "no-store"
+        response["Referrer-Policy"] = "no-referrer"
+        return response
 
     def has_change_permission(self, request, obj=None):
         return obj is None and super().has_change_permission(request, obj)
 
+    @admin.display(description="API key name", ordering="name")
+    def key_name(self, obj):
+        return obj.name
+
     @admin.display(description="Active", boolean=True, ordering="revoked_at")
     def is_active(self, obj):
-        return obj.revoked_at is None
+        # A deactivated organisation's keys are refused, so they are not shown as active either.
+        return obj.revoked_at is None and obj.organization.is_active
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):

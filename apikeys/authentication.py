@@ -3,6 +3,8 @@ organisation checks every data route shares."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from axes.backends import AxesStandaloneBackend
@@ -40,36 +42,76 @@ def raw_key_from_headers(meta: dict[str, Any]) -> str | None:
     return api_key or None
 
 
+def explain_unusable_authorization(header: str) -> None:
+    """Say what is wrong with an Authorization header that carries no usable scheme, rather than
+    the generic "credentials were not provided". Basic (staff) is left to its own class."""
+    header = header.strip()
+    if not header:
+        return
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "basic":
+        return
+    if not value.strip():
+        if scheme.lower() == "bearer":
+            raise exceptions.NotAuthenticated("The Authorization header says 'Bearer' but carries no key.")
+        # Checked for shape only, never against the database: nothing is learnt about the value.
+        raise exceptions.NotAuthenticated(
+            "The Authorization header is missing its scheme: send 'Authorization: Bearer <key>' "
+            "(or the key alone in an 'X-API-Key' header)."
+        )
+    raise exceptions.NotAuthenticated(
+        f"Unsupported Authorization scheme '{scheme[:20]}': send 'Authorization: Bearer <key>'."
+    )
+
+
 class APIKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request):
         raw_key = raw_key_from_headers(request.META)
         if raw_key is None:
+            explain_unusable_authorization(request.META.get("HTTP_AUTHORIZATION", ""))
             return None
-        budget = reserve_attempt(request)
-        identity = api_key_verify(raw_key=raw_key)
-        if identity is None:  # the reservation stays taken: that is the failure, counted
-            raise exceptions.AuthenticationFailed("Invalid, revoked or unknown API key.")
-        budget.release()
+        budget = reserve_attempt(request, raw_key=raw_key)
+        with released_unless_refused(budget):
+            identity = api_key_verify(raw_key=raw_key)
+            if identity is None:  # the reservation stays taken: that is the failure, counted
+                raise exceptions.AuthenticationFailed("Invalid, revoked or unknown API key.")
         return APIKeyPrincipal(identity), identity
 
     def authenticate_header(self, request) -> str:
         return self.keyword
 
 
-def reserve_attempt(request, *, password: bool = False) -> FailedAuthBudget:
+def reserve_attempt(request, *, password: bool = False, raw_key: str | None = None) -> FailedAuthBudget:
     """Take this attempt's place in the failed-auth budgets, or refuse with 429.
 
     Before the credential is looked at, so a blocked client learns nothing about what it presents
     and costs no database query or password hash; atomic, so concurrent guesses cannot overshoot.
     """
-    budget = FailedAuthBudget.for_request(request, password=password)
+    budget = FailedAuthBudget.for_request(request, password=password, raw_key=raw_key)
     if not budget.reserve():
         raise exceptions.Throttled(
             wait=budget.wait(), detail="Too many failed authentication attempts from this address; try again later."
         )
     return budget
+
+
+@contextmanager
+def released_unless_refused(budget: FailedAuthBudget) -> Iterator[None]:
+    """Give the reservation back unless the credential was refused (that refusal is the failure).
+
+    Any other error (an unreachable database answers 503) is no failed guess and must not spend
+    the client's budget.
+    """
+    try:
+        yield
+    except exceptions.AuthenticationFailed:
+        raise
+    except BaseException:
+        budget.release()
+        raise
+    budget.release()
 
 
 class ThrottledBasicAuthentication(authentication.BasicAuthentication):
@@ -80,9 +122,8 @@ class ThrottledBasicAuthentication(authentication.BasicAuthentication):
             return None
         # Throttled before the password hasher runs: each wrong guess costs a deliberately slow hash.
         budget = reserve_attempt(request, password=True)
-        result = super().authenticate(request)  # AuthenticationFailed keeps the reservation: a failure
-        budget.release()
-        return result
+        with released_unless_refused(budget):
+            return super().authenticate(request)
 
     def authenticate_credentials(self, userid, password, request=None):
         # PostgreSQL refuses NUL in text (a 500); such a credential can never be valid anyway.

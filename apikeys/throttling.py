@@ -25,12 +25,13 @@ from __future__ import annotations
 import ipaddress
 import threading
 from dataclasses import dataclass
+from urllib.parse import parse_qs
 
 from django.core.cache import cache
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
-from apikeys.services import AuthenticatedKey
+from apikeys.services import AuthenticatedKey, api_key_cached
 
 
 class _SettingsRateThrottle(SimpleRateThrottle):
@@ -134,9 +135,14 @@ class FailedAuthBudget:
     valid. Unreleased reservations are the failures.
     """
 
-    def __init__(self, ident: str, *, password: bool = False) -> None:
+    def __init__(self, ident: str, *, password: bool = False, cached_key: bool = False) -> None:
         self.network = address_bucket(ident)
-        scopes = [("auth_failure", f"authfail:v2:net:{self.network}"), ("auth_failure_global", "authfail:v2:all")]
+        scopes = [("auth_failure", f"authfail:v2:net:{self.network}")]
+        # A key the cache holds as valid is checked with one HMAC and no query, and its 256-bit
+        # secret is not guessable: the global budget does not hold it up, so an attack spending
+        # that budget from many addresses does not lock out every tenant's active keys.
+        if not cached_key:
+            scopes.append(("auth_failure_global", "authfail:v2:all"))
         if password:
             scopes.append(("password_failure_global", "authfail:v2:passwords"))
         self.budgets = [
@@ -148,10 +154,11 @@ class FailedAuthBudget:
         self.spent: _Budget | None = None
 
     @classmethod
-    def for_request(cls, request, *, password: bool = False) -> FailedAuthBudget:
+    def for_request(cls, request, *, password: bool = False, raw_key: str | None = None) -> FailedAuthBudget:
         # DRF's ident trusts X-Forwarded-For only through NUM_PROXIES (settings: 0 by default), so a
         # client cannot pick a fresh address per request.
-        return cls(BaseThrottle().get_ident(request) or "", password=password)
+        cached_key = bool(raw_key) and api_key_cached(raw_key=raw_key)
+        return cls(BaseThrottle().get_ident(request) or "", password=password, cached_key=cached_key)
 
     def reserve(self) -> bool:
         # Per network first: one noisy address spends its own budget, not everyone's global one.
@@ -222,11 +229,19 @@ def websocket_handshake_blocked(scope: dict) -> bool:
     A handshake has no place to give a reservation back, so it checks, then counts a failure
     atomically afterwards: concurrent bad handshakes can exceed the budget by their concurrency.
     """
-    return FailedAuthBudget.for_request(_HandshakeRequest(scope)).is_spent()
+    return FailedAuthBudget.for_request(_HandshakeRequest(scope), raw_key=_handshake_token(scope)).is_spent()
 
 
 def websocket_handshake_failed(scope: dict) -> None:
-    FailedAuthBudget.for_request(_HandshakeRequest(scope)).record_failure()
+    FailedAuthBudget.for_request(_HandshakeRequest(scope), raw_key=_handshake_token(scope)).record_failure()
+
+
+def _handshake_token(scope: dict) -> str | None:
+    try:
+        values = parse_qs((scope.get("query_string") or b"").decode("utf-8"), max_num_fields=20).get("token")
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return values[-1].strip() if values else None
 
 
 class ConnectionSlots:

@@ -20,7 +20,7 @@ if __package__ in (None, ""):
 
 from bench.common import STRANGERS, log, people, setup_django, table  # noqa: E402
 
-DETECTORS = ("dlib", "opencv", "mtcnn", "ssd", "yunet", "retinaface")
+DETECTORS = ("retinaface-onnx", "dlib", "opencv", "mtcnn", "ssd", "yunet", "retinaface")
 THRESHOLDS = (0.94, 0.95, 0.96, 0.97)
 # Weights DeepFace would download for these detectors; without them (offline) the detector is skipped.
 DETECTOR_WEIGHTS = {
@@ -121,7 +121,8 @@ def run(detectors=DETECTORS) -> tuple[str, dict]:
     note = ("Protocol of tests/faces/test_recognition_accuracy.py: first photo of each identity enrolled, the "
             "others recognised by their most prominent face. TMR@t: top-1 is the right person with similarity "
             "≥ t; impostor@t: the best wrong person reaches t (a false match risk); strangers: the three "
-            "single-photo identities. Embedder: Dlib ResNet with dlib 5-point alignment.")
+            "single-photo identities. Embedder: Dlib ResNet (FACEPORTAL_DLIB_RUNTIME), chips from the detector's "
+            "five landmarks, or dlib's 5-point predictor for detectors without them.")
     if skipped:
         note += " Skipped: " + "; ".join(skipped) + "."
     return table("Accuracy per detector (../shared/faces)", header, rows, note=note), embeddings

@@ -119,7 +119,7 @@ def run() -> str:
     onnx, native = results["onnx"], results["dlib"]
     rows.append(["speed-up ONNX / dlib-bin", "", native["batch1"] / onnx["batch1"], native["batch8"] / onnx["batch8"],
                  onnx["fps1"] / native["fps1"], onnx["fps2"] / native["fps2"], "", ""])
-    return table(
+    return gil_table(chips) + "\n" + table(
         "Embedding cost per face (Dlib ResNet, 150x150 chips): ONNX Runtime against dlib-bin",
         ["runtime", "version", "ms/face, one at a time", "ms/face, batch of 8", "faces/s, 1 thread",
          "faces/s, 2 threads", "2 threads / 1", "cores busy, 2 threads"], rows,
@@ -128,6 +128,81 @@ def run() -> str:
               f"own model, embedding one chip at a time for {THREAD_SECONDS:.0f} s ({os.cpu_count()} cores). "
               "Cores busy: CPU seconds per wall second during the 2-thread run. The speed-up row divides "
               "dlib-bin's ms by ONNX's (and ONNX's faces/s by dlib-bin's)."),
+    )
+
+
+PROBE_SECONDS = 3.0
+
+
+def gil_probe(fn) -> dict[str, float]:
+    """Run `fn` in a loop on a worker thread while this thread sleeps 1 ms at a time.
+
+    A model that holds the GIL while it computes keeps this thread from waking until the call
+    returns; one that releases it (ONNX Runtime, OpenCV) lets it wake within a millisecond or so.
+    The gap is the call's length against about a millisecond, so a busy machine does not hide it.
+    """
+    fn()
+    stop = threading.Event()
+    calls: list[float] = []
+
+    def worker() -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            fn()
+            calls.append((time.perf_counter() - started) * 1000)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    time.sleep(0.2)
+    waits: list[float] = []
+    end = time.perf_counter() + PROBE_SECONDS
+    while time.perf_counter() < end:
+        started = time.perf_counter()
+        time.sleep(0.001)
+        waits.append((time.perf_counter() - started) * 1000)
+    stop.set()
+    thread.join()
+    waits.sort()
+    return {"call": median(calls), "p50": median(waits), "p90": waits[int(0.9 * (len(waits) - 1))],
+            "max": waits[-1], "wakeups": len(waits) / PROBE_SECONDS}
+
+
+def gil_table(chips) -> str:
+    import base64
+
+    import cv2
+    import numpy as np
+
+    from bench.latency import test_images
+    from faces.engine.detection import DeepFaceDetector
+    from faces.engine.recognition import DeepFaceEmbedder
+
+    frame = cv2.imdecode(np.frombuffer(base64.b64decode(test_images()["640x480 frame"]), np.uint8), cv2.IMREAD_COLOR)
+    batch = chips[:8]
+    onnx, native = DeepFaceEmbedder("Dlib", dlib_runtime="onnx"), DeepFaceEmbedder("Dlib", dlib_runtime="dlib")
+    retina = DeepFaceDetector("retinaface-onnx", max_side=800, min_side=400)
+    hog = DeepFaceDetector("dlib", max_side=800, min_side=400)
+    probes = [
+        ("embed 8 chips, Dlib on ONNX Runtime (default)", lambda: onnx.embed(batch)),
+        ("embed 8 chips, Dlib on dlib-bin", lambda: native.embed(batch)),
+        ("detect a 640x480 frame, retinaface-onnx (default)", lambda: retina.detect(frame)),
+        ("detect a 640x480 frame, dlib HOG", lambda: hog.detect(frame)),
+    ]
+    rows = []
+    for label, fn in probes:
+        log(f"gil: {label}")
+        r = gil_probe(fn)
+        rows.append([label, r["call"], r["p50"], r["p90"], r["max"], r["wakeups"]])
+    return table(
+        "Does the model let other threads run? (GIL probe)",
+        ["work on a worker thread", "ms per call", "1 ms sleep of another thread: p50 ms", "p90 ms", "max ms",
+         "wake-ups/s"], rows,
+        note=(f"While the worker thread loops on the call, another thread sleeps 1 ms at a time for "
+              f"{PROBE_SECONDS:.0f} s and records how long each sleep really took. A call that holds the GIL "
+              "keeps that thread from waking until it returns (waits as long as the call: engine threads, "
+              "the event loop and other requests stall, and a second core is of no use); a call that "
+              "releases it lets the thread wake within about a millisecond, so engine threads run on all "
+              "cores. This holds however busy the machine is."),
     )
 
 

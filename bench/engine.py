@@ -40,8 +40,13 @@ def use_engine(detector: str, runtime: str):
     return pipeline._engine
 
 
-def clients_run(organization, image_b64: str, clients: int, per_client: int) -> tuple[float, list[dict]]:
-    """(frames/s, every request's timings) with `clients` threads each sending `per_client` frames."""
+def clients_run(organization, image_b64: str, clients: int, per_client: int) -> tuple[float, float, list[dict]]:
+    """(frames/s, cores busy, every request's timings): `clients` threads each send `per_client` frames.
+
+    Cores busy = this process's CPU seconds per wall second: near the client count (up to the
+    cores) when the work runs in parallel; near 1 when it is serialised; lower when the machine
+    is shared and the scheduler gives us less.
+    """
     from django.db import connection
 
     from bench.latency import one_request
@@ -58,19 +63,21 @@ def clients_run(organization, image_b64: str, clients: int, per_client: int) -> 
         finally:
             connection.close()
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(clients) as pool:
         for future in [pool.submit(client) for _ in range(clients)]:
             future.result()
-    return len(results) / (time.perf_counter() - started), results
+    wall = time.perf_counter() - started
+    return len(results) / wall, (time.process_time() - cpu_started) / wall, results
 
 
 def measure(organization, image_b64: str) -> dict[str, float]:
     clients_run(organization, image_b64, 2, 2)  # warm-up: models loaded on both pool threads
     figures: dict[str, float] = {}
     for clients, per_client in zip(CLIENT_COUNTS, REQUESTS, strict=True):
-        fps, results = clients_run(organization, image_b64, clients, per_client)
+        fps, busy, results = clients_run(organization, image_b64, clients, per_client)
         figures[f"fps{clients}"] = fps
+        figures[f"busy{clients}"] = busy
         if clients == 1:
             for stage in ("detect", "align", "embed", "total"):
                 figures[stage] = median(r.get(stage, 0.0) for r in results)
@@ -97,23 +104,28 @@ def run(organization=None) -> str:
         figures = measure(organization, frame)
         measured.append(figures)
         rows.append([label, figures["faces"], figures["total"], figures["detect"], figures["align"], figures["embed"],
-                     figures["fps1"], figures["fps2"], figures["fps4"], figures["fps2"] / figures["fps1"]])
+                     figures["fps1"], figures["fps2"], figures["fps4"], figures["fps2"] / figures["fps1"],
+                     f"{figures['busy1']:.2f} / {figures['busy2']:.2f}", figures["busy1"] * 1000 / figures["fps1"]])
     if len(measured) == 2:
         new, old = measured
         rows.append(["default / previous default", "", new["total"] / old["total"], new["detect"] / old["detect"],
                      new["align"] / old["align"], new["embed"] / old["embed"], new["fps1"] / old["fps1"],
-                     new["fps2"] / old["fps2"], new["fps4"] / old["fps4"], ""])
+                     new["fps2"] / old["fps2"], new["fps4"] / old["fps4"], "", "",
+                     (new["busy1"] / new["fps1"]) / (old["busy1"] / old["fps1"])])
     use_engine(*default)
     return table(
         "Engine: one 640x480 frame with one face through `recognize`, default against previous default",
         ["engine", "faces", "p50 ms, 1 client", "detect ms", "align ms", "embed ms", "frames/s, 1 client",
-         "frames/s, 2 clients", "frames/s, 4 clients", "2 clients / 1"],
+         "frames/s, 2 clients", "frames/s, 4 clients", "2 clients / 1", "cores busy, 1 / 2 clients",
+         "CPU ms/frame, 1 client"],
         rows,
         note=(f"`recognition.services.recognize` on a base64 JPEG (decode, detect, align, embed, search, names); "
               f"stage times are medians of the 1-client run. Clients are threads sending frames back to back: "
               f"{', '.join(f'{c} x {n}' for c, n in zip(CLIENT_COUNTS, REQUESTS, strict=True))} requests; engine "
               f"pool: {settings.FACEPORTAL_ENGINE_WORKERS} threads on {os.cpu_count()} cores. Ratios < 1 in the "
-              "ms columns and > 1 in the frames/s columns favour the default."),
+              "ms columns and > 1 in the frames/s columns favour the default. Cores busy: the process's CPU "
+              "seconds per wall second; below the client count on a machine shared with other work. CPU ms/frame "
+              "(cores busy x 1000 / frames/s) is what a frame costs, whatever else runs on the machine."),
     )
 
 

@@ -156,7 +156,8 @@ def run(detectors, organization=None) -> str:
               f"a warm-up, then {CLIENTS} client threads x {REQUESTS_PER_CLIENT} requests; req/s under 4 "
               f"clients is the saturation throughput (engine pool: {settings.FACEPORTAL_ENGINE_WORKERS} "
               f"threads). Detection runs on a copy bounded to {settings.FACEPORTAL_DETECT_MAX_SIDE} px; "
-              f"gallery: one face per dev identity. align = dlib 5 landmarks + chip; names = face rows."),
+              f"gallery: one face per dev identity. align = dlib's 150 px chip from the detector's five "
+              f"landmarks (dlib's 5-point predictor for detectors without them); names = face rows."),
     )
 
 

@@ -14,6 +14,18 @@ over the second half, which must be flat.
     # the 10-minute soak:
     ... bench/load.py ... --soak 600
 
+    # legitimate traffic alone, then the same with attacks mixed in (issue 13's classes):
+    ... bench/load.py ... --duration 60 --hostile
+
+With --hostile, a clean phase runs first and then a hostile phase of the same length, in which
+--hostile-clients threads (and one WebSocket) send attack requests, --hostile-interval apart: JSON nested
+100,000 deep, registers of ten 632-byte 6000x6000 JPEG bombs, PNG bombs, formats nobody asked
+for, lone surrogates in names, NUL in searches, over-long server paths, multipart without a
+boundary, and malformed WebSocket messages. No attack fails authentication (that would spend
+the loopback address's failed-auth budget and lock the legitimate clients out). The report
+gives legitimate p50/p99 per phase and their ratio; attacks must get 4xx answers (a 5xx or a
+dropped connection counts as an attack error).
+
 Exit status 1 when any request failed (or, in a soak, memory grew by more than --max-growth-mb).
 """
 
@@ -165,11 +177,123 @@ async def ws_client(args, jpeg: bytes, budget: Budget, tally: Tally) -> None:
         tally.fail(f"ws: {exc.__class__.__name__}: {exc}")
 
 
-def run_ws_clients(args, jpeg: bytes, budget: Budget, tally: Tally) -> None:
+def run_ws_clients(args, jpeg: bytes, budget: Budget, tally: Tally, hostile: Tally | None = None) -> None:
     async def all_clients() -> None:
-        await asyncio.gather(*(ws_client(args, jpeg, budget, tally) for _ in range(args.ws)))
+        clients = [ws_client(args, jpeg, budget, tally) for _ in range(args.ws)]
+        if hostile is not None:
+            clients.append(ws_attacker(args, budget, hostile))
+        await asyncio.gather(*clients)
 
     asyncio.run(all_clients())
+
+
+# --- attacks (--hostile) ------------------------------------------------------------------------------
+
+def jpeg_bomb(width: int = 6000, height: int = 6000) -> bytes:
+    """A real 16x16 JPEG whose frame header claims width x height (632 bytes)."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (120, 90, 60)).save(buffer, "JPEG", quality=50)
+    data = bytearray(buffer.getvalue())
+    frame = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, frame + 5, height, width)
+    return bytes(data)
+
+
+def attack_requests(organization: str) -> list[tuple[str, str, bytes, str]]:
+    """(label, method and path, body, content type): each must be answered with a 4xx."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    png = io.BytesIO()
+    Image.new("L", (4000, 4000), 90).save(png, "PNG")
+    other = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(other, "QOI")
+    bombs = [b64(jpeg_bomb()) for _ in range(10)]
+    recognize, register = f"POST /recognize/{organization}", f"POST /register/{organization}"
+    as_json = "application/json"
+    return [
+        ("nested json", recognize, b"[" * 100_000, as_json),
+        ("nested register", register, b'{"images":' + b"[" * 100_000, as_json),
+        ("10 jpeg bombs", register, json.dumps({"name": "bombs", "images": bombs}).encode(), as_json),
+        # Within the limits (16 M pixels): decoded under the budget and answered, 200 or 4xx.
+        ("png bomb (accepted)", recognize, json.dumps({"image": b64(png.getvalue())}).encode(), as_json),
+        ("qoi", recognize, json.dumps({"image": b64(other.getvalue())}).encode(), as_json),
+        ("surrogate name", register, b'{"name": "a\\ud800b", "images": ["x"]}', as_json),
+        ("nul search", f"GET /orgs/{organization}/people?search=a%00b", b"", as_json),
+        ("long path", recognize, json.dumps({"image": {"path": "a" * 5000 + ".jpg"}}).encode(), as_json),
+        ("no boundary", recognize, b"--x\r\nnot a form\r\n", "multipart/form-data"),
+    ]
+
+
+def rest_attacker(args, attacks, budget: Budget, tally: Tally, worker: int) -> None:
+    parts = urlsplit(args.url)
+    headers = {"Authorization": f"Bearer {args.key}"}
+    connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=120)
+    turn = worker
+    while budget.take():
+        label, target, body, content_type = attacks[turn % len(attacks)]
+        turn += 1
+        method, path = target.split(" ", 1)
+        started = time.perf_counter()
+        try:
+            connection.request(method, path, body=body or None, headers={**headers, "Content-Type": content_type})
+            response = connection.getresponse()
+            payload = response.read()
+            refused = 400 <= response.status < 500 and payload.startswith(b'{"error"')
+            if refused or ("(accepted)" in label and response.status == 200):
+                tally.ok(started)
+            else:
+                tally.fail(f"{label}: HTTP {response.status} {payload[:120]!r}")
+        except (OSError, http.client.HTTPException) as exc:
+            tally.fail(f"{label}: {exc.__class__.__name__}: {exc}")
+        if response_closed(connection):
+            connection.close()
+            connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=120)
+        time.sleep(args.hostile_interval)
+    connection.close()
+
+
+def response_closed(connection: http.client.HTTPConnection) -> bool:
+    return connection.sock is None
+
+
+async def ws_attacker(args, budget: Budget, tally: Tally) -> None:
+    """Malformed messages on an authenticated socket: each gets an error reply, the socket stays."""
+    import websockets
+
+    parts = urlsplit(args.url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    query = urlencode({"token": args.key, "organization": args.organization, "user": args.user,
+                       "api_key_name": args.api_key_name})
+    messages = ["[" * 100_000, '{"image": "\\ud800"}', "not json", "[1, 2]", '{"type": "nope"}']
+    try:
+        async with websockets.connect(f"{scheme}://{parts.netloc}/ws/recognize?{query}",
+                                      origin=f"{parts.scheme}://{parts.netloc}", max_size=2**22,
+                                      open_timeout=30) as socket_:
+            json.loads(await asyncio.wait_for(socket_.recv(), 60))
+            turn = 0
+            while budget.take():
+                started = time.perf_counter()
+                await socket_.send(messages[turn % len(messages)])
+                turn += 1
+                reply = json.loads(await asyncio.wait_for(socket_.recv(), 60))
+                if reply.get("type") == "error" and "close_code" not in reply:
+                    tally.ok(started)
+                else:
+                    tally.fail(f"ws attack: {reply}")
+                await asyncio.sleep(0.05)
+    except Exception as exc:  # the socket died: exactly what the attack must not achieve
+        tally.fail(f"ws attack: {exc.__class__.__name__}: {exc}")
 
 
 def memory_report(samples: list[tuple[float, float]], seconds: float) -> dict:
@@ -207,10 +331,15 @@ def main() -> int:
     parser.add_argument("--server-pid", type=int, default=None, help="daphne's pid, to sample its RSS")
     parser.add_argument("--photo", type=Path, default=DEFAULT_PHOTO / "Barack_Obama" / "1.jpg")
     parser.add_argument("--max-growth-mb", type=float, default=50.0, help="soak: allowed RSS growth")
+    parser.add_argument("--hostile", action="store_true",
+                        help="a clean phase, then the same with attacks mixed in; compare legitimate p99")
+    parser.add_argument("--hostile-clients", type=int, default=1, help="--hostile: concurrent attacking clients")
+    parser.add_argument("--hostile-interval", type=float, default=0.5,
+                        help="--hostile: seconds each attacking client waits between attacks")
     args = parser.parse_args()
     if not args.key:
         sys.exit("give the API key with FACEPORTAL_API_KEY or --key")
-    if args.ws and not (args.user and args.api_key_name):
+    if (args.ws or args.hostile) and not (args.user and args.api_key_name):
         sys.exit("WebSocket clients need --user and --api-key-name")
     seconds = min(args.soak if args.soak else args.duration, MAX_SECONDS)
     parts = urlsplit(args.url)
@@ -220,15 +349,55 @@ def main() -> int:
 
     jpeg = args.photo.read_bytes()
     body = json.dumps({"image": base64.b64encode(jpeg).decode()}).encode()
+    if not args.hostile:
+        report = run_phase(args, body, jpeg, seconds, attacks=None)
+        print(json.dumps(report, indent=2))
+        return 1 if failed(args, report) else 0
+    attacks = attack_requests(args.organization)
+    clean = run_phase(args, body, jpeg, seconds, attacks=None)
+    hostile = run_phase(args, body, jpeg, seconds, attacks=attacks)
+    legit_p99 = {phase: max(report["rest"]["p99_ms"], report["ws"]["p99_ms"]) for phase, report in
+                 (("clean", clean), ("hostile", hostile))}
+    report = {
+        "mode": "hostile",
+        "clean": clean,
+        "hostile": hostile,
+        "legitimate_p99_ms": legit_p99,
+        "legitimate_p99_ratio": round(legit_p99["hostile"] / legit_p99["clean"], 2) if legit_p99["clean"] else None,
+        "rest_p99_ratio": ratio(hostile["rest"]["p99_ms"], clean["rest"]["p99_ms"]),
+        "ws_p99_ratio": ratio(hostile["ws"]["p99_ms"], clean["ws"]["p99_ms"]),
+    }
+    print(json.dumps(report, indent=2))
+    attack_errors = hostile["attacks"]["rest"]["errors"] + hostile["attacks"]["ws"]["errors"]
+    return 1 if failed(args, clean) or failed(args, hostile) or attack_errors else 0
+
+
+def ratio(value: float, baseline: float) -> float | None:
+    return round(value / baseline, 2) if baseline else None
+
+
+def failed(args, report: dict) -> bool:
+    errors = report["rest"]["errors"] + report["ws"]["errors"]
+    grew = report["memory"].get("rss_growth_mb") or 0.0
+    return bool(errors or (args.soak and grew > args.max_growth_mb))
+
+
+def run_phase(args, body: bytes, jpeg: bytes, seconds: float, *, attacks) -> dict:
     budget = Budget(seconds, min(args.max_requests, MAX_TOTAL_REQUESTS))
     rest_tally, ws_tally = Tally(), Tally()
+    attack_rest, attack_ws = Tally(), Tally()
     samples: list[tuple[float, float]] = []
     started = time.monotonic()
 
     threads = [threading.Thread(target=rest_client, args=(args, body, budget, rest_tally, n), daemon=True)
                for n in range(args.rest)]
-    if args.ws:
-        threads.append(threading.Thread(target=run_ws_clients, args=(args, jpeg, budget, ws_tally), daemon=True))
+    if args.ws or attacks:
+        threads.append(threading.Thread(target=run_ws_clients,
+                                        args=(args, jpeg, budget, ws_tally, attack_ws if attacks else None),
+                                        daemon=True))
+    if attacks:
+        threads += [threading.Thread(target=rest_attacker, args=(args, attacks, budget, attack_rest, n), daemon=True)
+                    for n in range(args.hostile_clients)]
     for thread in threads:
         thread.start()
     while any(thread.is_alive() for thread in threads):
@@ -253,12 +422,10 @@ def main() -> int:
         "ws": ws_tally.summary(elapsed),
         "memory": memory_report(samples, elapsed),
     }
-    print(json.dumps(report, indent=2))
-    errors = report["rest"]["errors"] + report["ws"]["errors"]
-    grew = report["memory"].get("rss_growth_mb") or 0.0
-    if errors or (args.soak and grew > args.max_growth_mb):
-        return 1
-    return 0
+    if attacks:
+        report["attacks"] = {"clients": args.hostile_clients, "rest": attack_rest.summary(elapsed),
+                             "ws": attack_ws.summary(elapsed)}
+    return report
 
 
 if __name__ == "__main__":

@@ -8,17 +8,27 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "faceportal.settings")
 # Django must be set up before anything imports models (routing imports the consumers).
 django_asgi_app = get_asgi_application()
 
+from channels.layers import get_channel_layer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.core.cache import caches  # noqa: E402
 
+from faceportal.parsers import disable_twisted_form_parsing  # noqa: E402
 from faceportal.routing import websocket_urlpatterns  # noqa: E402
+from faceportal.websocket_observe import HandshakeRefusalLog  # noqa: E402
 from faces.engine import warm_in_background  # noqa: E402
 
+disable_twisted_form_parsing()  # Django parses bodies, and answers bad ones in the error shape
 warm_in_background()
+# Build the cache and channel-layer backends now (no connection is opened): otherwise the first
+# concurrent requests import redis-py on several threads at once and fail on its partly
+# initialised modules (seen as 500s right after start).
+caches["default"]
+get_channel_layer()
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        "websocket": HandshakeRefusalLog(AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns))),
     }
 )

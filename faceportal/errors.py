@@ -143,6 +143,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             headers=headers,
         )
     # Anything else is our bug: log it with the traceback, tell the client nothing internal.
+    if isinstance(exc, OSError):
+        # Its file name may be the client's (an image path): the log keeps the error, not the name.
+        exc.filename = exc.filename2 = None
     logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
     return Response(error_payload(code="internal_error", message="Internal server error."), status=500)
 

@@ -13,6 +13,8 @@ import time
 import uuid
 from typing import Any
 
+from django.conf import settings
+
 from faceportal import metrics
 from faceportal.log_context import request_id_var
 
@@ -27,7 +29,9 @@ def route_name(request) -> str:
     """A bounded label for metrics: the URL pattern's name, never the raw path."""
     match = getattr(request, "resolver_match", None)
     if match is None:
-        return "unmatched"
+        # WhiteNoise answers static files before URL resolution: one label for all of them.
+        static_url = "/" + settings.STATIC_URL.lstrip("/")
+        return "static" if request.path.startswith(static_url) else "unmatched"
     return match.view_name or match.route or "unnamed"
 
 

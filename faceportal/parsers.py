@@ -101,3 +101,27 @@ class SafeJSONParser(JSONParser):
             return loads(text)
         except JSONRefused as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
+
+
+def disable_twisted_form_parsing() -> None:
+    """Stop Twisted from parsing form bodies under daphne; Django parses them, once.
+
+    Twisted's `Request.requestReceived` parses every multipart/urlencoded POST into `args`
+    (which daphne never reads) before daphne sees it, and answers a multipart body it cannot
+    parse (no boundary) with a bare 400 and no body, bypassing our error shape. Without daphne
+    (tests, WSGI) there is nothing to do.
+    """
+    try:
+        from daphne.http_protocol import WebRequest
+    except ImportError:
+        return
+    if getattr(WebRequest, "_form_parsing_disabled", False):
+        return
+    original_init = WebRequest.__init__
+
+    def __init__(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self._parsePOSTFormSubmission = False
+
+    WebRequest.__init__ = __init__
+    WebRequest._form_parsing_disabled = True

@@ -115,9 +115,18 @@ def _var_secret(name: str, *, seed: str | None = None) -> str:
     """A secret generated once into var/ (mode 0600) and read back on every later start."""
     path = VAR_DIR / name
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written whole to a private file, then linked into place: a process starting at the same
+        # moment either wins the link or reads the complete value of the one that did.
+        draft = VAR_DIR / f".{name}.{os.getpid()}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(seed or secrets.token_urlsafe(50))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     return path.read_text().strip()
 
 
@@ -309,7 +318,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "faceportal.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "faceportal.openapi.FacePortalAutoSchema",
     "UNAUTHENTICATED_USER": None,
     # Counted in the cache (Redis when REDIS_URL is set, shared by all workers); see apikeys/throttling.py.
     "DEFAULT_THROTTLE_CLASSES": [
@@ -350,7 +359,9 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Faces ----------------------------------------------------------------------------------------
-DEEPFACE_HOME = env_str("DEEPFACE_HOME", str(VAR_DIR / "deepface"))
+# Model weights are install artefacts (`make install` extracts and converts them), not data: they stay
+# in the checkout's var/deepface when FACEPORTAL_VAR_DIR moves the data elsewhere.
+DEEPFACE_HOME = env_str("DEEPFACE_HOME", str(BASE_DIR / "var" / "deepface"))
 DEEPFACE_EMBEDDER_MODEL = env_str("DEEPFACE_EMBEDDER_MODEL", "Dlib")
 # How the Dlib model runs: "onnx" (our conversion of its ResNet, on ONNX Runtime) or "dlib" (the
 # dlib-bin package). Same embeddings either way; onnx is ~10x faster per face and scales with cores.
@@ -456,6 +467,8 @@ LOGGING = {
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
         # daphne runs with -v 0 (no plain-text access log); its own warnings and errors stay.
         "daphne": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # django-axes logs every failed login at INFO; its lock-outs are warnings.
+        "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         # A Host outside ALLOWED_HOSTS (a LAN address, say) gets 400 "Bad request."; this line names
         # the host to add, without a 30-line traceback.
         "django.security.DisallowedHost": {

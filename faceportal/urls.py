@@ -7,6 +7,7 @@ from apikeys.apis import ApiKeyApi
 from faceportal import views as site_views
 from faces.apis import (
     FaceDetailApi,
+    FaceThumbnailApi,
     PersonDetailApi,
     PersonListApi,
     RegisterApi,
@@ -14,6 +15,38 @@ from faces.apis import (
 from organizations.apis import OrganizationCreateApi
 from recognition import views as recognition_views
 from recognition.apis import RecognizeApi, VerifyApi
+
+
+def slash_alias(view):
+    """The same view under a trailing-slash route (`/recognize/acme/`), for clients that add one.
+
+    A plain function wrapping the DRF view, so the OpenAPI schema lists each route once."""
+
+    def aliased(request, *args, **kwargs):
+        return view(request, *args, **kwargs)
+
+    aliased.csrf_exempt = True  # as the DRF view itself: API routes authenticate by key, not cookie
+    return aliased
+
+
+def api_route(route: str, view, name: str) -> list:
+    # The alias comes first so that reverse() (which prefers the last pattern of a name) gives the canonical form.
+    return [path(route + "/", slash_alias(view), name=name), path(route, view, name=name)]
+
+
+api_routes = [
+    *api_route("orgs", OrganizationCreateApi.as_view(), "org-create"),
+    *api_route("orgs/<str:organization>/api-key", ApiKeyApi.as_view(), "api-key"),
+    *api_route("register/<str:organization>", RegisterApi.as_view(), "register"),
+    *api_route("recognize/<str:organization>", RecognizeApi.as_view(), "recognize"),
+    *api_route("verify/<str:organization>", VerifyApi.as_view(), "verify"),
+    *api_route("orgs/<str:organization>/people", PersonListApi.as_view(), "person-list"),
+    *api_route("orgs/<str:organization>/people/<int:person_id>", PersonDetailApi.as_view(), "person-detail"),
+    *api_route("orgs/<str:organization>/people/<int:person_id>/faces/<int:face_id>", FaceDetailApi.as_view(),
+               "face-detail"),
+    *api_route("orgs/<str:organization>/people/<int:person_id>/faces/<int:face_id>/thumbnail",
+               FaceThumbnailApi.as_view(), "face-thumbnail"),
+]
 
 urlpatterns = [
     path("", site_views.landing, name="landing"),
@@ -24,18 +57,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),
-    path("orgs", OrganizationCreateApi.as_view(), name="org-create"),
-    path("orgs/<str:organization>/api-key", ApiKeyApi.as_view(), name="api-key"),
-    path("register/<str:organization>", RegisterApi.as_view(), name="register"),
-    path("recognize/<str:organization>", RecognizeApi.as_view(), name="recognize"),
-    path("verify/<str:organization>", VerifyApi.as_view(), name="verify"),
-    path("orgs/<str:organization>/people", PersonListApi.as_view(), name="person-list"),
-    path("orgs/<str:organization>/people/<int:person_id>", PersonDetailApi.as_view(), name="person-detail"),
-    path(
-        "orgs/<str:organization>/people/<int:person_id>/faces/<int:face_id>",
-        FaceDetailApi.as_view(),
-        name="face-detail",
-    ),
+    *api_routes,
 ]
 
 handler400 = "faceportal.errors.json_400"

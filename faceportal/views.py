@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.http import HttpResponse
 from django.shortcuts import render
@@ -14,9 +16,15 @@ from faceportal import metrics as faceportal_metrics
 from faceportal.errors import error_payload
 from faceportal.health import readiness
 from faceportal.openapi import NOT_READY_EXAMPLE, ErrorSerializer, HealthSerializer, ReadinessSerializer
+from organizations.models import SLUG_PATTERN
+
+_SLUG = re.compile(SLUG_PATTERN)
 
 
 def landing(request):
+    from faces.engine.recognition import DEFAULT_THRESHOLDS
+
+    organization = request.GET.get("org", "")
     return render(
         request,
         "landing.html",
@@ -24,6 +32,11 @@ def landing(request):
             "model": settings.DEEPFACE_EMBEDDER_MODEL,
             "detector": settings.DEEPFACE_DETECTOR_BACKEND,
             "vector_store": settings.FACEPORTAL_VECTOR_STORE,
+            "threshold": float(settings.FACEPORTAL_DEFAULT_THRESHOLD
+                               or DEFAULT_THRESHOLDS.get(settings.DEEPFACE_EMBEDDER_MODEL, 0.85)),
+            # The snippets use this server's own address and the visitor's organisation (?org=acme).
+            "base_url": request.build_absolute_uri("/").rstrip("/"),
+            "organization": organization if _SLUG.match(organization) else "acme",
         },
     )
 

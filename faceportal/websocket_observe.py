@@ -59,3 +59,27 @@ class ConnectionObserver:
     def frames(outcome: str, count: int = 1) -> None:
         if count > 0:
             metrics.websocket_frame(outcome=outcome, count=count)
+
+
+class HandshakeRefusalLog:
+    """ASGI wrapper: logs a WebSocket closed before it was accepted (daphne answers it with HTTP 403).
+
+    The consumer accepts every connection before checking it, so such a close comes from the
+    Origin check in front of it (channels' AllowedHostsOriginValidator), which logs nothing itself.
+    """
+
+    def __init__(self, application) -> None:
+        self.application = application
+
+    async def __call__(self, scope, receive, send):
+        accepted = False
+
+        async def observed_send(message):
+            nonlocal accepted
+            if message["type"] == "websocket.accept":
+                accepted = True
+            elif message["type"] == "websocket.close" and not accepted:
+                ConnectionObserver(scope).refused(code=403, reason="Origin not allowed (ALLOWED_HOSTS).")
+            await send(message)
+
+        return await self.application(scope, receive, observed_send)

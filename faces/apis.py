@@ -3,26 +3,43 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.db.models import OuterRef, Subquery
+from django.http import HttpResponse
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+# One api_auth shape in the schema, shared with the key routes (re-exported for recognition.apis).
+from apikeys.apis import ApiAuthSerializer
 from apikeys.authentication import HasOrganizationKey, check_api_auth_body, request_key
-from faceportal.errors import InvalidInput
+from apikeys.services import AuthenticatedKey
+from faceportal.errors import InvalidInput, NotFound
 from faceportal.openapi import API_KEY_AUTH, DATA_ROUTE_ERRORS, error_responses
 from faces.models import Face, Person
 from faces.selectors import face_get, person_get, person_list
-from faces.services import face_delete, person_delete, person_register, person_rename
+from faces.services import MAX_NAME_LENGTH, face_delete, person_delete, person_register, person_rename
 from organizations.models import Organization
 from organizations.selectors import organization_get
+from recognition.usage import request_count_increment
 
 
 class OrganizationScopedApi(APIView):
     """Base for data routes: the key's organisation must be the URL's, and `api_auth` must match."""
 
     permission_classes = [HasOrganizationKey]
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        # `_auth` is set only once authentication ran: reading `request.auth` here could run it
+        # again, after it (or the database) already failed.
+        key = getattr(request, "_auth", None)
+        if isinstance(key, AuthenticatedKey) and key.organization_slug == self.kwargs.get("organization"):
+            # Requests per day for the staff overview: authenticated calls to the key's own tenant.
+            request_count_increment(organization_id=key.organization_id)
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def organization(self) -> Organization:
         return organization_get(slug=self.kwargs["organization"])
@@ -72,11 +89,6 @@ def flag_field(data, field: str) -> Any:
     return value
 
 
-class ApiAuthSerializer(serializers.Serializer):
-    user = serializers.CharField()
-    api_key_name = serializers.CharField()
-
-
 class RegisterInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     images = serializers.ListField(
@@ -122,18 +134,28 @@ class ImageOutcomeSerializer(serializers.Serializer):
     faces_detected = serializers.IntegerField()
     code = serializers.CharField(
         allow_null=True,
-        help_text="Why the image added no face: no_face, no_face_at_box, ambiguous_faces, face_too_small, "
-        "face_too_blurred, face_not_frontal, duplicate_image")
+        help_text="Why the image added no face: no_face, invalid_image, image_too_large, image_url_forbidden, "
+        "no_face_at_box, ambiguous_faces, face_too_small, face_too_blurred, face_not_frontal, duplicate_image, ...; "
+        "null when accepted.")
     quality = serializers.DictField(child=serializers.FloatField(), allow_null=True,
                                     help_text="size (px), sharpness, yaw of the face used")
 
 
 class FaceOutputSerializer(serializers.ModelSerializer):
     box = BoxSerializer()
+    thumbnail_url = serializers.SerializerMethodField(
+        help_text="The stored face crop (JPEG); fetch it with the same API key."
+    )
 
     class Meta:
         model = Face
-        fields = ["id", "box", "detection_confidence", "model_name", "created_at"]
+        fields = ["id", "box", "detection_confidence", "model_name", "created_at", "thumbnail_url"]
+
+    def get_thumbnail_url(self, face: Face) -> str | None:
+        if not face.crop:
+            return None
+        slug = self.context.get("organization_slug") or face.organization.slug
+        return reverse("face-thumbnail", kwargs={"organization": slug, "person_id": face.person_id, "face_id": face.pk})
 
 
 class PersonOutputSerializer(serializers.ModelSerializer):
@@ -142,6 +164,20 @@ class PersonOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Person
         fields = ["id", "name", "face_count", "created_at", "updated_at"]
+
+
+class PersonListItemSerializer(PersonOutputSerializer):
+    thumbnail_url = serializers.SerializerMethodField(help_text="A crop of the person's first face (same API key).")
+
+    class Meta(PersonOutputSerializer.Meta):
+        fields = [*PersonOutputSerializer.Meta.fields, "thumbnail_url"]
+
+    def get_thumbnail_url(self, person: Person) -> str | None:
+        face_id = getattr(person, "thumbnail_face_id", None)
+        if face_id is None:
+            return None
+        return reverse("face-thumbnail", kwargs={"organization": self.context["organization_slug"],
+                                                 "person_id": person.pk, "face_id": face_id})
 
 
 class PersonDetailOutputSerializer(PersonOutputSerializer):
@@ -163,7 +199,7 @@ class PersonPageSerializer(serializers.Serializer):
     count = serializers.IntegerField()
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
-    results = PersonOutputSerializer(many=True)
+    results = PersonListItemSerializer(many=True)
 
 
 FACE_BOX = {"x": 84, "y": 61, "w": 112, "h": 112}
@@ -181,6 +217,8 @@ REGISTER_RESPONSE_EXAMPLE = {
          "quality": {"size": 104, "sharpness": 61.0, "yaw": 0.11}},
         {"index": 2, "accepted": False, "reason": "no face detected", "face_id": None, "box": None,
          "detection_confidence": None, "faces_detected": 0, "code": "no_face", "quality": None},
+        {"index": 3, "accepted": False, "reason": "not valid base64", "face_id": None, "box": None,
+         "detection_confidence": None, "faces_detected": 0, "code": "invalid_image", "quality": None},
     ],
     "timings_ms": {"detect": 212.4, "align": 9.8, "embed": 41.0},
 }
@@ -193,9 +231,11 @@ class RegisterApi(OrganizationScopedApi):
         summary="Register a person from one or more photos", operation_id="person_register",
         description="Each photo adds one face: the one in 'boxes' when given, else the most prominent (refused "
         "as ambiguous when two are about equally prominent). Registering an existing name adds faces to that "
-        "person. Faces that are too small, blurred or turned away, and images the person already has, are reported "
-        "per image with a code; when no image gives a usable face nothing is stored (422). A face that already "
-        "matches a different person is refused with 409 face_matches_existing_person unless allow_duplicate.",
+        "person. Every photo's outcome is reported in `images`, in order (`accepted`, `reason`, `code`): a photo "
+        "that cannot be read, has no face, a face too small, blurred or turned away, or that the person already "
+        "has, does not stop the others. When no photo yields a usable face nothing is stored (422; a single "
+        "unreadable photo answers its own 4xx). A face that already matches a different person is refused with "
+        "409 face_matches_existing_person unless allow_duplicate.",
         tags=["faces"],
         auth=API_KEY_AUTH,
         examples=[
@@ -241,10 +281,17 @@ class PersonListApi(OrganizationScopedApi):
         auth=API_KEY_AUTH,
     )
     def get(self, request, organization: str):
-        queryset = person_list(organization=self.organization(), search=request.query_params.get("search"))
+        search = request.query_params.get("search")
+        if search is not None and (len(search) > MAX_NAME_LENGTH or any(ord(char) < 32 for char in search)):
+            raise InvalidInput(f"'search' must be at most {MAX_NAME_LENGTH} characters, with no control characters.",
+                               details={"field": "search"})
+        queryset = person_list(organization=self.organization(), search=search)
+        first_face = Face.objects.filter(person=OuterRef("pk")).exclude(crop=b"").order_by("id").values("id")[:1]
+        queryset = queryset.annotate(thumbnail_face_id=Subquery(first_face))
         paginator = PeoplePagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(PersonOutputSerializer(page, many=True).data)
+        data = PersonListItemSerializer(page, many=True, context={"organization_slug": organization}).data
+        return paginator.get_paginated_response(data)
 
 
 class PersonRenameInputSerializer(serializers.Serializer):
@@ -257,7 +304,7 @@ class PersonDetailApi(OrganizationScopedApi):
                    summary="A person with their faces", operation_id="person_get", tags=["faces"], auth=API_KEY_AUTH)
     def get(self, request, organization: str, person_id: int):
         person = person_get(organization=self.organization(), person_id=person_id)
-        return Response(PersonDetailOutputSerializer(person).data)
+        return Response(PersonDetailOutputSerializer(person, context={"organization_slug": organization}).data)
 
     @extend_schema(request=PersonRenameInputSerializer,
                    responses={200: PersonDetailOutputSerializer,
@@ -268,7 +315,8 @@ class PersonDetailApi(OrganizationScopedApi):
         data = self.body()
         org = self.organization()
         person = person_rename(person=person_get(organization=org, person_id=person_id), name=data.get("name"))
-        return Response(PersonDetailOutputSerializer(person_get(organization=org, person_id=person.pk)).data)
+        person = person_get(organization=org, person_id=person.pk)
+        return Response(PersonDetailOutputSerializer(person, context={"organization_slug": organization}).data)
 
     @extend_schema(request=ApiAuthBodySerializer,
                    responses={204: None, **error_responses(400, 401, 403, 404, 429, 503)},
@@ -288,3 +336,18 @@ class FaceDetailApi(OrganizationScopedApi):
         self.body()
         face_delete(face=face_get(organization=self.organization(), person_id=person_id, face_id=face_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class FaceThumbnailApi(OrganizationScopedApi):
+    @extend_schema(responses={(200, "image/jpeg"): OpenApiTypes.BINARY, **error_responses(401, 403, 404, 429, 503)},
+                   summary="The stored crop of one face (JPEG)", operation_id="face_thumbnail", tags=["faces"],
+                   auth=API_KEY_AUTH)
+    def get(self, request, organization: str, person_id: int, face_id: int):
+        face = face_get(organization=self.organization(), person_id=person_id, face_id=face_id)
+        crop = bytes(face.crop or b"")
+        if not crop:
+            raise NotFound("This face has no stored crop.", code="thumbnail_not_found")
+        response = HttpResponse(crop, content_type="image/jpeg")
+        # A face's crop never changes; private: it is one tenant's data, fetched with its key.
+        response["Cache-Control"] = "private, max-age=300"
+        return response

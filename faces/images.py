@@ -15,6 +15,7 @@ import contextvars
 import ctypes
 import io
 import ipaddress
+import os
 import re
 import socket
 import struct
@@ -84,8 +85,29 @@ class LoadedImage:
                 "h": round(box["h"] * sy)}
 
 
+class ImageTooLarge(InvalidImage):
+    """Over the size or pixel limit: 413, like a body over its limit, with the same error shape."""
+
+    status_code = 413
+
+
+def human_size(size: int) -> str:
+    """10485760 -> "10 MB" (binary units, written as people read them)."""
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{size} bytes"
+
+
+def _too_big(index: int) -> InvalidImage:
+    limit = settings.FACEPORTAL_MAX_IMAGE_BYTES
+    return _fail(index, f"larger than the {human_size(limit)} limit", code="image_too_large")
+
+
 def _fail(index: int, reason: str, *, code: str = "invalid_image") -> InvalidImage:
-    return InvalidImage(f"Image {index}: {reason}", details={"image_index": index, "reason": reason}, code=code)
+    error_class = ImageTooLarge if code == "image_too_large" else InvalidImage
+    return error_class(f"Image {index}: {reason}", details={"image_index": index, "reason": reason}, code=code)
 
 
 def check_count(images: list[Any]) -> None:
@@ -248,7 +270,7 @@ def _run_bounded(fn, /, *args, **kwargs):
 
 def decode(data: bytes, *, index: int, source_kind: str = "bytes") -> LoadedImage:
     if len(data) > settings.FACEPORTAL_MAX_IMAGE_BYTES:
-        raise _fail(index, f"larger than {settings.FACEPORTAL_MAX_IMAGE_BYTES} bytes", code="image_too_large")
+        raise _too_big(index)
     if not data:
         raise _fail(index, "empty image")
     # Checked from magic bytes before any decoder sees the data: no other Pillow plugin runs.
@@ -299,7 +321,7 @@ def _b64decode(text: str, *, index: int) -> bytes:
         raise _fail(index, "data URI must be 'data:image/<type>;base64,<data>'")
     # Reject before decoding what could never fit, so a huge string costs no memory twice.
     if len(payload) > settings.FACEPORTAL_MAX_IMAGE_BYTES * 4 // 3 + 16:
-        raise _fail(index, f"larger than {settings.FACEPORTAL_MAX_IMAGE_BYTES} bytes", code="image_too_large")
+        raise _too_big(index)
     if not _BASE64_CHARS.match(payload):
         raise _fail(index, "not valid base64")
     compact = re.sub(r"\s+", "", payload)
@@ -410,7 +432,7 @@ def _read_body(response, *, index: int, limit: int, deadline: float) -> bytes:
             return bytes(body)
         body += chunk
         if len(body) > limit:
-            raise _fail(index, f"larger than {limit} bytes", code="image_too_large")
+            raise _too_big(index)
 
 
 def _deadline_passed(index: int) -> InvalidImage:
@@ -448,10 +470,22 @@ def fetch_url(url: str, *, index: int) -> bytes:
     raise _fail(index, "too many redirects", code="image_url_unreachable")
 
 
+# Linux limits: a path of 4096 bytes, a name of 255. Longer ones are refused before any system
+# call, so they can never surface as an OSError (ENAMETOOLONG) carrying the client's path.
+MAX_PATH_BYTES = 4096
+MAX_NAME_BYTES = 255
+
+
 def read_path(raw_path: str, *, index: int) -> bytes:
     root_setting = settings.FACEPORTAL_IMAGE_ROOT
     if not root_setting:
         raise _fail(index, "server paths are disabled on this server", code="image_path_forbidden")
+    try:
+        encoded = os.fsencode(raw_path)
+    except UnicodeError:  # a lone surrogate outside the surrogateescape range
+        raise _fail(index, "path is not valid text", code="image_path_forbidden") from None
+    if len(encoded) > MAX_PATH_BYTES or any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
+        raise _fail(index, "path is too long", code="image_path_forbidden")
     root = Path(root_setting).resolve()
     candidate = Path(raw_path)
     if ".." in candidate.parts:
@@ -464,18 +498,21 @@ def read_path(raw_path: str, *, index: int) -> bytes:
         raise _fail(index, "path cannot be resolved", code="image_path_forbidden") from None
     if not target.is_relative_to(root):
         raise _fail(index, "path is outside the image root", code="image_path_forbidden")
-    if not target.is_file():
-        raise _fail(index, "no such file under the image root", code="image_path_not_found")
-    if target.stat().st_size > settings.FACEPORTAL_MAX_IMAGE_BYTES:
-        raise _fail(index, f"larger than {settings.FACEPORTAL_MAX_IMAGE_BYTES} bytes", code="image_too_large")
-    return target.read_bytes()
+    try:
+        if not target.is_file():
+            raise _fail(index, "no such file under the image root", code="image_path_not_found")
+        if target.stat().st_size > settings.FACEPORTAL_MAX_IMAGE_BYTES:
+            raise _too_big(index)
+        return target.read_bytes()
+    except OSError:  # unreadable, too long once resolved, gone meanwhile: never the path in a log
+        raise _fail(index, "file under the image root cannot be read", code="image_path_not_found") from None
 
 
 def load(source: Any, *, index: int = 0) -> LoadedImage:
     """Load one image given as an upload, a string (auto-detected) or {"base64"|"url"|"path": ...}."""
     if isinstance(source, UploadedFile):
         if source.size and source.size > settings.FACEPORTAL_MAX_IMAGE_BYTES:
-            raise _fail(index, f"larger than {settings.FACEPORTAL_MAX_IMAGE_BYTES} bytes", code="image_too_large")
+            raise _too_big(index)
         return decode(source.read(settings.FACEPORTAL_MAX_IMAGE_BYTES + 1), index=index, source_kind="upload")
     if isinstance(source, (bytes, bytearray)):
         return decode(bytes(source), index=index)

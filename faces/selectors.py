@@ -18,6 +18,8 @@ from organizations.models import Organization
 
 def person_list(*, organization: Organization, search: str | None = None) -> QuerySet[Person]:
     queryset = Person.objects.filter(organization=organization).annotate(face_count=Count("faces"))
+    if search and "\x00" in search:
+        return queryset.none()  # no name holds a NUL (refused on write), and PostgreSQL cannot take one
     if search:
         queryset = queryset.filter(name__icontains=search)
     return queryset.order_by("name", "id")

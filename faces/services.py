@@ -2,8 +2,9 @@
 
 Every write calls the vector store inside the database transaction: if the store fails, the
 transaction rolls back (nothing half-written); if the commit fails after the store succeeded, the
-store write is undone (compensation). A crash between the two can leave orphan vectors only,
-which searches ignore (hits are joined to face rows) and `manage.py vectors repair` removes.
+store write is undone (compensation); after a successful commit nothing is ever undone. A crash
+between the two can leave orphan vectors only, which searches ignore (hits are joined to face
+rows) and `manage.py vectors repair` removes.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
-from faceportal.errors import Conflict, InvalidImage, InvalidInput, Unprocessable
+from faceportal.errors import Conflict, InvalidImage, InvalidInput, PayloadTooLarge, Unprocessable
 from faces import quality
 from faces.decision import MATCH
 from faces.engine import get_engine, map_in_engine_pool
 from faces.engine.base import EmbeddedFace, FaceBox
 from faces.engine.pipeline import EngineResult, prominence
-from faces.images import LoadedImage, decode, load_all
+from faces.images import LoadedImage, check_count, decode, load
 from faces.index import VectorRecord, get_index
 from faces.models import Face, Person
 from faces.selectors import decide_vectors, gallery_size_forget, search_threshold
@@ -46,12 +47,14 @@ class ImageOutcome:
     box: dict[str, int] | None = None  # the face used (or refused)
     detection_confidence: float | None = None
     faces_detected: int = 0
-    code: str | None = None  # why, as a code: no_face, face_too_small, ambiguous_faces, duplicate_image, ...
+    # Why it was not used: no_face, invalid_image, image_too_large, face_too_small, ambiguous_faces, ...
+    code: str | None = None
     quality: dict[str, float] | None = None  # the measures the gates looked at
 
 
 # Two stored faces of one person this close are the same image (the engine is deterministic).
 SAME_IMAGE_SIMILARITY = 0.9999
+GATE_CODES = {"no_face_at_box", "ambiguous_faces", quality.TOO_SMALL, quality.TOO_BLURRED, quality.NOT_FRONTAL}
 
 
 @dataclass
@@ -74,6 +77,10 @@ def validate_person_name(name: object) -> str:
         raise InvalidInput(f"'name' must be at most {MAX_NAME_LENGTH} characters.", details={"field": "name"})
     if any(ord(char) < 32 for char in name):
         raise InvalidInput("'name' may not contain control characters.", details={"field": "name"})
+    if any("\ud800" <= char <= "\udfff" for char in name):
+        # A lone UTF-16 surrogate (a "\ud800" JSON escape, an undecodable file name) is not a
+        # character: no UTF-8 store can hold it. Refused here, before any model runs.
+        raise InvalidInput("'name' may not contain lone UTF-16 surrogates.", details={"field": "name"})
     return name
 
 
@@ -83,11 +90,29 @@ def embedding_bytes(vector: np.ndarray) -> bytes:
 
 @contextmanager
 def mirrored_write(undo: list[Callable[[], None]]) -> Iterator[None]:
-    """A DB transaction whose vector-store writes are undone if the commit itself fails."""
+    """A DB transaction whose vector-store writes are undone if it does not commit.
+
+    Only a failure before or at the commit undoes anything. An error raised after the commit, by
+    an on_commit hook (the embedded store updating its in-memory copy), leaves the committed write
+    standing: undoing it would strip committed faces of their vectors. It is logged; the embedded
+    store reloads its copy from the table, and `manage.py vectors repair` mends any other store.
+    """
+    committed = False
+
+    def mark_committed() -> None:
+        nonlocal committed
+        committed = True
+
     try:
         with transaction.atomic():
+            # Registered before any store hook, so it runs first once the commit has succeeded.
+            transaction.on_commit(mark_committed)
             yield
     except Exception:
+        if committed:
+            logger.exception("a step after the commit of a vector-store write failed; the write stands "
+                             "(`manage.py vectors check` finds what is left to repair)")
+            return
         for step in reversed(undo):
             try:
                 step()
@@ -229,10 +254,10 @@ def person_register(
     name = validate_person_name(name)
     if not isinstance(allow_duplicate, bool):
         raise InvalidInput("'allow_duplicate' must be true or false.", details={"field": "allow_duplicate"})
-    loaded: list[LoadedImage] = load_all(images)
-    wanted = validate_boxes(boxes, count=len(loaded))
+    loaded, outcomes = _load_each(images)
+    wanted_per_index = validate_boxes(boxes, count=len(images))
+    wanted = [wanted_per_index[image.index] for image in loaded]
     engine = get_engine()
-    outcomes: list[ImageOutcome] = []
     accepted: list[tuple[ImageOutcome, EmbeddedFace]] = []
     timings = {"detect": 0.0, "align": 0.0, "embed": 0.0}
     # Images are independent: examine them on all engine threads at once.
@@ -247,6 +272,7 @@ def person_register(
         outcomes.append(outcome)
         if chosen is not None:
             accepted.append((outcome, chosen))
+    outcomes.sort(key=lambda o: o.index)
     if accepted:
         accepted = _drop_same_images(organization=organization, name=name, accepted=accepted)
         if not accepted:  # nothing new: every usable image is already stored for this person
@@ -254,11 +280,13 @@ def person_register(
             return RegistrationResult(person=person, created=False, outcomes=outcomes, timings_ms=timings)
     if not accepted:
         codes = {o.code for o in outcomes}
+        gate_codes = codes & GATE_CODES
         raise Unprocessable(
             "No usable face was found in any image; nothing was stored.",
-            details={"images": [{"index": o.index, "code": o.code, "reason": o.reason, "box": o.box}
+            details={"images": [{"index": o.index, "reason": o.reason, "code": o.code, "box": o.box}
                                 for o in outcomes]},
-            code=codes.pop() if len(codes) == 1 else "no_usable_face",
+            # One gate refused every image: say which; otherwise, as before, no usable face.
+            code=gate_codes.pop() if len(gate_codes) == 1 and len(codes) == 1 else "no_face",
         )
     if not allow_duplicate:
         _check_not_someone_else(organization=organization, name=name, accepted=accepted)
@@ -294,6 +322,31 @@ def person_register(
         extra={"organization": organization.slug, "person_id": person.pk, "faces": len(faces)},
     )
     return RegistrationResult(person=person, created=created, outcomes=outcomes, timings_ms=timings)
+
+
+def _load_each(sources: list[Any]) -> tuple[list[LoadedImage], list[ImageOutcome]]:
+    """Load every image; one that cannot be read is reported like one without a face, and does not
+    stop the others. Request-wide limits (count, total bytes) still refuse the whole request, and
+    when no image can be read at all the first image's own error is raised (a 4xx)."""
+    check_count(sources)
+    loaded: list[LoadedImage] = []
+    refused: list[tuple[ImageOutcome, InvalidImage]] = []
+    total = 0
+    for index, source in enumerate(sources):
+        try:
+            image = load(source, index=index)
+        except InvalidImage as exc:
+            reason = exc.details.get("reason") if isinstance(exc.details, dict) else None
+            outcome = ImageOutcome(index=index, accepted=False, reason=reason or exc.message, code=exc.code)
+            refused.append((outcome, exc))
+            continue
+        total += image.byte_size
+        if total > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            raise PayloadTooLarge("Images together exceed the request size limit.")
+        loaded.append(image)
+    if not loaded:
+        raise refused[0][1]
+    return loaded, [outcome for outcome, _ in refused]
 
 
 def person_rename(*, person: Person, name: Any) -> Person:

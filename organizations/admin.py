@@ -1,12 +1,25 @@
 from django.apps import apps
-from django.contrib import admin
-from django.db.models import Count, IntegerField, Max, OuterRef, Q, Subquery
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.db.models import Case, Count, IntegerField, Max, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
-from django.urls import reverse
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.views.decorators.http import require_POST
 
+from faceportal.errors import FacePortalError, error_payload
 from organizations.models import Organization
 from organizations.services import organization_deactivate, organization_delete
+
+# Branding of every admin page (the admin site is Django's default one).
+admin.site.site_header = "FacePortal"
+admin.site.site_title = "FacePortal staff"
+admin.site.index_title = "Staff console"
 
 
 def count_per_organization(app_label: str, model_name: str, **filters):
@@ -27,20 +40,26 @@ def count_per_organization(app_label: str, model_name: str, **filters):
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
     list_display = [
-        "slug", "name", "is_active", "false_match_rate", "people_count", "face_count", "active_key_count", "key_count",
-        "last_request_at", "created_at",
+        "slug", "name", "is_active", "false_match_rate", "people_count", "face_count", "active_key_count",
+        "key_count", "last_request_at", "created_at", "try_link",
     ]
     list_filter = ["is_active", "created_at"]
     search_fields = ["slug", "name"]
     readonly_fields = ["created_at"]
     actions = ["deactivate"]
+    change_form_template = "admin/organizations/organization/overview.html"
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(
             _people=count_per_organization("faces", "Person"),
             _faces=count_per_organization("faces", "Face"),
             _keys=count_per_organization("apikeys", "APIKey"),
-            _active_keys=count_per_organization("apikeys", "APIKey", revoked_at__isnull=True),
+            # A deactivated organisation's keys do not work, so none of them counts as active.
+            _active_keys=Case(
+                When(is_active=False, then=Value(0)),
+                default=count_per_organization("apikeys", "APIKey", revoked_at__isnull=True),
+                output_field=IntegerField(),
+            ),
             # The newest use of any of its keys: when this tenant last called the API.
             _last_request=Max("api_keys__last_used_at", filter=Q(api_keys__last_used_at__isnull=False)),
         )
@@ -64,14 +83,34 @@ class OrganizationAdmin(admin.ModelAdmin):
     def key_count(self, obj):
         return obj._keys
 
+    @admin.display(description="Try it")
+    def try_link(self, obj):
+        url = reverse("admin:organizations_organization_try", args=[obj.pk])
+        return format_html('<a href="{}">Try recognition</a>', url)
+
     @admin.display(description="Last API request", ordering="_last_request")
     def last_request_at(self, obj):
         return obj._last_request
 
     @admin.action(description="Deactivate selected organizations (their keys stop working at once)")
     def deactivate(self, request, queryset):
+        if request.POST.get("post") != "yes":
+            # An intermediate page says what deactivation does before anything changes.
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Deactivate organizations?",
+                "opts": self.model._meta,
+                "organizations": queryset.annotate(active_key_total=count_per_organization(
+                    "apikeys", "APIKey", revoked_at__isnull=True)),
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/organizations/organization/deactivate_confirmation.html", context)
+        count = 0
         for organization in queryset:
             organization_deactivate(organization=organization)
+            count += 1
+        messages.success(request, f"Deactivated {count} organization(s); their API keys no longer work.")
+        return None
 
     # Deletes go through the service: key cache evicted after commit, vectors (Atlas too) dropped.
     def delete_model(self, request, obj):
@@ -80,3 +119,124 @@ class OrganizationAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for organization in queryset:
             organization_delete(organization=organization)
+
+    # --- overview, "try it" ------------------------------------------------------------------------
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:object_id>/try/", wrap(self.try_view), name="organizations_organization_try"),
+            path("<int:object_id>/try/recognize/", wrap(require_POST(self.try_recognize)),
+                 name="organizations_organization_try_recognize"),
+            path("<int:object_id>/try/register/", wrap(require_POST(self.try_register)),
+                 name="organizations_organization_try_register"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        organization = self.get_object(request, object_id)
+        if organization is not None:
+            extra_context = {**(extra_context or {}), **organization_overview(organization)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _organization_for(self, request, object_id) -> Organization:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return get_object_or_404(Organization, pk=object_id)
+
+    def try_view(self, request, object_id):
+        organization = self._organization_for(request, object_id)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Try recognition · {organization.slug}",
+            "opts": self.model._meta,
+            "original": organization,
+            "organization": organization,
+            "default_threshold": default_threshold(),
+            "model": settings.DEEPFACE_EMBEDDER_MODEL,
+            "detector": settings.DEEPFACE_DETECTOR_BACKEND,
+            "max_image_mb": settings.FACEPORTAL_MAX_IMAGE_BYTES / (1024 * 1024),
+            "can_register": self.has_change_permission(request, organization),
+        }
+        return TemplateResponse(request, "admin/organizations/organization/try.html", context)
+
+    def try_recognize(self, request, object_id):
+        from recognition.services import recognize
+
+        organization = self._organization_for(request, object_id)
+        threshold = request.POST.get("threshold") or None
+        try:
+            if threshold is not None:
+                try:
+                    threshold = float(threshold)
+                except ValueError:
+                    threshold = "invalid"  # the service explains the valid range
+            result = recognize(organization=organization, image=request.FILES.get("image"), threshold=threshold)
+        except FacePortalError as exc:
+            return JsonResponse(error_payload(code=exc.code, message=exc.message, details=exc.details),
+                                status=exc.status_code)
+        return JsonResponse(result)
+
+    def try_register(self, request, object_id):
+        from faces.services import person_register
+
+        organization = self._organization_for(request, object_id)
+        if not self.has_change_permission(request, organization):
+            raise PermissionDenied
+        upload = request.FILES.get("image")
+        if upload is None:
+            return JsonResponse(error_payload(code="invalid_input", message="Choose an image first.",
+                                              details={"field": "image"}), status=400)
+        try:
+            result = person_register(organization=organization, name=request.POST.get("name"), images=[upload])
+        except FacePortalError as exc:
+            return JsonResponse(error_payload(code=exc.code, message=exc.message, details=exc.details),
+                                status=exc.status_code)
+        person = result.person
+        return JsonResponse({
+            "person": {"id": person.pk, "name": person.name,
+                       "url": reverse("admin:faces_person_change", args=[person.pk])},
+            "created": result.created,
+            "faces_added": result.accepted_count,
+            "images": [outcome.__dict__ for outcome in result.outcomes],
+        }, status=201)
+
+
+def default_threshold() -> float:
+    from faces.engine.recognition import DEFAULT_THRESHOLDS
+
+    return float(settings.FACEPORTAL_DEFAULT_THRESHOLD
+                 or DEFAULT_THRESHOLDS.get(settings.DEEPFACE_EMBEDDER_MODEL, 0.85))
+
+
+def organization_overview(organization: Organization) -> dict:
+    """What the overview above the change form shows: counts, keys, traffic and decision settings."""
+    from recognition.usage import requests_per_day
+
+    person_model = apps.get_model("faces", "Person")
+    face_model = apps.get_model("faces", "Face")
+    key_model = apps.get_model("apikeys", "APIKey")
+    per_day = requests_per_day(organization_id=organization.pk, days=14)
+    peak = max((count for _, count in per_day), default=0) or 1
+    keys = list(key_model.objects.filter(organization=organization).order_by("revoked_at", "-last_used_at", "name"))
+    return {
+        "overview": {
+            "people": person_model.objects.filter(organization=organization).count(),
+            "faces": face_model.objects.filter(organization=organization).count(),
+            "keys": keys,
+            "active_keys": sum(1 for key in keys if key.revoked_at is None) if organization.is_active else 0,
+            "per_day": [(day, count, round(100 * count / peak)) for day, count in per_day],
+            "requests_total": sum(count for _, count in per_day),
+            "requests_today": per_day[-1][1],
+            "threshold": default_threshold(),
+            "threshold_source": "FACEPORTAL_DEFAULT_THRESHOLD" if settings.FACEPORTAL_DEFAULT_THRESHOLD
+            else f"model default for {settings.DEEPFACE_EMBEDDER_MODEL}",
+            "model": settings.DEEPFACE_EMBEDDER_MODEL,
+            "detector": settings.DEEPFACE_DETECTOR_BACKEND,
+            "vector_store": settings.FACEPORTAL_VECTOR_STORE,
+            "issue_key_url": reverse("admin:apikeys_apikey_add") + f"?organization={organization.pk}",
+            "try_url": reverse("admin:organizations_organization_try", args=[organization.pk]),
+            "people_url": reverse("admin:faces_person_changelist") + f"?organization__id__exact={organization.pk}",
+            "keys_url": reverse("admin:apikeys_apikey_changelist") + f"?organization__id__exact={organization.pk}",
+        }
+    }

@@ -144,11 +144,21 @@ class VerifyMultipartSerializer(serializers.Serializer):
     api_auth = serializers.CharField(required=False, help_text='Optional JSON: {"user": ..., "api_key_name": ...}')
 
 
+class VerifiedPersonSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    face_id = serializers.IntegerField(help_text="The person's face closest to the probe")
+    box = BoxSerializer(help_text="That face's box in the photo it was registered from")
+
+
 class VerifyOutputSerializer(serializers.Serializer):
     verified = serializers.BooleanField()
     similarity = serializers.FloatField()
     threshold = serializers.FloatField()
     threshold_source = serializers.ChoiceField(choices=["request", "calibrated", "model_default"])
+    image_box = BoxSerializer(help_text="The face compared in 'image' (its most prominent)")
+    image2_box = BoxSerializer(allow_null=True, help_text="The face compared in 'image2'; null against a person")
+    person = VerifiedPersonSerializer(allow_null=True, help_text="When verifying against a person; else null")
 
 
 class VerifyApi(OrganizationScopedApi):
@@ -160,9 +170,11 @@ class VerifyApi(OrganizationScopedApi):
         auth=API_KEY_AUTH,
         examples=[
             OpenApiExample("Against a person", value={"image": "<base64 JPEG>", "person": 7}, request_only=True),
-            OpenApiExample("Same person", value={"verified": True, "similarity": 0.9781, "threshold": 0.9402,
-                                                   "threshold_source": "calibrated"},
-                           response_only=True, status_codes=["200"]),
+            OpenApiExample("Same person", value={
+                "verified": True, "similarity": 0.9781, "threshold": 0.9402, "threshold_source": "calibrated",
+                "image_box": {"x": 84, "y": 61, "w": 112, "h": 112}, "image2_box": None,
+                "person": {"id": 7, "name": "Ada Lovelace", "face_id": 31, "box": {"x": 40, "y": 52, "w": 96, "h": 96}},
+            }, response_only=True, status_codes=["200"]),
         ],
     )
     def post(self, request, organization: str):

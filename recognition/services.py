@@ -103,12 +103,13 @@ def recognize(
     return response
 
 
-def _single_embedding(image: Any, *, index: int) -> np.ndarray:
+def _single_face(image: Any, *, index: int) -> tuple[np.ndarray, dict[str, int]]:
+    """The most prominent face's embedding and its box in the image."""
     loaded = load(image, index=index)
     result = get_engine().faces_in(loaded.pixels, most_prominent_only=True)
     if not result.faces:
         raise Unprocessable(f"Image {index}: no face detected.", details={"image_index": index}, code="no_face")
-    return result.faces[0].embedding
+    return result.faces[0].embedding, result.faces[0].detection.box.as_dict()
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,10 @@ class Verification:
     similarity: float
     threshold: float
     threshold_source: str
+    # What was compared: the face found in `image`, and the one in `image2` or the person's closest face.
+    image_box: dict[str, int] | None = None
+    image2_box: dict[str, int] | None = None
+    person: dict[str, Any] | None = None
 
 
 def verify(
@@ -132,18 +137,24 @@ def verify(
         raise InvalidInput("Give exactly one of 'image2' or 'person'.", details={"field": "image2"})
     if image is None:
         raise InvalidInput("'image' is required.", details={"field": "image"})
-    probe = _single_embedding(image, index=0)
+    probe, probe_box = _single_face(image, index=0)
+    other_box = None
+    matched_person = None
     if other_image is not None:
-        similarity = float((1 + probe @ _single_embedding(other_image, index=1)) / 2)
+        other, other_box = _single_face(other_image, index=1)
+        similarity = float((1 + probe @ other) / 2)
     else:
         if isinstance(person_id, bool) or not isinstance(person_id, int):
             raise InvalidInput("'person' must be an integer id.", details={"field": "person"})
         person = person_get(organization=organization, person_id=person_id)
-        vectors = [face.vector for face in person.faces.all()]
-        if not vectors:
+        faces = list(person.faces.all())
+        if not faces:
             raise Unprocessable("That person has no registered faces.", code="person_has_no_faces")
-        gallery = np.stack(vectors)
-        similarity = float(np.max((1 + gallery @ probe) / 2))
+        gallery = np.stack([face.vector for face in faces])
+        scores = (1 + gallery @ probe) / 2
+        best = int(np.argmax(scores))
+        similarity = float(scores[best])
+        matched_person = {"id": person.pk, "name": person.name, "face_id": faces[best].pk, "box": faces[best].box}
     engine = get_engine()
     chosen = effective_threshold(
         model=engine.model_name, requested=requested, false_match_rate=organization.false_match_rate,
@@ -151,5 +162,6 @@ def verify(
     )
     offset = float(chosen.calibration.offsets(probe)[0]) if chosen.calibration is not None else 0.0
     needed = chosen.for_offset(offset)
-    return Verification(verified=similarity >= needed, similarity=round(similarity, 4),
-                        threshold=round(needed, 4), threshold_source=chosen.source)
+    return Verification(verified=similarity >= needed, similarity=round(similarity, 4), threshold=round(needed, 4),
+                        threshold_source=chosen.source, image_box=probe_box, image2_box=other_box,
+                        person=matched_person)

@@ -88,6 +88,10 @@ def _missing_services(items) -> str | None:
         except redis.RedisError as exc:
             return (f"{needs_redis} selected tests need Redis at REDIS_URL, which does not answer ({exc}); "
                     f"`bash .ci/services.sh` starts it, or {hint}.")
+    needs_photos = sum(1 for item in items if {"faces_dir", "manifest"} & set(item.fixturenames))
+    if needs_photos and not (FACES_DIR / "manifest.csv").exists():
+        return (f"{needs_photos} selected tests need the photographs (manifest.csv) at {FACES_DIR}: set "
+                "FACEPORTAL_FACES_DIR=/path/to/faces (make test: FACES_DIR=/path).")
     needs_server = _count(items, "redis_server")
     if needs_server and shutil.which("redis-server") is None:
         return (f"{needs_server} selected tests start their own redis-server (marker `redis_server`), "

@@ -222,7 +222,7 @@ def engine_loaded() -> bool:
     if _engine is None or _warm_failures:
         return False
     loaded = model_load_seconds()
-    return f"detector:{_engine.detector.name}" in loaded and f"embedder:{_engine.embedder.name}" in loaded
+    return f"detector:{_engine.detector.name}" in loaded and _engine.embedder.cache_key in loaded
 
 
 _engine: FaceEngine | None = None

@@ -55,14 +55,13 @@ class DeepFaceEmbedder:
         self.name = model_name
         # "onnx" or "dlib" for the Dlib model; other models run on DeepFace's own backend.
         self.runtime = check_dlib_runtime(dlib_runtime) if model_name == "Dlib" else "deepface"
+        # The model cache's key (faces/engine/cache.py); readiness looks for it there.
+        self.cache_key = f"embedder:{self.name}:{self.runtime}"
 
     def _model(self):
         # One model object per engine-pool thread: dlib-bin's net is not thread-safe, and one ONNX
         # session per thread (one intra-op thread each) scaled better than a shared one.
-        return thread_model(
-            f"embedder:{self.name}:{self.runtime}",
-            lambda: model_class(self.name, dlib_runtime=self.runtime)(),
-        )
+        return thread_model(self.cache_key, lambda: model_class(self.name, dlib_runtime=self.runtime)())
 
     def load(self) -> None:
         self._model()

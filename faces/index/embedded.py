@@ -11,16 +11,25 @@ graph (inner product on L2-normalised float32, so similarities are exact for the
 The graph is saved under `VAR_DIR/index/` with the version it reflects and the organisation's
 creation time, so a restart loads it and catches up instead of rebuilding it; a file from another
 database (same id, other organisation) or from the future is ignored.
+
+Building a graph (when an organisation crosses the threshold, or opens with no usable file) and
+saving it are slow, so neither runs in a request's after-commit hook nor under a search's lock:
+a background thread per process does both, while searches stay exact until the graph is ready.
+Files are written, replaced and removed under a cross-process lock (`flock` on `org-<id>.lock`),
+and never replaced by an older version, so two workers cannot delete each other's graph files.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import queue
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 
@@ -85,6 +94,10 @@ class OrgVectors:
     matrix: InitVar[np.ndarray | None] = None  # float32 (n, d) aligned with face_ids, to start from
     ann: object | None = None  # usearch.index.Index keyed by face id
     changed_since_save: int = 0
+    # False: crossing `ann_min_faces` only makes `wants_graph` true, and the owner builds the graph
+    # elsewhere (the embedded index, in its background thread); True builds it inline (benchmarks).
+    build_inline: bool = True
+    stamp: str = ""  # which organisation (id and creation time) the saved files must belong to
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     store: np.ndarray = field(init=False, repr=False)
     rows: np.ndarray = field(init=False, repr=False)
@@ -166,8 +179,16 @@ class OrgVectors:
         elif not (self.used == len(self) and self._in_face_order()):
             self._compact()
         self.changed_since_save += len(face_ids)
-        if self.ann is None and len(self) >= self.ann_min_faces:
+        if self.build_inline and self.wants_graph:
             self.to_ann(threads=threads)
+
+    @property
+    def wants_graph(self) -> bool:
+        return self.ann is None and len(self) >= self.ann_min_faces
+
+    @property
+    def save_due(self) -> bool:
+        return self.approximate and self.changed_since_save >= max(SAVE_MIN_CHANGES, SAVE_CHANGED_SHARE * len(self))
 
     def remove(self, face_ids: np.ndarray) -> None:
         gone = np.asarray(face_ids, dtype=np.int64)
@@ -190,9 +211,26 @@ class OrgVectors:
         ann = _ann_index(self.dimension)
         if len(self):
             ann.add(self.face_ids.astype(np.uint64), self.vectors(), threads=threads)
+        self.adopt_graph(ann)
+
+    def adopt_graph(self, ann) -> None:
+        """Search through `ann` (built elsewhere over exactly this copy's faces) from now on."""
         self.ann = ann
         self._index_people()
         self.changed_since_save = len(self)
+
+    def vectors_copy(self) -> np.ndarray:
+        """`vectors()` as an array of its own (copied once, even when the store is out of order)."""
+        matrix = self.vectors()
+        return matrix.copy() if np.shares_memory(matrix, self.store) else matrix
+
+    def snapshot(self) -> OrgVectors:
+        """A copy to save from without holding this one's lock (the graph is copied in memory)."""
+        return OrgVectors(
+            dimension=self.dimension, ann_min_faces=self.ann_min_faces, version=self.version,
+            face_ids=self.face_ids.copy(), person_ids=self.person_ids.copy(), matrix=self.vectors_copy(),
+            ann=self.ann.copy() if self.ann is not None else None, stamp=self.stamp,
+        )
 
     def search(self, queries: np.ndarray, k: int, min_similarity: float = 0.0) -> list[list[Hit]]:
         n = len(self)
@@ -269,20 +307,48 @@ class AnnFiles:
     def _meta(self, organization_id: int) -> Path:
         return self.directory / f"org-{organization_id}.json"
 
-    def save(self, organization_id: int, stamp: str, vectors: OrgVectors) -> None:
+    @contextmanager
+    def _locked(self, organization_id: int, *, exclusive: bool) -> Iterator[None]:
+        """Cross-process: writers (save, delete) exclude each other and readers (load)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        token = f"org-{organization_id}-v{vectors.version}-{uuid.uuid4().hex[:8]}"
-        vectors.ann.save(str(self.directory / f"{token}.usearch"))
-        np.savez(self.directory / f"{token}.npz", face_ids=vectors.face_ids, person_ids=vectors.person_ids,
-                 vectors=vectors.vectors())
-        meta = {"token": token, "version": vectors.version, "stamp": stamp, "dimension": vectors.dimension}
-        temporary = self.directory / f".{token}.json"
-        temporary.write_text(json.dumps(meta))
-        os.replace(temporary, self._meta(organization_id))  # readers see the old or the new file, whole
-        vectors.changed_since_save = 0
-        self._remove_others(organization_id, keep=token)
+        with open(self.directory / f"org-{organization_id}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _saved_version(self, organization_id: int, stamp: str) -> int:
+        try:
+            meta = json.loads(self._meta(organization_id).read_text())
+        except (OSError, ValueError):
+            return -1
+        return int(meta.get("version", -1)) if meta.get("stamp") == stamp else -1
+
+    def save(self, organization_id: int, stamp: str, vectors: OrgVectors) -> bool:
+        """Write the graph, then point the meta file at it; False when a newer one is there already."""
+        with self._locked(organization_id, exclusive=True):
+            if self._saved_version(organization_id, stamp) > vectors.version:
+                return False  # another worker saved a later state: keep it
+            token = f"org-{organization_id}-v{vectors.version}-{uuid.uuid4().hex[:8]}"
+            vectors.ann.save(str(self.directory / f"{token}.usearch"))
+            np.savez(self.directory / f"{token}.npz", face_ids=vectors.face_ids, person_ids=vectors.person_ids,
+                     vectors=vectors.vectors())
+            meta = {"token": token, "version": vectors.version, "stamp": stamp, "dimension": vectors.dimension}
+            temporary = self.directory / f".{token}.json"
+            temporary.write_text(json.dumps(meta))
+            os.replace(temporary, self._meta(organization_id))  # readers see the old or the new file, whole
+            vectors.changed_since_save = 0
+            self._remove_others(organization_id, keep=token)
+        return True
 
     def load(self, organization_id: int, stamp: str, *, db_version: int, ann_min_faces: int) -> OrgVectors | None:
+        if not self._meta(organization_id).exists():
+            return None
+        with self._locked(organization_id, exclusive=False):
+            return self._load(organization_id, stamp, db_version=db_version, ann_min_faces=ann_min_faces)
+
+    def _load(self, organization_id: int, stamp: str, *, db_version: int, ann_min_faces: int) -> OrgVectors | None:
         from usearch.index import Index
 
         try:
@@ -305,6 +371,7 @@ class AnnFiles:
         return OrgVectors(
             dimension=dimension, ann_min_faces=ann_min_faces, version=int(meta["version"]),
             face_ids=face_ids.astype(np.int64), person_ids=person_ids.astype(np.int64), matrix=matrix, ann=ann,
+            stamp=stamp,
         )
 
     def _remove_others(self, organization_id: int, *, keep: str | None) -> None:
@@ -314,8 +381,52 @@ class AnnFiles:
 
     def delete(self, organization_id: int) -> None:
         if self.directory.exists():
-            self._meta(organization_id).unlink(missing_ok=True)
-            self._remove_others(organization_id, keep=None)
+            with self._locked(organization_id, exclusive=True):
+                self._meta(organization_id).unlink(missing_ok=True)
+                self._remove_others(organization_id, keep=None)
+
+
+class GraphBuilder:
+    """One daemon thread per index that builds and saves graphs, off request and search paths.
+
+    An organisation is queued at most once at a time; what it needs is decided when its turn comes.
+    """
+
+    def __init__(self, work) -> None:
+        self._work = work
+        self._queue: queue.Queue[int] = queue.Queue()
+        self._pending: set[int] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.busy = threading.Lock()  # held while a task runs
+
+    def submit(self, organization_id: int) -> None:
+        with self._lock:
+            if organization_id in self._pending:
+                return
+            self._pending.add(organization_id)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="faceportal-graph-builder", daemon=True)
+                self._thread.start()
+        self._queue.put(organization_id)
+
+    def wait(self) -> None:
+        """Until everything queued so far is done (tests, benchmarks, management commands)."""
+        self._queue.join()
+
+    def _run(self) -> None:
+        while True:
+            organization_id = self._queue.get()
+            with self._lock:
+                self._pending.discard(organization_id)
+            try:
+                with self.busy:
+                    self._work(organization_id)
+            except Exception:  # the graph is only a speed-up: searches stay exact, the next write retries
+                logger.exception("building or saving the vector graph failed",
+                                 extra={"organization_id": organization_id})
+            finally:
+                self._queue.task_done()
 
 
 class EmbeddedVectorIndex(VectorIndex):
@@ -327,6 +438,7 @@ class EmbeddedVectorIndex(VectorIndex):
         self._orgs: dict[int, OrgVectors] = {}
         self._lock = threading.Lock()
         self._open_locks: dict[int, threading.Lock] = {}
+        self.builder = GraphBuilder(self._background_work)
 
     # --- versioning ---------------------------------------------------------------------------
     def _bump(self, organization_id: int) -> int:
@@ -366,7 +478,7 @@ class EmbeddedVectorIndex(VectorIndex):
                 EmbeddedVector.objects.filter(organization_id=organization_id).order_by("face_id")
             )
         vectors = OrgVectors(dimension=matrix.shape[1] if len(matrix) else 0, ann_min_faces=self.ann_min_faces,
-                             version=version)
+                             version=version, build_inline=False)
         if len(face_ids):
             vectors.upsert(face_ids, person_ids, matrix)
         return vectors
@@ -374,11 +486,15 @@ class EmbeddedVectorIndex(VectorIndex):
     def _open(self, organization_id: int, db_version: int) -> OrgVectors:
         stamp = self._stamp(organization_id)
         vectors = self.files.load(organization_id, stamp, db_version=db_version, ann_min_faces=self.ann_min_faces)
-        if vectors is not None and self._catch_up(organization_id, vectors, db_version) is not None:
-            return vectors
-        # No usable file, or one too far behind to catch up: the table is the truth.
+        if vectors is not None:
+            vectors.build_inline = False
+            if self._catch_up(organization_id, vectors, db_version) is not None:
+                return vectors
+        # No usable file, or one too far behind to catch up: the table is the truth. Searched
+        # exactly until the background thread has built its graph (when it is big enough).
         vectors = self._load_from_db(organization_id)
-        self._maybe_save(organization_id, vectors, stamp=stamp)
+        vectors.stamp = stamp
+        self._schedule(organization_id, vectors)
         return vectors
 
     def _catch_up(self, organization_id: int, vectors: OrgVectors, db_version: int) -> OrgVectors | None:
@@ -404,17 +520,57 @@ class EmbeddedVectorIndex(VectorIndex):
                 vectors.upsert(*self._fetch(EmbeddedVector.objects.filter(organization_id=organization_id,
                                                                           face_id__in=missing.tolist())))
         vectors.version = db_version
-        self._maybe_save(organization_id, vectors)
+        self._schedule(organization_id, vectors)
         return vectors
 
-    def _maybe_save(self, organization_id: int, vectors: OrgVectors, *, stamp: str | None = None) -> None:
-        if not vectors.approximate:
+    # --- background: graph build and save -------------------------------------------------------
+    def _schedule(self, organization_id: int, vectors: OrgVectors) -> None:
+        if vectors.wants_graph or vectors.save_due:
+            self.builder.submit(organization_id)
+
+    def wait_for_background(self) -> None:
+        self.builder.wait()
+
+    def _background_work(self, organization_id: int) -> None:
+        with self._lock:
+            vectors = self._orgs.get(organization_id)
+        if vectors is None:
             return
-        if vectors.changed_since_save < max(SAVE_MIN_CHANGES, SAVE_CHANGED_SHARE * len(vectors)):
-            return
+        if vectors.wants_graph:
+            self._build_graph(vectors)
+        self._save(organization_id, vectors)
+
+    def _build_graph(self, vectors: OrgVectors) -> None:
+        with vectors.lock:  # a copy, taken quickly; searches go on meanwhile
+            face_ids, matrix = vectors.face_ids.copy(), vectors.vectors_copy()
+        ann = _ann_index(vectors.dimension)
+        ann.add(face_ids.astype(np.uint64), matrix)
+        with vectors.lock:
+            if not vectors.wants_graph:
+                return
+            # Faces removed and added while the graph was being built.
+            gone = face_ids[~np.isin(face_ids, vectors.face_ids)]
+            if len(gone):
+                ann.remove(gone.astype(np.uint64))
+            new = ~np.isin(vectors.face_ids, face_ids)
+            if new.any():
+                ann.add(vectors.face_ids[new].astype(np.uint64), vectors.store[vectors.rows[new]])
+            vectors.adopt_graph(ann)
+
+    def _save(self, organization_id: int, vectors: OrgVectors) -> None:
+        with vectors.lock:
+            if not vectors.save_due:
+                return
+            snapshot = vectors.snapshot()
+            changed, vectors.changed_since_save = vectors.changed_since_save, 0
+        with self._lock:
+            current = self._orgs.get(organization_id) is vectors
         try:
-            self.files.save(organization_id, stamp or self._stamp(organization_id), vectors)
+            if current:  # not dropped or rebuilt meanwhile
+                self.files.save(organization_id, vectors.stamp, snapshot)
         except OSError:  # the graph is only a cache of the table: serve from memory, save next time
+            with vectors.lock:
+                vectors.changed_since_save += changed
             logger.exception("could not save the vector index", extra={"organization_id": organization_id})
 
     def _open_lock(self, organization_id: int) -> threading.Lock:
@@ -452,13 +608,22 @@ class EmbeddedVectorIndex(VectorIndex):
                 vectors = self._orgs.get(organization_id)
             if vectors is None:
                 return
-            with vectors.lock:
-                if vectors.version == new_version - 1:
-                    apply(vectors)
-                    vectors.version = new_version
-                    self._maybe_save(organization_id, vectors)
+            try:
+                with vectors.lock:
+                    if vectors.version == new_version - 1:
+                        apply(vectors)
+                        vectors.version = new_version
+                self._schedule(organization_id, vectors)
+            except Exception:
+                # The write committed (the table has it): never fail it now. Forget this worker's
+                # copy instead; the next search reloads it from the table, whole.
+                with self._lock:
+                    if self._orgs.get(organization_id) is vectors:
+                        del self._orgs[organization_id]
+                logger.exception("in-memory vector update failed; reloading from the table",
+                                 extra={"organization_id": organization_id})
 
-        transaction.on_commit(callback)
+        transaction.on_commit(callback, robust=True)
 
     # --- interface ----------------------------------------------------------------------------
     def ensure_organization(self, *, organization_id: int, dimension: int) -> None:

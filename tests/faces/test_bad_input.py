@@ -48,17 +48,25 @@ BAD_IMAGES = {
 
 
 @pytest.mark.parametrize("label", list(BAD_IMAGES))
-def test_bad_image_on_register_is_4xx_and_stores_nothing(acme, manifest, label):
+def test_bad_image_on_register_is_reported_per_image_and_alone_is_4xx(acme, manifest, label):
     org, client = acme
     bad, code = BAD_IMAGES[label]
     good = manifest["Tony_Blair"][0].b64()
+    # Among good images, a bad one is reported in its own outcome and does not stop the others.
     response = client.post("/register/acme", {"name": "Blair", "images": [good, bad]}, format="json")
-    assert 400 <= response.status_code < 500, response.content
-    error = response.json()["error"]
+    assert response.status_code == 201, response.content
+    outcome = response.json()["images"][1]
+    assert (outcome["index"], outcome["accepted"], outcome["code"], outcome["face_id"]) == (1, False, code, None)
+    assert Face.objects.count() == 1 and EmbeddedVector.objects.count() == 1
+    assert get_index().count(organization_id=org.pk) == 1
+    # Alone, it is a clear 4xx and stores nothing.
+    alone = client.post("/register/acme", {"name": "Other", "images": [bad]}, format="json")
+    assert 400 <= alone.status_code < 500, alone.content
+    error = alone.json()["error"]
     assert error["code"] == code
-    assert error["details"]["image_index"] == 1
-    assert not Person.objects.exists() and not Face.objects.exists() and not EmbeddedVector.objects.exists()
-    assert get_index().count(organization_id=org.pk) == 0
+    assert error["details"]["image_index"] == 0
+    assert not Person.objects.filter(name="Other").exists() and Face.objects.count() == 1
+    assert get_index().count(organization_id=org.pk) == 1
 
 
 @pytest.mark.parametrize("label", ["invalid base64", "truncated jpeg", "20000x20000 png header", "url to loopback"])

@@ -168,8 +168,18 @@ print(json.dumps({
 """
 
 
-def test_the_default_engine_embeds_a_photo_without_importing_tensorflow(tmp_path, manifest):
-    """A fresh process on the default settings: ONNX Dlib, graph converted on first use, no TF."""
+def test_the_default_engine_embeds_a_photo_without_importing_tensorflow(tmp_path, manifest, settings):
+    """A fresh process on the default settings: ONNX Dlib, graph converted on first use, no TF.
+
+    Its DeepFace home holds what `make install` put in ours (the detector's weights), except our
+    converted graph, so the first use has to convert it.
+    """
+    installed = Path(settings.DEEPFACE_HOME) / ".deepface" / "weights"
+    home_weights = tmp_path / "home" / ".deepface" / "weights"
+    home_weights.mkdir(parents=True)
+    for path in installed.iterdir():
+        if not path.name.startswith("dlib_resnet_v1."):
+            (home_weights / path.name).symlink_to(path.resolve())
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("DEEPFACE_", "FACEPORTAL_DLIB", "TF_"))}
     env.update(DJANGO_SETTINGS_MODULE="faceportal.settings", DEEPFACE_HOME=str(tmp_path / "home"),
@@ -184,3 +194,13 @@ def test_the_default_engine_embeds_a_photo_without_importing_tensorflow(tmp_path
     assert abs(report["norm"] - 1.0) < 1e-4
     assert report["heavy"] == []
     assert onnx_name(file_sha256(source_path())) in report["weights"]
+    assert not (home_weights / onnx_name(file_sha256(source_path()))).is_symlink()  # converted, not linked
+
+
+def test_an_unknown_dlib_runtime_stops_start_up_with_a_clear_message(tmp_path):
+    env = dict(os.environ, FACEPORTAL_DLIB_RUNTIME="tensorflow", DJANGO_SETTINGS_MODULE="faceportal.settings",
+               PYTHONPATH=str(REPO_ROOT))
+    completed = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode != 0
+    assert "FACEPORTAL_DLIB_RUNTIME='tensorflow' is not one of dlib, onnx" in completed.stderr

@@ -59,6 +59,8 @@ def test_hnsw_answers_like_exact_search_and_survives_a_restart(make_org, real_ve
     ann.add(organization_id=org.pk, records=records)
 
     queries = probes(real_vectors)
+    ann._current(org.pk)
+    ann.wait_for_background()  # the graph is built, and saved, off the request and search paths
     assert ann._current(org.pk).approximate and not exact._current(org.pk).approximate
     assert top1(ann, org, queries) == top1(exact, org, queries)
     approximate = ann.search(organization_id=org.pk, vectors=queries, k=1)
@@ -106,6 +108,7 @@ def test_a_saved_graph_left_behind_never_brings_a_removed_face_back(make_org, tm
     writer = EmbeddedVectorIndex(ann_min_faces=200, directory=tmp_path)
     writer.add(organization_id=org.pk, records=[VectorRecord(i + 1, i + 1, v) for i, v in enumerate(base)])
     writer.search(organization_id=org.pk, vectors=base[:1], k=1)
+    writer.wait_for_background()
     assert list(tmp_path.glob("org-*.usearch"))
     # Another worker (its files elsewhere) removes face 1 and writes more than a restart catches up
     # on, so the graph saved above is left far behind the database.

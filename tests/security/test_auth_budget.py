@@ -68,7 +68,9 @@ def test_32_concurrent_bad_keys_from_one_address_get_at_most_the_limit_of_401s(
 
 def test_rotating_addresses_across_127_8_is_bounded_by_the_global_budget(counting_cache, rates, make_org, make_key):
     rates(auth_failure="5/min", auth_failure_global="20/min")
-    valid = make_key(make_org("acme"))
+    organization = make_org("acme")
+    valid, active = make_key(organization), make_key(organization, name="active")
+    assert key_client(active).get(PEOPLE).status_code == 200  # in use: the cache holds it
     client = APIClient()
     statuses = [
         client.get(PEOPLE, HTTP_AUTHORIZATION=f"Bearer fp_{n:012x}_guess", REMOTE_ADDR=f"127.{n // 256}.{n % 256}.9")
@@ -76,11 +78,17 @@ def test_rotating_addresses_across_127_8_is_bounded_by_the_global_budget(countin
         for n in range(1, 61)
     ]
     assert statuses == [401] * 20 + [429] * 40
-    # While the global budget is spent every credential check waits, the right key included (the
-    # price of bounding guesses from many addresses; see docs/SECURITY.md).
+    # While the global budget is spent every check that would need the database waits, the right
+    # key included when it is not cached (the price of bounding guesses from many addresses) ...
     response = key_client(valid).get(PEOPLE, REMOTE_ADDR="198.51.100.20")
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "throttled"
+    # ... but a key in active use (cached: one HMAC, no query) goes on working from anywhere, and
+    # wrong secrets for its public prefix still meet each address's own budget.
+    assert key_client(active).get(PEOPLE, REMOTE_ADDR="198.51.100.21").status_code == 200
+    wrong = f"Bearer fp_{active.api_key.prefix}_wrong"
+    codes = [client.get(PEOPLE, HTTP_AUTHORIZATION=wrong, REMOTE_ADDR="198.51.100.22").status_code for _ in range(6)]
+    assert codes == [401] * 5 + [429]
 
 
 def test_a_refusal_by_the_global_budget_does_not_spend_the_address_budget(rates, make_org, make_key):
@@ -146,3 +154,28 @@ def test_a_key_issued_after_its_prefix_was_cached_as_absent_works_at_once(privat
         # A guess of this prefix before the row committed would cache it as absent.
         cache.set(_cache_key(issued.api_key.prefix), ABSENT, timeout=60)
     assert key_client(issued).get(PEOPLE).status_code == 200
+
+
+def test_a_key_that_cannot_be_checked_spends_no_budget(rates, make_org, make_key):
+    # The database is down (this connection points at a port where nothing listens): a cold key
+    # answers 503, which is no failed guess, so the address keeps its whole budget.
+    from django.db import connection
+
+    from tests.redis_server import free_port
+
+    rates(auth_failure="2/min")
+    cold = make_key(make_org("acme"))
+    saved = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = str(free_port())
+    try:
+        for _ in range(4):
+            assert key_client(cold).get(PEOPLE).status_code == 503
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = saved
+    assert key_client(cold).get(PEOPLE).status_code == 200
+    bad = APIClient()
+    assert bad.get(PEOPLE, HTTP_AUTHORIZATION="Bearer fp_000000000009_x").status_code == 401
+    assert bad.get(PEOPLE, HTTP_AUTHORIZATION="Bearer fp_000000000009_y").status_code == 401
+    assert bad.get(PEOPLE, HTTP_AUTHORIZATION="Bearer fp_000000000009_z").status_code == 429

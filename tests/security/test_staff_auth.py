@@ -96,5 +96,14 @@ def test_admin_login_locks_out_an_address_after_repeated_wrong_passwords(setting
     assert client.session["_auth_user_id"] == str(staff.pk)
 
 
+def test_admin_login_counts_an_ipv6_64_as_one_address(settings, staff, hasher, client):
+    settings.AXES_FAILURE_LIMIT = 2
+    assert admin_login(client, "wrong0", "2001:db8:5:6::1").status_code == 200
+    assert admin_login(client, "wrong1", "2001:db8:5:6::2").status_code == 429
+    assert admin_login(client, "staff-pass-123", "2001:db8:5:6:ffff::9").status_code == 429
+    assert hasher.calls == 2
+    assert admin_login(client, "staff-pass-123", "2001:db8:5:7::1").status_code == 302
+
+
 def test_test_client_login_without_a_request_still_works(staff, client):
     assert client.login(username="staff", password="staff-pass-123")

@@ -137,12 +137,15 @@ application = AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns))
 
 
 async def close_of(path: str) -> dict:
+    """The close message, with everything the server sent before it (its final error message)."""
     communicator = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://testserver")])
     connected, _ = await communicator.connect(timeout=30)
     assert connected
-    message = await communicator.receive_output(timeout=30)
+    before = []
+    while (message := await communicator.receive_output(timeout=30))["type"] != "websocket.close":
+        before.append(message)
     await communicator.wait()
-    return message
+    return {**message, "sent_before": before}
 
 
 async def test_a_key_cannot_open_b_socket_and_learns_nothing(tenants):

@@ -102,6 +102,12 @@ def test_dockerfile_runs_daphne_as_non_root_with_healthcheck_and_no_secrets():
     assert "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile
     assert "daphne" in dockerfile and "ARG FETCH_MODELS" in dockerfile
     assert not re.search(r"^(ENV|ARG)\s+(SECRET_KEY|FACEPORTAL_API_KEY_PEPPER|POSTGRES_PASSWORD)", dockerfile, re.M)
+    # Settings generate the embedded secrets into var/ when unset: no build step may leave them in the image.
+    runs = re.findall(r"^RUN ((?:.*\\\n)*.*)$", dockerfile, re.M)  # each RUN with its continuation lines
+    django_runs = [command for command in runs if "manage.py" in command]
+    assert django_runs
+    for command in django_runs:
+        assert "SECRET_KEY=" in command and "FACEPORTAL_API_KEY_PEPPER=" in command, command
     ignored = (REPO / ".dockerignore").read_text().splitlines()
     assert ".env" in ignored and ".git" in ignored and ".venv" in ignored
 

@@ -103,13 +103,33 @@ def test_a_refused_websocket_logs_its_close_code_and_moves_no_gauge(server):
     async def refused() -> int:
         url = socket_url(live, token=key[:-4] + "abcd", organization="acme", user="alice", api_key_name="kiosk")
         async with websockets.connect(url, origin=f"http://127.0.0.1:{live.port}") as socket:
+            # The server says why in a last error message (daphne drops close reasons), then closes.
+            last = json.loads(await asyncio.wait_for(socket.recv(), 60))
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await asyncio.wait_for(socket.recv(), 60)
+            assert last["type"] == "error" and last["close_code"] == closed.value.rcvd.code
             return closed.value.rcvd.code
 
     code = asyncio.run(refused())
-    wait_for(lambda: log_lines(live, "websocket refused"))
-    [line] = log_lines(live, "websocket refused")
+    wait_for(lambda: [line for line in log_lines(live, "websocket refused") if line["status"] != 403])
+    [line] = [line for line in log_lines(live, "websocket refused") if line["status"] != 403]
     assert line["close_code"] == line["status"] == code and 4000 <= code < 5000
     assert {"method", "path", "route", "status", "duration_ms", "request_id", "time"} <= line.keys()
     assert metric(live.url, "faceportal_websocket_connections") == 0
+
+
+def test_a_websocket_from_a_foreign_origin_is_refused_with_one_line(server):
+    live, key = server
+
+    async def foreign() -> int:
+        url = socket_url(live, token=key, organization="acme", user="alice", api_key_name="kiosk")
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(url, origin="http://evil.example"):
+                pass
+        return refused.value.response.status_code
+
+    assert asyncio.run(foreign()) == 403
+    wait_for(lambda: [line for line in log_lines(live, "websocket refused") if line["status"] == 403])
+    [line] = [line for line in log_lines(live, "websocket refused") if line["status"] == 403]
+    assert line["close_code"] == 403 and "Origin" in line["reason"] and line["path"] == "/ws/recognize"
+    assert key not in live.log()

@@ -21,6 +21,7 @@
     thresholdValue: $("threshold-value"), mirror: $("mirror"), connectForm: $("connect-form"),
     organization: $("organization"), user: $("user"), apiKeyName: $("api-key-name"), apiKey: $("api-key"),
     connectButton: $("connect-button"), disconnectButton: $("disconnect-button"),
+    connectError: $("connect-error"), connectedAs: $("connected-as"),
     registerForm: $("register-form"), registerName: $("register-name"), registerButton: $("register-button"),
     registerResult: $("register-result"), captures: $("captures"), people: $("people"),
     peopleCount: $("people-count"), peopleRefresh: $("people-refresh"),
@@ -30,9 +31,9 @@
 
   const state = {
     credentials: null, // {organization, user, apiKeyName, key}
+    closingError: null, // an {"type": "error"} the server sent just before closing, if any
     socket: null,
     ready: false,
-    closeReason: "", // from the final {"type": "error", "close_code"} message before a close
     wantConnected: false,
     reconnectDelay: 1000,
     reconnectTimer: null,
@@ -53,6 +54,39 @@
   };
 
   const captureCanvas = document.createElement("canvas");
+  const FIELDS = {
+    organization: el.organization, user: el.user, api_key_name: el.apiKeyName, api_key: el.apiKey,
+  };
+
+  /* ---------- connect form errors, next to the fields ---------- */
+
+  function fieldError(input, text) {
+    const node = document.getElementById(`${input.id}-error`);
+    if (node) node.textContent = text || "";
+    if (text) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
+
+  function connectError(text, fields = []) {
+    el.connectError.textContent = text || "";
+    fields.forEach((name) => FIELDS[name] && FIELDS[name].setAttribute("aria-invalid", "true"));
+  }
+
+  function clearConnectErrors() {
+    Object.values(FIELDS).forEach((input) => fieldError(input, ""));
+    connectError("");
+  }
+
+  Object.values(FIELDS).forEach((input) => input.addEventListener("input", () => {
+    fieldError(input, "");
+  }));
+
+  function setConnectedView(connected) {
+    el.connectForm.classList.toggle("is-connected", connected);
+    el.connectedAs.hidden = !connected;
+    const c = state.credentials;
+    el.connectedAs.textContent = connected && c ? `${c.organization} · ${c.user}/${c.apiKeyName}` : "";
+  }
 
   /* ---------- messages ---------- */
 
@@ -136,6 +170,7 @@
     socket.binaryType = "arraybuffer";
     state.socket = socket;
     state.ready = false;
+    state.closingError = null;
     state.seq = 0;
     state.pendingFrames = [];
     state.sentAt.clear();
@@ -171,6 +206,8 @@
         state.targetFps = Math.min(15, reply.limits ? reply.limits.max_fps : 15);
         setConnectionState("ok", `Live · ${reply.organization}`);
         clearMessage("connection");
+        clearConnectErrors();
+        setConnectedView(true);
         if (!state.thresholdTouched && typeof reply.default_threshold === "number") {
           setThreshold(reply.default_threshold);
         } else {
@@ -183,9 +220,9 @@
         onResult(reply);
         break;
       case "error":
-        if (typeof reply.close_code === "number") {
-          // The server's last word before it closes; daphne drops the close frame's reason.
-          state.closeReason = reply.error ? reply.error.message : "";
+        if (typeof reply.seq !== "number") {
+          // Not about a frame: the server says why it is about to close the connection.
+          state.closingError = reply.error || null;
           break;
         }
         acknowledge(reply.seq);
@@ -203,30 +240,35 @@
     state.socket = null;
     state.ready = false;
     clearBoxes();
-    const closeReason = state.closeReason;
-    state.closeReason = "";
-    const stop = (text) => {
+    setConnectedView(false);
+    const serverSays = state.closingError && state.closingError.message ? state.closingError.message : "";
+    // Refusals are shown in the Connect form, next to the field concerned, not under the video.
+    const stop = (show) => {
       state.wantConnected = false;
       setConnectionState("bad", "Disconnected");
-      showMessage("connection", "error", text);
+      clearMessage("connection");
+      show();
       setControlsEnabled(false);
     };
     switch (event.code) {
       case CLOSE.BAD_REQUEST:
-        stop("Fill in the organisation, user, key name and key, then connect.");
+        stop(() => connectError(serverSays || "Fill in the organisation, user, API key name and key, then connect."));
         return;
       case CLOSE.UNAUTHORIZED:
-        stop("The API key was refused: it is unknown, mistyped or revoked.");
+        stop(() => fieldError(el.apiKey, "The API key was refused: it is unknown, mistyped or revoked."));
         return;
       case CLOSE.FORBIDDEN:
-        stop("This key does not belong to that organisation, or the user and key name do not match it.");
+        stop(() => connectError(
+          "This key does not belong to that organisation, or the user and API key name do not match it.",
+          ["organization", "user", "api_key_name"],
+        ));
         return;
       case CLOSE.REVOKED:
-        stop("The API key was revoked while connected. Ask for a new key.");
+        stop(() => fieldError(el.apiKey, "The API key was revoked while connected. Ask for a new key."));
         return;
       default:
         if (event.code >= 4400 && event.code < 4500) { // any other refusal: retrying would not help
-          stop(event.reason || closeReason || "The server refused the connection.");
+          stop(() => connectError(serverSays || event.reason || "The server refused the connection."));
           return;
         }
         break;
@@ -393,7 +435,6 @@
         width: `${(100 * w) / imageWidth}%`, height: `${(100 * h) / imageHeight}%`,
       });
       node.classList.toggle("unknown", !known);
-      node.classList.toggle("label-below", y < imageHeight * 0.1);
       node.dataset.person = known ? String(best.person) : "";
       const [nameNode, similarityNode] = node.firstChild.childNodes;
       nameNode.textContent = known ? best.name : face.decision === "ambiguous" ? "Unsure" : "Unknown";
@@ -403,6 +444,21 @@
         : face.decision === "ambiguous" ? "Two registered people are about equally close" : "Not anyone registered";
     });
     state.boxes.splice(result.faces.length).forEach((node) => node.remove());
+    placeFaceLabels(result, mirrored);
+  }
+
+  function placeFaceLabels(result, mirrored) {
+    const W = el.overlay.clientWidth;
+    const H = el.overlay.clientHeight;
+    if (!W || !H) return;
+    const sx = W / result.image.width;
+    const sy = H / result.image.height;
+    const items = result.faces.map((face, index) => {
+      const { x, y, w, h } = face.box;
+      const left = mirrored ? result.image.width - x - w : x;
+      return { label: state.boxes[index].firstChild, box: { x: left * sx, y: y * sy, w: w * sx, h: h * sy } };
+    });
+    window.FacePortalLabels.placeLabels(items, { w: W, h: H }, { relativeToBox: true, border: 3 });
   }
 
   /* ---------- threshold and mirror ---------- */
@@ -505,8 +561,20 @@
       apiKeyName: el.apiKeyName.value.trim(),
       key: el.apiKey.value.trim(),
     };
-    if (!credentials.organization || !credentials.user || !credentials.apiKeyName || !credentials.key) {
-      showMessage("connection", "error", "Fill in the organisation, user, key name and key, then connect.");
+    clearConnectErrors();
+    const missing = [
+      [el.organization, credentials.organization, "Type your organisation, e.g. acme."],
+      [el.user, credentials.user, "Type the user the key was issued to."],
+      [el.apiKeyName, credentials.apiKeyName, "Type the key's name."],
+      [el.apiKey, credentials.key, "Paste the API key (fp_…)."],
+    ].filter(([, value]) => !value);
+    missing.forEach(([input, , text]) => fieldError(input, text));
+    if (!missing.length && !/^fp_[0-9a-f]{12}_\S+$/.test(credentials.key)) {
+      missing.push([el.apiKey]);
+      fieldError(el.apiKey, "An API key looks like fp_<12 hex characters>_<secret>. Check it was pasted whole.");
+    }
+    if (missing.length) {
+      missing[0][0].focus();
       return;
     }
     if (state.socket) {
@@ -524,6 +592,7 @@
 
   el.disconnectButton.addEventListener("click", () => {
     state.wantConnected = false;
+    setConnectedView(false);
     clearTimeout(state.reconnectTimer);
     if (state.socket) state.socket.close(1000);
     else setConnectionState("idle", "Not connected");
@@ -577,13 +646,19 @@
       return;
     }
     const outcomes = answer.body.images || [];
-    outcomes.forEach((outcome) => {
+    await Promise.all(outcomes.map(async (outcome) => {
       const thumb = el.captures.children[outcome.index];
-      if (thumb && !outcome.accepted) {
+      if (!thumb) return;
+      if (!outcome.accepted) {
         thumb.classList.add("rejected");
         thumb.title = outcome.reason || "not used";
+        return;
       }
-    });
+      // Show the face that was used, not the whole frame.
+      thumb.src = await faceCrop(images[outcome.index], outcome.box);
+      thumb.classList.add("used");
+      thumb.title = `Face used (detection confidence ${outcome.detection_confidence})`;
+    }));
     el.registerResult.className = "result ok";
     el.registerResult.textContent = `${answer.body.created ? "Registered" : "Added faces to"} ${answer.body.person.name}: `
       + `${answer.body.faces_added} of ${images.length} frames used.`;
@@ -591,7 +666,46 @@
     loadPeople();
   });
 
+  function faceCrop(dataUri, box) {
+    return new Promise((resolve) => {
+      if (!box) { resolve(dataUri); return; }
+      const image = new Image();
+      image.onload = () => {
+        // A square around the face with a little context, like the server's stored crop.
+        const side = Math.max(box.w, box.h) * 1.4;
+        const cx = box.x + box.w / 2;
+        const cy = box.y + box.h / 2;
+        const canvas = document.createElement("canvas");
+        canvas.width = 104;
+        canvas.height = 104;
+        canvas.getContext("2d").drawImage(image, cx - side / 2, cy - side / 2, side, side, 0, 0, 104, 104);
+        resolve(canvas.toDataURL("image/jpeg", 0.85));
+      };
+      image.onerror = () => resolve(dataUri);
+      image.src = dataUri;
+    });
+  }
+
   /* ---------- people ---------- */
+
+  const thumbnailCache = new Map(); // face thumbnail URL -> object URL (fetched with the key)
+
+  async function faceThumbnail(url) {
+    if (thumbnailCache.has(url)) return thumbnailCache.get(url);
+    let response;
+    try {
+      response = await fetch(url, {
+        headers: { Authorization: `Bearer ${state.credentials.key}` },
+        credentials: "omit", referrerPolicy: "no-referrer",
+      });
+    } catch (err) {
+      return null;
+    }
+    if (!response.ok) return null;
+    const objectUrl = URL.createObjectURL(await response.blob());
+    thumbnailCache.set(url, objectUrl);
+    return objectUrl;
+  }
 
   async function loadPeople() {
     if (!state.credentials) return;
@@ -619,6 +733,15 @@
       const avatar = document.createElement("span");
       avatar.className = "avatar";
       avatar.textContent = person.name.split(/\s+/).map((part) => part[0] || "").join("").slice(0, 2).toUpperCase();
+      if (person.thumbnail_url) { // the person's face crop; initials until it arrives (or if it cannot)
+        faceThumbnail(person.thumbnail_url).then((src) => {
+          if (!src) return;
+          const img = document.createElement("img");
+          img.src = src;
+          img.alt = person.name;
+          avatar.replaceChildren(img);
+        });
+      }
       const name = document.createElement("span");
       name.className = "name";
       name.textContent = person.name;

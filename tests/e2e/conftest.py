@@ -1,0 +1,129 @@
+"""Shared by the browser tests: daphne serving the app against the test's database, the fake
+camera's video, and waiting in the browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from django.conf import settings
+from django.db import connection
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.conftest import REPO_ROOT
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+VIDEO_SIZE = (640, 480)
+
+
+def skip_module_without_browser() -> None:
+    """A skip with its reason, not an import error: the rest of the suite still runs. `make test`
+    installs both first (make system-deps), so CI always runs the browser tests."""
+    if shutil.which(CHROMIUM) is None or shutil.which(CHROMEDRIVER) is None:
+        pytest.skip(f"the browser tests need {CHROMIUM} and {CHROMEDRIVER} (make system-deps installs them)",
+                    allow_module_level=True)
+
+WAIT = 90  # seconds; the server loads the model on its first frames
+
+
+def camera_frame(photo: Path) -> np.ndarray:
+    """The photo cropped to 4:3 around its centre and scaled to the fake camera's size."""
+    image = cv2.imread(str(photo))
+    height, width = image.shape[:2]
+    target_ratio = VIDEO_SIZE[0] / VIDEO_SIZE[1]
+    if width / height > target_ratio:
+        new_width = int(height * target_ratio)
+        x0 = (width - new_width) // 2
+        image = image[:, x0:x0 + new_width]
+    else:
+        new_height = int(width / target_ratio)
+        y0 = (height - new_height) // 2
+        image = image[y0:y0 + new_height]
+    return cv2.resize(image, VIDEO_SIZE, interpolation=cv2.INTER_AREA)
+
+
+def write_y4m(path: Path, frame_bgr: np.ndarray, *, frames: int = 30, fps: int = 15) -> None:
+    """A raw YUV4MPEG2 (4:2:0) file, the format Chromium's fake capture device reads."""
+    height, width = frame_bgr.shape[:2]
+    i420 = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2YUV_I420).tobytes()
+    with open(path, "wb") as handle:
+        handle.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            handle.write(b"FRAME\n")
+            handle.write(i420)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        raise RuntimeError("The browser test shares its database with a daphne process: "
+                           "set DATABASE_URL to PostgreSQL.")
+    credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+test_database_url.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture
+def live_server_url(transactional_db, tmp_path):
+    """daphne in a subprocess, serving the app against this test's database."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = free_port()
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": test_database_url(),
+        "FACEPORTAL_VAR_DIR": str(tmp_path / "var"),
+        "DEEPFACE_HOME": str(settings.DEEPFACE_HOME),
+        "FACEPORTAL_ENGINE_WORKERS": "1",
+        "ALLOWED_HOSTS": "localhost,127.0.0.1",
+        "PYTHONUNBUFFERED": "1",
+    })
+    log_path = ARTIFACTS / "e2e-daphne.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "faceportal.asgi:application"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"daphne exited; see {log_path}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        # localhost is a secure context, so the page may use the camera over plain http.
+        yield f"http://localhost:{port}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def wait_for(driver, condition, message: str, timeout: float = WAIT):
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d), message)

@@ -1,0 +1,122 @@
+"""What only a real daphne shows: Twisted's own form parsing (a multipart body without a boundary
+used to get a bare 400 with no body) and close frames whose reason daphne drops (the final error
+message carries it instead)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from apikeys.websocket import CLOSE_UNAUTHORIZED
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WAIT = 60
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def daphne_url(transactional_db, tmp_path):
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url(), "FACEPORTAL_VAR_DIR": str(tmp_path / "var"),
+           "DEEPFACE_HOME": str(settings.DEEPFACE_HOME), "FACEPORTAL_WARM_ENGINE": "0",
+           "FACEPORTAL_ENGINE_WORKERS": "1", "ALLOWED_HOSTS": "localhost,127.0.0.1"}
+    log = open(tmp_path / "daphne.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "faceportal.asgi:application"],
+        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError((tmp_path / "daphne.log").read_text()[-3000:])
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def post(url: str, *, body: bytes, content_type: str, key: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": content_type, "Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=WAIT) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as answer:
+        return answer.code, answer.read()
+
+
+@pytest.mark.parametrize("content_type", [
+    "multipart/form-data",
+    "multipart/form-data; boundary=",
+    "multipart/form-data; boundary=\"unterminated",
+    "multipart/form-data; charset=utf-8",
+])
+def test_multipart_without_a_usable_boundary_is_a_400_in_the_error_shape(daphne_url, make_org, make_key,
+                                                                         content_type):
+    issued = make_key(make_org("acme"))
+    status, body = post(f"{daphne_url}/recognize/acme", body=b"--x\r\nnot really a form\r\n",
+                        content_type=content_type, key=issued.plaintext)
+    assert status == 400, body
+    error = json.loads(body)["error"]
+    assert error["code"] in {"malformed_request", "invalid_input"} and error["message"], error
+
+
+def test_refused_websocket_says_why_in_a_final_message_though_daphne_drops_the_reason(daphne_url, make_org,
+                                                                                      make_key):
+    import websockets
+
+    issued = make_key(make_org("acme"))
+    query = urlencode({"token": issued.plaintext[:-3] + "xyz", "organization": "acme", "user": issued.api_key.user,
+                       "api_key_name": issued.api_key.name})
+    ws_url = daphne_url.replace("http://", "ws://") + f"/ws/recognize?{query}"
+
+    async def exchange():
+        async with websockets.connect(ws_url, origin=daphne_url, open_timeout=WAIT) as socket_:
+            final = json.loads(await asyncio.wait_for(socket_.recv(), WAIT))
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(socket_.recv(), WAIT)
+            return final, closed.value.rcvd
+
+    final, close_frame = asyncio.run(exchange())
+    assert close_frame.code == CLOSE_UNAUTHORIZED
+    assert close_frame.reason == ""  # what daphne does to every close reason
+    assert final["type"] == "error" and final["close_code"] == CLOSE_UNAUTHORIZED
+    assert final["error"]["code"] == "authentication_failed" and final["error"]["message"]
