@@ -6,7 +6,7 @@ and the ratio HOG / RetinaFace (how many times faster the new default is).
 
     python bench/detect.py [--rounds 15]
 
-The data behind docs/detector.md (slow, run by hand, not by `make bench`):
+The data behind docs/DETECTOR.md (slow, run by hand, not by `make bench`):
 
     python bench/detect.py --thresholds [--sheet boxes.png]   # scores of real and false boxes, sweep
     python bench/detect.py --alignment                        # landmarks vs dlib predictor vs HOG

@@ -373,7 +373,7 @@ FACEPORTAL_DEFAULT_THRESHOLD = env_float("FACEPORTAL_DEFAULT_THRESHOLD", None, m
 # Detection runs on a copy whose longest side is at most this many pixels; boxes map back.
 FACEPORTAL_DETECT_MAX_SIDE = env_int("FACEPORTAL_DETECT_MAX_SIDE", 800)
 FACEPORTAL_MIN_FACE_PIXELS = env_int("FACEPORTAL_MIN_FACE_PIXELS", 24)
-# Enrolment quality gates (faces/quality.py, docs/open-set.md): the smallest face side in pixels,
+# Enrolment quality gates (faces/quality.py, docs/OPEN_SET.md): the smallest face side in pixels,
 # the least sharpness (variance of the Laplacian at 128 px), the most yaw (nose offset in eye
 # distances), and how close the second face's prominence may come to the first's before an image
 # is refused as ambiguous.
@@ -381,7 +381,7 @@ FACEPORTAL_ENROL_MIN_FACE_PIXELS = env_int("FACEPORTAL_ENROL_MIN_FACE_PIXELS", 4
 FACEPORTAL_ENROL_MIN_SHARPNESS = env_float("FACEPORTAL_ENROL_MIN_SHARPNESS", 10.0)
 FACEPORTAL_ENROL_MAX_YAW = env_float("FACEPORTAL_ENROL_MAX_YAW", 0.45)
 FACEPORTAL_ENROL_AMBIGUOUS_RATIO = env_float("FACEPORTAL_ENROL_AMBIGUOUS_RATIO", 0.75)
-# retinaface-onnx thresholds, chosen on ../shared/faces (docs/detector.md): faces at the image's own
+# retinaface-onnx thresholds, chosen on ../shared/faces (docs/DETECTOR.md): faces at the image's own
 # size; faces only the 2x pass finds; images below this longest side get the 2x pass.
 FACEPORTAL_RETINAFACE_SCORE = env_float("FACEPORTAL_RETINAFACE_SCORE", 0.85)
 FACEPORTAL_RETINAFACE_UPSCALED_SCORE = env_float("FACEPORTAL_RETINAFACE_UPSCALED_SCORE", 0.55)

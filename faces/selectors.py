@@ -153,7 +153,7 @@ def _template_rescored(
     """Score each candidate person by their template (the normalised mean of their faces), re-ranked.
 
     On LFW, with several photos per person, the template separates people from strangers better
-    than the nearest single face (docs/open-set.md); with one photo the two are the same.
+    than the nearest single face (docs/OPEN_SET.md); with one photo the two are the same.
     """
     people = {match.person_id for row in matches for match in row}
     if not people:

@@ -4,7 +4,7 @@ from django.db import models
 SLUG_PATTERN = r"^[a-z0-9_-]{1,64}$"
 SLUG_MAX_LENGTH = 64
 # The chance that a search for someone not enrolled names somebody; 1 in 1,000 by default
-# (docs/open-set.md). The server turns it into a similarity threshold for the current gallery.
+# (docs/OPEN_SET.md). The server turns it into a similarity threshold for the current gallery.
 DEFAULT_FALSE_MATCH_RATE = 0.001
 
 

@@ -30,7 +30,7 @@ class RecognizeInputSerializer(serializers.Serializer):
     threshold = serializers.FloatField(
         required=False, min_value=0, max_value=1,
         help_text="Minimum similarity (1 + cosine) / 2. Leave it out to use the organisation's false_match_rate, "
-        "turned into a threshold for its current gallery size (docs/open-set.md).")
+        "turned into a threshold for its current gallery size (docs/OPEN_SET.md).")
     max_results = serializers.IntegerField(required=False, min_value=1, max_value=20)
     api_auth = ApiAuthSerializer(required=False)
 

@@ -46,7 +46,7 @@ class DlibLandmarkAligner:
 
 # Where RetinaFace's five points (image order: eyes, nose tip, mouth corners) land in dlib's 150 px
 # chip with padding 0.25: their mean position in `get_face_chip` chips of 400 ../shared/lfw-train
-# photos, made symmetric about the chip's centre (docs/detector.md).
+# photos, made symmetric about the chip's centre (docs/DETECTOR.md).
 DLIB_CHIP_CENTRE = 74.5
 DLIB_CHIP_TEMPLATE = np.array(
     [[DLIB_CHIP_CENTRE - 28.2, 45.25], [DLIB_CHIP_CENTRE + 28.2, 45.25], [DLIB_CHIP_CENTRE - 1.2, 77.2],
@@ -74,7 +74,7 @@ class FivePointAligner:
     """dlib's 150 px chip (padding 0.25) from the detector's own five landmarks, in one warp.
 
     On ../shared/faces with the Dlib embedder this separates people better than dlib's 5-point
-    predictor run on RetinaFace's box (EER 0.57% against 1.01%; docs/detector.md). Faces without
+    predictor run on RetinaFace's box (EER 0.57% against 1.01%; docs/DETECTOR.md). Faces without
     landmarks (HOG and other detectors) go through dlib's predictor as before.
     """
 

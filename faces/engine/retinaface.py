@@ -25,7 +25,7 @@ STEPS = (8, 16, 32)
 ANCHORS = ((16, 32), (64, 128), (256, 512))
 VARIANCE_CENTER, VARIANCE_SIZE = 0.1, 0.2
 
-# Chosen on ../shared/faces (docs/detector.md): every face photo and group face found, no box on a
+# Chosen on ../shared/faces (docs/DETECTOR.md): every face photo and group face found, no box on a
 # no-face photo. One pass: the lowest real face scored 0.858, the highest false box 0.825.
 DEFAULT_SCORE_THRESHOLD = 0.85
 # Faces only the 2x pass adds: a face cut off by the frame scored 0.615, the best doubtful box 0.486.

@@ -7,7 +7,7 @@ from tests.conftest import api_auth, key_client
 pytestmark = pytest.mark.django_db
 
 STRANGERS = ("Lin_Manuel_Miranda", "Azure_Family3_Lady", "Azure_Family3_Man")
-# Named correctly at the default decision (false_match_rate 0.001 for this gallery, docs/open-set.md):
+# Named correctly at the default decision (false_match_rate 0.001 for this gallery, docs/OPEN_SET.md):
 # the calibrated threshold leaves some genuine photos unnamed rather than name a stranger.
 MIN_NAMED = 0.8
 MIN_TOP_CANDIDATE_RANK1 = 0.995  # the right person is the top candidate, whatever the threshold

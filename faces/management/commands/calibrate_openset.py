@@ -30,7 +30,7 @@ from faces.calibration.build import (
 from faces.calibration.dataset import default_lfw_dir, embed_folder
 from faces.decision import calibration_paths, load_calibration
 
-# What the LFW measurements chose (docs/open-set.md, `bench/openset.py --explore`).
+# What the LFW measurements chose (docs/OPEN_SET.md, `bench/openset.py --explore`).
 DEFAULT_K = 10
 DEFAULT_MARGIN = 0.0
 # Thresholds move between datasets (up to 2x over target in the study behind the notes), so the
