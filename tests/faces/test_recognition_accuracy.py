@@ -7,8 +7,13 @@ from tests.conftest import api_auth, key_client
 pytestmark = pytest.mark.django_db
 
 STRANGERS = ("Lin_Manuel_Miranda", "Azure_Family3_Lady", "Azure_Family3_Man")
-MIN_RANK1 = 0.95  # named correctly at the default threshold
-MIN_TOP_CANDIDATE_RANK1 = 0.995  # the right person is the top candidate, whatever the threshold
+# Floors are the figures measured on this set (189 probes: top candidate 189/189 = 1.000, named at
+# the default threshold 186/189 = 0.984) less a margin of one photo each, so a change that costs
+# more than one recognition fails here. Re-measure and move them together when the set or model changes.
+PROBES = 189
+MARGIN = 1  # photos
+MIN_TOP_CANDIDATE_RANK1 = (189 - MARGIN) / PROBES  # the right person is the top candidate, whatever the threshold
+MIN_RANK1 = (186 - MARGIN) / PROBES  # named correctly at the default threshold
 
 
 @pytest.fixture
@@ -62,6 +67,7 @@ def test_enrol_one_photo_each_then_recognise_the_others(tenant, manifest, capsys
               f"threshold {correct}/{total} = {rank1:.3f}; strangers matched: {len(false_matches)}/3; "
               f"no face found: {undetected}; misses: {misses}")
     assert undetected == []
+    assert total == PROBES, "the photo set changed: re-measure the floors above"
     assert top_rank1 >= MIN_TOP_CANDIDATE_RANK1
     assert rank1 >= MIN_RANK1
     assert false_matches == []

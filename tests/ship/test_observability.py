@@ -81,7 +81,6 @@ def test_metrics_expose_requests_stages_faces_and_model_after_a_recognition(
     }
     assert any("Dlib" in model for model in load_times), load_times
     assert all(seconds > 0 for seconds in load_times.values()), load_times
-    assert ("faceportal_websocket_connections", frozenset()) in after
 
 
 # The WebSocket metrics move through a real connection: tests/ship/test_websocket_observability.py.
