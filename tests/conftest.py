@@ -16,6 +16,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -186,6 +187,29 @@ def key_client(issued: IssuedKey, *, header: str = "bearer") -> APIClient:
     else:
         client.credentials(HTTP_X_API_KEY=issued.plaintext)
     return client
+
+
+class Tenant(NamedTuple):
+    """An organisation, a key of it, and a REST client that sends that key."""
+
+    org: Organization
+    issued: IssuedKey
+    client: APIClient
+
+
+@pytest.fixture
+def make_tenant(make_org, make_key):
+    def factory(slug: str = "acme", user: str = "alice", name: str = "default") -> Tenant:
+        org = make_org(slug)
+        issued = make_key(org, user=user, name=name)
+        return Tenant(org, issued, key_client(issued))
+
+    return factory
+
+
+@pytest.fixture
+def acme(make_tenant) -> Tenant:
+    return make_tenant("acme")
 
 
 def api_auth(issued: IssuedKey) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import api_auth, key_client
+from tests.conftest import api_auth
 
 pytestmark = pytest.mark.django_db
 
@@ -16,15 +16,8 @@ MIN_TOP_CANDIDATE_RANK1 = (189 - MARGIN) / PROBES  # the right person is the top
 MIN_RANK1 = (186 - MARGIN) / PROBES  # named correctly at the default threshold
 
 
-@pytest.fixture
-def tenant(make_org, make_key):
-    org = make_org("acme")
-    issued = make_key(org)
-    return org, issued, key_client(issued)
-
-
-def test_enrol_one_photo_each_then_recognise_the_others(tenant, manifest, capsys):
-    _, issued, client = tenant
+def test_enrol_one_photo_each_then_recognise_the_others(acme, manifest, capsys):
+    _, issued, client = acme
     identities = {name: photos for name, photos in manifest.items() if not name.startswith("_")}
     for name, photos in identities.items():
         if name in STRANGERS:
