@@ -38,7 +38,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
-from faces.index.base import Hit, VectorIndex, VectorRecord, cosine_to_similarity
+from faces.index.base import Hit, VectorIndex, VectorRecord, cosine_to_similarity, vector_to_bytes
 from faces.models import EmbeddedVector, IndexState
 
 logger = logging.getLogger(__name__)
@@ -60,10 +60,6 @@ COMPACT_DEAD_SHARE = 0.25
 SAVE_CHANGED_SHARE = 0.02
 SAVE_MIN_CHANGES = 1000
 FETCH_CHUNK = 5000
-
-
-def _to_bytes(vector: np.ndarray) -> bytes:
-    return np.asarray(vector, dtype="<f4").tobytes()
 
 
 def _ann_index(dimension: int):
@@ -648,7 +644,7 @@ class EmbeddedVectorIndex(VectorIndex):
                         organization_id=organization_id,
                         face_id=record.face_id,
                         person_id=record.person_id,
-                        vector=_to_bytes(record.vector),
+                        vector=vector_to_bytes(record.vector),
                         version=new_version,
                     )
                     for record in records
@@ -698,7 +694,7 @@ class EmbeddedVectorIndex(VectorIndex):
                 batch.append(
                     EmbeddedVector(
                         organization_id=organization_id, face_id=record.face_id, person_id=record.person_id,
-                        vector=_to_bytes(record.vector), version=new_version,
+                        vector=vector_to_bytes(record.vector), version=new_version,
                     )
                 )
                 if len(batch) >= 1000:

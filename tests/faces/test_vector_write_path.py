@@ -57,7 +57,7 @@ def test_registration_stands_when_the_in_memory_update_fails(make_org, manifest,
     photos = manifest["Barack_Obama"]
     first = person_register(organization=organization, name="Obama", images=[photos[0].b64()])
     index = get_index()
-    probe = np.frombuffer(bytes(Face.objects.get(pk=first.outcomes[0].face_id).embedding), "<f4")
+    probe = Face.objects.get(pk=first.outcomes[0].face_id).vector
     index.search(organization_id=organization.pk, vectors=probe, k=1)  # this worker holds a copy now
 
     # Fault injection: the copy's update, run by the store's on_commit hook, fails (as on MemoryError).

@@ -4,38 +4,19 @@ stale-frame dropping. Real PostgreSQL and Redis, the real model on real photos."
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 from channels.testing import WebsocketCommunicator
 
 from apikeys.services import api_key_revoke
 from apikeys.websocket import CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_KEY_REVOKED, CLOSE_UNAUTHORIZED
-from faceportal.routing import websocket_urlpatterns
 from faces.services import person_register
+from tests.websocket import ORIGIN, application, socket_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# The WebSocket half of faceportal.asgi.application, without its HTTP half and model warm-up.
-application = AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns))
-ORIGIN = (b"origin", b"http://testserver")
 TIMEOUT = 60  # the first frame may load the model
-
-
-def socket_path(issued=None, **params) -> str:
-    query = {}
-    if issued is not None:
-        query = {
-            "token": issued.plaintext,
-            "organization": issued.api_key.organization.slug,
-            "user": issued.api_key.user,
-            "api_key_name": issued.api_key.name,
-        }
-    query.update(params)
-    return "/ws/recognize?" + urlencode({k: v for k, v in query.items() if v is not None})
 
 
 async def open_socket(path: str) -> WebsocketCommunicator:
