@@ -142,8 +142,8 @@ def alignment() -> None:
     from bench.common import STRANGERS, people
     from faces.engine.alignment import DlibLandmarkAligner, FivePointAligner
     from faces.engine.detection import DeepFaceDetector
+    from faces.engine.embedder import DeepFaceEmbedder
     from faces.engine.pipeline import prominence
-    from faces.engine.recognition import DeepFaceEmbedder
     from faces.index.base import cosine_to_similarity
 
     retina = DeepFaceDetector("retinaface-onnx", max_side=settings.FACEPORTAL_DETECT_MAX_SIDE, min_side=400)
