@@ -13,8 +13,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from apikeys.services import api_key_issue
-from apikeys.throttling import websocket_slots
-from apikeys.websocket import CLOSE_BUSY, process_connections
+from apikeys.websocket import CLOSE_BUSY, process_connections, websocket_slots
 from organizations.services import organization_create
 from tests.websocket import ORIGIN, application, socket_path
 
