@@ -23,7 +23,6 @@ unknown) rather than turning a Redis failure into an API outage.
 from __future__ import annotations
 
 import ipaddress
-import threading
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -206,11 +205,7 @@ class FailedAuthBudget:
         return self.spent.window
 
 
-# --- WebSockets ------------------------------------------------------------------------------------
-
-CLOSE_TOO_MANY_FOR_KEY = 4429  # this API key already holds its limit of live connections
-CLOSE_AUTH_THROTTLED = 4430  # too many failed handshakes from this address; retry after the window
-
+# --- WebSocket handshakes (the same failed-authentication budget; close codes and slots: apikeys.websocket) ---
 
 class _HandshakeRequest:
     """What the throttles read of a request (its address), built from an ASGI WebSocket scope."""
@@ -242,37 +237,3 @@ def _handshake_token(scope: dict) -> str | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return values[-1].strip() if values else None
-
-
-class ConnectionSlots:
-    """Live WebSocket connections per API key in this worker process.
-
-    Counted in memory, not in Redis: a killed worker must not leave slots taken forever, and each
-    daphne process can only run so many sockets anyway. With W workers a key holds at most W x limit.
-    """
-
-    def __init__(self) -> None:
-        self._counts: dict[int, int] = {}
-        self._lock = threading.Lock()
-
-    def acquire(self, key_id: int, *, limit: int) -> bool:
-        with self._lock:
-            if self._counts.get(key_id, 0) >= limit:
-                return False
-            self._counts[key_id] = self._counts.get(key_id, 0) + 1
-            return True
-
-    def release(self, key_id: int) -> None:
-        with self._lock:
-            remaining = self._counts.get(key_id, 0) - 1
-            if remaining > 0:
-                self._counts[key_id] = remaining
-            else:
-                self._counts.pop(key_id, None)
-
-    def held(self, key_id: int) -> int:
-        with self._lock:
-            return self._counts.get(key_id, 0)
-
-
-websocket_slots = ConnectionSlots()

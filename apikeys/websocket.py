@@ -22,6 +22,8 @@ CLOSE_UNAUTHORIZED = 4401  # the key is unknown, malformed, revoked, or its orga
 CLOSE_FORBIDDEN = 4403  # the key is valid but is not `organization`'s, or `user`/`api_key_name` differ
 CLOSE_KEY_REVOKED = 4410  # the key was revoked (or its organisation deactivated) while connected
 CLOSE_BUSY = 4503  # the server is at its WebSocket connection limit; retry later
+CLOSE_TOO_MANY_FOR_KEY = 4429  # this API key already holds its limit of live connections
+CLOSE_AUTH_THROTTLED = 4430  # too many failed handshakes from this address; retry after the window
 CLOSE_INTERNAL_ERROR = 1011
 
 # The error code of the final `{"type": "error", "close_code": ...}` message sent before each
@@ -31,8 +33,8 @@ CLOSE_ERROR_CODES = {
     CLOSE_UNAUTHORIZED: "authentication_failed",
     CLOSE_FORBIDDEN: "forbidden",
     CLOSE_KEY_REVOKED: "api_key_revoked",
-    4429: "too_many_connections",  # apikeys.throttling.CLOSE_TOO_MANY_FOR_KEY
-    4430: "throttled",  # apikeys.throttling.CLOSE_AUTH_THROTTLED
+    CLOSE_TOO_MANY_FOR_KEY: "too_many_connections",
+    CLOSE_AUTH_THROTTLED: "throttled",
     CLOSE_BUSY: "server_busy",
     CLOSE_INTERNAL_ERROR: "internal_error",
 }
@@ -138,3 +140,37 @@ class ProcessConnectionCap:
 
 
 process_connections = ProcessConnectionCap()
+
+
+class ConnectionSlots:
+    """Live WebSocket connections per API key in this worker process.
+
+    Counted in memory, not in Redis: a killed worker must not leave slots taken forever, and each
+    daphne process can only run so many sockets anyway. With W workers a key holds at most W x limit.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key_id: int, *, limit: int) -> bool:
+        with self._lock:
+            if self._counts.get(key_id, 0) >= limit:
+                return False
+            self._counts[key_id] = self._counts.get(key_id, 0) + 1
+            return True
+
+    def release(self, key_id: int) -> None:
+        with self._lock:
+            remaining = self._counts.get(key_id, 0) - 1
+            if remaining > 0:
+                self._counts[key_id] = remaining
+            else:
+                self._counts.pop(key_id, None)
+
+    def held(self, key_id: int) -> int:
+        with self._lock:
+            return self._counts.get(key_id, 0)
+
+
+websocket_slots = ConnectionSlots()

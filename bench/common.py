@@ -6,24 +6,24 @@ same process, on the same photos, one after the other.
 
 from __future__ import annotations
 
-import csv
 import os
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-STRANGERS = ("Lin_Manuel_Miranda", "Azure_Family3_Lady", "Azure_Family3_Man")
+from tests.photos import FACES_DIR, STRANGERS, Photo, load_manifest  # noqa: E402
+
+__all__ = ["STRANGERS", "Photo"]
 
 
 def faces_dir() -> Path:
-    return Path(os.environ.get("FACEPORTAL_FACES_DIR") or REPO_ROOT.parent / "shared" / "faces").resolve()
+    return FACES_DIR.resolve()
 
 
 def setup_django() -> None:
@@ -41,20 +41,9 @@ def setup_django() -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
-@dataclass(frozen=True)
-class Photo:
-    path: Path
-    identity: str
-
-
 def manifest() -> dict[str, list[Photo]]:
     """identity -> photos in manifest order (includes `_noface` and `_group`)."""
-    root = faces_dir()
-    by_identity: dict[str, list[Photo]] = {}
-    with open(root / "manifest.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            by_identity.setdefault(row["identity"], []).append(Photo(root / row["path"], row["identity"]))
-    return by_identity
+    return load_manifest(faces_dir())
 
 
 def people() -> dict[str, list[Photo]]:

@@ -142,8 +142,9 @@ def alignment() -> None:
     from bench.common import STRANGERS, people
     from faces.engine.alignment import DlibLandmarkAligner, FivePointAligner
     from faces.engine.detection import DeepFaceDetector
+    from faces.engine.embedder import DeepFaceEmbedder
     from faces.engine.pipeline import prominence
-    from faces.engine.recognition import DeepFaceEmbedder
+    from faces.index.base import cosine_to_similarity
 
     retina = DeepFaceDetector("retinaface-onnx", max_side=settings.FACEPORTAL_DETECT_MAX_SIDE, min_side=400)
     hog = DeepFaceDetector("dlib", max_side=settings.FACEPORTAL_DETECT_MAX_SIDE, min_side=400)
@@ -172,7 +173,7 @@ def alignment() -> None:
     rows = []
     for name, found in vectors.items():
         embeddings = np.array(found)
-        similarity = (1 + embeddings @ embeddings.T) / 2
+        similarity = cosine_to_similarity(embeddings @ embeddings.T)
         gallery = {}
         for k, identity in enumerate(ids):
             if identity not in STRANGERS:

@@ -45,7 +45,7 @@ def faces_per_second(runtime: str, chips, threads: int) -> tuple[float, float]:
     Cores busy is this process's CPU seconds per wall second: near the thread count when the model
     runs outside the GIL, near 1 when the threads take turns (or fewer when the machine is busy).
     """
-    from faces.engine.recognition import DeepFaceEmbedder
+    from faces.engine.embedder import DeepFaceEmbedder
 
     ready = threading.Barrier(threads + 1)
     counts = [0] * threads
@@ -75,7 +75,7 @@ def faces_per_second(runtime: str, chips, threads: int) -> tuple[float, float]:
 
 
 def measure(runtime: str, chips) -> dict[str, float]:
-    from faces.engine.recognition import DeepFaceEmbedder
+    from faces.engine.embedder import DeepFaceEmbedder
 
     embedder = DeepFaceEmbedder("Dlib", dlib_runtime=runtime)
     embedder.embed(chips[:1])  # load
@@ -175,7 +175,7 @@ def gil_table(chips) -> str:
 
     from bench.latency import test_images
     from faces.engine.detection import DeepFaceDetector
-    from faces.engine.recognition import DeepFaceEmbedder
+    from faces.engine.embedder import DeepFaceEmbedder
 
     frame = cv2.imdecode(np.frombuffer(base64.b64decode(test_images()["640x480 frame"]), np.uint8), cv2.IMREAD_COLOR)
     batch = chips[:8]

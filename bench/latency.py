@@ -57,8 +57,8 @@ def bench_organization(slug: str = "bench-latency"):
     """An organisation with one enrolled face per dev identity (real embeddings, real rows)."""
     from bench.embeddings import CACHE, dev_embeddings
     from faces.index import VectorRecord, get_index
+    from faces.index.base import vector_to_bytes
     from faces.models import Face, Person
-    from faces.services import embedding_bytes
     from organizations.models import Organization
     from organizations.services import organization_create
 
@@ -79,7 +79,7 @@ def bench_organization(slug: str = "bench-latency"):
     for name, vector in first_of.items():
         person = Person.objects.create(organization=organization, name=name)
         face = Face.objects.create(organization=organization, person=person, model_name="Dlib",
-                                   embedding=embedding_bytes(vector), box={"x": 0, "y": 0, "w": 1, "h": 1})
+                                   embedding=vector_to_bytes(vector), box={"x": 0, "y": 0, "w": 1, "h": 1})
         records.append(VectorRecord(face_id=face.pk, person_id=person.pk, vector=vector))
     get_index().ensure_organization(organization_id=organization.pk, dimension=128)
     get_index().add(organization_id=organization.pk, records=records)

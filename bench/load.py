@@ -46,6 +46,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import percentile  # noqa: E402
+
 DEFAULT_PHOTO = Path(os.environ.get("FACEPORTAL_FACES_DIR") or Path(__file__).resolve().parents[2] / "shared" / "faces")
 MAX_TOTAL_REQUESTS = 2_000_000
 MAX_SECONDS = 3600
@@ -74,18 +79,11 @@ class Tally:
         return {
             "requests": len(values) + len(errors),
             "per_second": round(len(values) / seconds, 2) if seconds else 0.0,
-            "p50_ms": round(percentile(values, 50), 1),
-            "p99_ms": round(percentile(values, 99), 1),
+            "p50_ms": round(percentile(values, 0.5), 1) if values else 0.0,
+            "p99_ms": round(percentile(values, 0.99), 1) if values else 0.0,
             "errors": len(errors),
             "first_errors": errors[:5],
         }
-
-
-def percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return 0.0
-    rank = min(len(values) - 1, max(0, round(pct / 100 * (len(values) - 1))))
-    return values[rank]
 
 
 def require_loopback(host: str, port: int) -> None:

@@ -26,8 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import cv2
 import websockets
+
+from bench.common import percentile  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_SECONDS = 60
@@ -130,13 +135,6 @@ async def run_client(*, url: str, origin: str, frame: bytes, fps: float, seconds
     except (OSError, websockets.WebSocketException, TimeoutError) as exc:
         run.error = f"{type(exc).__name__}: {exc}"
     return run
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
 
 
 async def scenario(*, base_ws: str, query: dict[str, str], origin: str, frame: bytes, clients: int,

@@ -22,7 +22,7 @@ _SLUG = re.compile(SLUG_PATTERN)
 
 
 def landing(request):
-    from faces.engine.recognition import DEFAULT_THRESHOLDS
+    from faces.engine.embedder import DEFAULT_THRESHOLDS
 
     organization = request.GET.get("org", "")
     return render(

@@ -40,7 +40,9 @@ _DATA_URI = re.compile(r"^data:image/[a-z0-9.+-]+(;[a-z0-9=.+-]+)*;base64,", re.
 _PATH_LIKE = re.compile(r"^[^\s]{1,1024}\.(jpe?g|png|webp|bmp|gif|tiff?)$", re.IGNORECASE)
 _BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/_=\s-]+$")
 
-# Pillow's own bomb guard, aligned with ours (ours is checked first and gives the nicer error).
+# Pillow's own bomb guard is off, not aligned: ours (FACEPORTAL_MAX_IMAGE_PIXELS, read from the header
+# before any decode, with the per-request pixel budget below) replaces it and answers image_too_large;
+# Pillow's would warn, or raise at twice its fixed limit, whatever our setting says.
 Image.MAX_IMAGE_PIXELS = None
 
 

@@ -1,6 +1,7 @@
 import numpy as np
 from django.db import models
 
+from faces.index.base import vector_from_bytes
 from organizations.models import Organization
 
 
@@ -44,7 +45,7 @@ class Face(models.Model):
 
     @property
     def vector(self) -> np.ndarray:
-        return np.frombuffer(bytes(self.embedding), dtype="<f4")
+        return vector_from_bytes(self.embedding)
 
 
 class IndexState(models.Model):

@@ -203,7 +203,7 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 
 def default_threshold() -> float:
-    from faces.engine.recognition import DEFAULT_THRESHOLDS
+    from faces.engine.embedder import DEFAULT_THRESHOLDS
 
     return float(settings.FACEPORTAL_DEFAULT_THRESHOLD
                  or DEFAULT_THRESHOLDS.get(settings.DEEPFACE_EMBEDDER_MODEL, 0.85))

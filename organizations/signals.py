@@ -2,6 +2,8 @@
 
 from django.dispatch import Signal
 
-# Sent after an organisation row is created or deleted (inside on_commit): kwargs `organization`.
+# kwargs `organization`. `organization_created` is sent right after the row's own atomic block (not
+# deferred: inside a caller's transaction the row is not committed yet); `organization_deleted` is
+# sent from on_commit, once the deletion is committed.
 organization_created = Signal()
 organization_deleted = Signal()

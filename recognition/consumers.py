@@ -16,23 +16,20 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from apikeys.throttling import (
-    CLOSE_AUTH_THROTTLED,
-    CLOSE_TOO_MANY_FOR_KEY,
-    websocket_handshake_blocked,
-    websocket_handshake_failed,
-    websocket_slots,
-)
+from apikeys.throttling import websocket_handshake_blocked, websocket_handshake_failed
 from apikeys.websocket import (
+    CLOSE_AUTH_THROTTLED,
     CLOSE_BUSY,
     CLOSE_ERROR_CODES,
     CLOSE_INTERNAL_ERROR,
     CLOSE_KEY_REVOKED,
+    CLOSE_TOO_MANY_FOR_KEY,
     CLOSE_UNAUTHORIZED,
     WebSocketAuthError,
     handshake_credentials,
     process_connections,
     websocket_authenticate,
+    websocket_slots,
 )
 from faceportal.errors import FacePortalError, error_payload
 from faceportal.websocket_observe import ConnectionObserver

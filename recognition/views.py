@@ -4,7 +4,7 @@ from django.conf import settings
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from faces.engine.recognition import DEFAULT_THRESHOLDS
+from faces.engine.embedder import DEFAULT_THRESHOLDS
 
 
 @require_GET

@@ -11,11 +11,10 @@ missing. Tests without those markers (for example `tests/ship/test_make_run.py`)
 from __future__ import annotations
 
 import base64
-import csv
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -25,10 +24,10 @@ from rest_framework.test import APIClient
 from apikeys.services import IssuedKey, api_key_issue
 from organizations.models import Organization
 from organizations.services import organization_create
+from tests.photos import FACES_DIR, Photo, load_manifest
 from tests.redis_server import RedisProcess, redis_cache_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FACES_DIR = Path(os.environ.get("FACEPORTAL_FACES_DIR") or REPO_ROOT.parent / "shared" / "faces")
 
 
 DATABASE_FIXTURES = {"django_db_setup", "db", "transactional_db"}
@@ -110,18 +109,6 @@ def database_url(settings_dict: dict) -> str:
     return f"postgres://{credentials}@{host}:{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}"
 
 
-@dataclass(frozen=True)
-class Photo:
-    path: Path
-    identity: str
-
-    def b64(self) -> str:
-        return base64.b64encode(self.path.read_bytes()).decode()
-
-    def data_uri(self) -> str:
-        return "data:image/jpeg;base64," + self.b64()
-
-
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:
     if not (FACES_DIR / "manifest.csv").exists():
@@ -132,11 +119,7 @@ def faces_dir() -> Path:
 @pytest.fixture(scope="session")
 def manifest(faces_dir) -> dict[str, list[Photo]]:
     """identity -> photos in manifest order (includes `_noface` and `_group`)."""
-    by_identity: dict[str, list[Photo]] = {}
-    with open(faces_dir / "manifest.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            by_identity.setdefault(row["identity"], []).append(Photo(faces_dir / row["path"], row["identity"]))
-    return by_identity
+    return load_manifest(faces_dir)
 
 
 @pytest.fixture(autouse=True)
@@ -186,6 +169,29 @@ def key_client(issued: IssuedKey, *, header: str = "bearer") -> APIClient:
     else:
         client.credentials(HTTP_X_API_KEY=issued.plaintext)
     return client
+
+
+class Tenant(NamedTuple):
+    """An organisation, a key of it, and a REST client that sends that key."""
+
+    org: Organization
+    issued: IssuedKey
+    client: APIClient
+
+
+@pytest.fixture
+def make_tenant(make_org, make_key):
+    def factory(slug: str = "acme", user: str = "alice", name: str = "default") -> Tenant:
+        org = make_org(slug)
+        issued = make_key(org, user=user, name=name)
+        return Tenant(org, issued, key_client(issued))
+
+    return factory
+
+
+@pytest.fixture
+def acme(make_tenant) -> Tenant:
+    return make_tenant("acme")
 
 
 def api_auth(issued: IssuedKey) -> dict[str, str]:

@@ -21,7 +21,7 @@ from faces.engine.alignment import EyeAligner, FivePointAligner
 from faces.engine.base import DetectedFace, EmbeddedFace
 from faces.engine.cache import model_load_seconds
 from faces.engine.detection import DeepFaceDetector
-from faces.engine.recognition import DEFAULT_THRESHOLDS, DeepFaceEmbedder
+from faces.engine.embedder import DEFAULT_THRESHOLDS, DeepFaceEmbedder
 from faces.engine.weights import prepare_deepface_home
 
 logger = logging.getLogger(__name__)

@@ -37,6 +37,15 @@ def cosine_to_similarity(cosine: np.ndarray | float) -> np.ndarray | float:
     return (1.0 + cosine) / 2.0
 
 
+def vector_to_bytes(vector: np.ndarray) -> bytes:
+    """How an embedding is stored in the database: little-endian float32."""
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def vector_from_bytes(blob: bytes | memoryview) -> np.ndarray:
+    return np.frombuffer(bytes(blob), dtype="<f4")
+
+
 class VectorIndex(ABC):
     name: str = "base"
 

@@ -8,7 +8,6 @@ from PIL import Image
 
 from faces.index import get_index
 from faces.models import EmbeddedVector, Face, Person
-from tests.conftest import key_client
 from tests.image_samples import png_claiming
 
 pytestmark = pytest.mark.django_db
@@ -20,12 +19,6 @@ def jpeg_bytes() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64), (120, 80, 40)).save(buffer, format="JPEG")
     return buffer.getvalue()
-
-
-@pytest.fixture
-def acme(make_org, make_key):
-    org = make_org("acme")
-    return org, key_client(make_key(org))
 
 
 def b64(data: bytes) -> str:
@@ -49,7 +42,7 @@ BAD_IMAGES = {
 
 @pytest.mark.parametrize("label", list(BAD_IMAGES))
 def test_bad_image_on_register_is_reported_per_image_and_alone_is_4xx(acme, manifest, label):
-    org, client = acme
+    org, _, client = acme
     bad, code = BAD_IMAGES[label]
     good = manifest["Tony_Blair"][0].b64()
     # Among good images, a bad one is reported in its own outcome and does not stop the others.
@@ -71,7 +64,7 @@ def test_bad_image_on_register_is_reported_per_image_and_alone_is_4xx(acme, mani
 
 @pytest.mark.parametrize("label", ["invalid base64", "truncated jpeg", "20000x20000 png header", "url to loopback"])
 def test_bad_image_on_recognize_is_4xx(acme, label):
-    _, client = acme
+    client = acme.client
     bad, code = BAD_IMAGES[label]
     response = client.post("/recognize/acme", {"image": bad}, format="json")
     assert 400 <= response.status_code < 500
@@ -90,7 +83,7 @@ def test_bad_image_on_recognize_is_4xx(acme, label):
     ],
 )
 def test_bad_register_bodies(acme, body, field):
-    _, client = acme
+    client = acme.client
     response = client.post("/register/acme", body, format="json")
     assert response.status_code == 400, response.content
     assert response.json()["error"]["details"]["field"] == field
@@ -103,14 +96,14 @@ def test_bad_register_bodies(acme, body, field):
      ({"image": "x", "max_results": 0}, "max_results"), ({"image": "x", "max_results": True}, "max_results")],
 )
 def test_bad_recognize_bodies(acme, body, field):
-    _, client = acme
+    client = acme.client
     response = client.post("/recognize/acme", body, format="json")
     assert response.status_code == 400, response.content
     assert response.json()["error"]["details"]["field"] == field
 
 
 def test_server_paths_only_below_image_root(acme, manifest, faces_dir, settings, tmp_path):
-    _, client = acme
+    client = acme.client
     settings.FACEPORTAL_IMAGE_ROOT = str(faces_dir)
     inside = client.post("/recognize/acme", {"image": "Tony_Blair/2.jpg"}, format="json")
     assert inside.status_code == 200 and len(inside.json()["faces"]) == 1
@@ -130,7 +123,7 @@ def test_server_paths_only_below_image_root(acme, manifest, faces_dir, settings,
 
 
 def test_data_uri_and_object_forms_are_accepted(acme, manifest):
-    _, client = acme
+    client = acme.client
     photo = manifest["Tony_Blair"][1]
     for image in (photo.data_uri(), {"base64": photo.b64()}):
         response = client.post("/recognize/acme", {"image": image}, format="json")

@@ -16,7 +16,7 @@ import pytest
 
 from faces.engine.dlib_onnx import DatFormatError, ensure_onnx, file_sha256, onnx_name, parse_dat, source_path
 from faces.engine.dlib_onnx_client import DlibOnnxClient
-from faces.engine.recognition import DeepFaceEmbedder, model_class
+from faces.engine.embedder import DeepFaceEmbedder, model_class
 from faces.engine.weights import packaged_dlib_file, prepare_deepface_home
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -4,23 +4,14 @@ import pytest
 
 from faces.index import get_index
 from faces.models import EmbeddedVector, Face, Person
-from tests.conftest import api_auth, key_client
+from tests.conftest import api_auth
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def acme(make_org, make_key):
-    org = make_org("acme")
-    issued = make_key(org)
-    return org, issued, key_client(issued)
-
-
-@pytest.fixture
-def globex(make_org, make_key):
-    org = make_org("globex")
-    issued = make_key(org)
-    return org, issued, key_client(issued)
+def globex(make_tenant):
+    return make_tenant("globex")
 
 
 def register(client, org_slug, name, photos):
@@ -44,7 +35,7 @@ def test_register_reports_per_image_outcomes(acme, manifest):
 
 
 def test_registering_existing_name_adds_faces(acme, manifest):
-    _, _, client = acme
+    client = acme.client
     first = register(client, "acme", "Obama", manifest["Barack_Obama"][:1]).json()
     second = register(client, "acme", "Obama", manifest["Barack_Obama"][1:3]).json()
     assert second["created"] is False
@@ -62,7 +53,7 @@ def test_all_images_without_faces_is_422_and_stores_nothing(acme, manifest):
 
 
 def test_noface_images_give_no_faces(acme, manifest):
-    _, _, client = acme
+    client = acme.client
     for photo in manifest["_noface"]:
         response = client.post("/recognize/acme", {"image": photo.b64()}, format="json")
         assert response.status_code == 200
@@ -70,7 +61,7 @@ def test_noface_images_give_no_faces(acme, manifest):
 
 
 def test_group_photo_names_both_people(acme, manifest, faces_dir):
-    _, _, client = acme
+    client = acme.client
     register(client, "acme", "Barack Obama", manifest["Barack_Obama"][:1])
     register(client, "acme", "Joe Biden", manifest["Joe_Biden"][:1])
     group = faces_dir / "_group" / "two_people.jpg"
@@ -88,8 +79,8 @@ def test_group_photo_names_both_people(acme, manifest, faces_dir):
 
 
 def test_tenant_a_people_never_returned_to_tenant_b(acme, globex, manifest):
-    _, _, acme_client = acme
-    _, _, globex_client = globex
+    acme_client = acme.client
+    globex_client = globex.client
     register(acme_client, "acme", "Obama", manifest["Barack_Obama"][:1])
     probe = manifest["Barack_Obama"][1].b64()
     own = acme_client.post("/recognize/acme", {"image": probe}, format="json").json()
@@ -103,7 +94,7 @@ def test_tenant_a_people_never_returned_to_tenant_b(acme, globex, manifest):
 
 def test_people_list_detail_rename_delete(acme, globex, manifest):
     org, issued, client = acme
-    _, _, globex_client = globex
+    globex_client = globex.client
     obama = register(client, "acme", "Barack Obama", manifest["Barack_Obama"][:2]).json()["person"]
     register(client, "acme", "Joe Biden", manifest["Joe_Biden"][:1])
 
@@ -126,18 +117,21 @@ def test_people_list_detail_rename_delete(acme, globex, manifest):
     assert client.delete(f"/orgs/acme/people/{obama['id']}/faces/{face_id}").status_code == 204
     assert get_index().count(organization_id=org.pk) == 2
 
+    remaining = Face.objects.get(person_id=obama["id"])
+    get_index().search(organization_id=org.pk, vectors=remaining.vector, k=1)  # this worker holds a copy
     assert client.delete(f"/orgs/acme/people/{obama['id']}", {"api_auth": api_auth(issued)},
                          format="json").status_code == 204
     assert not Person.objects.filter(pk=obama["id"]).exists()
     assert get_index().count(organization_id=org.pk) == 1
     assert not EmbeddedVector.objects.filter(person_id=obama["id"]).exists()
-    probe = manifest["Barack_Obama"][2].b64()
-    result = client.post("/recognize/acme", {"image": probe}, format="json").json()
-    assert all(face["match"] is None or face["match"]["name"] != "Obama" for face in result["faces"])
+    # Asked of the index itself: a recognition would hide a stale copy, since its join with the
+    # people table drops faces that are gone.
+    hits = get_index().search(organization_id=org.pk, vectors=remaining.vector, k=10)[0]
+    assert remaining.pk not in {hit.face_id for hit in hits}
 
 
 def test_verify_two_images_and_image_against_person(acme, manifest):
-    _, _, client = acme
+    client = acme.client
     same = client.post("/verify/acme", {"image": manifest["Tony_Blair"][0].b64(),
                                         "image2": manifest["Tony_Blair"][1].b64()}, format="json")
     assert same.status_code == 200, same.content
@@ -152,7 +146,7 @@ def test_verify_two_images_and_image_against_person(acme, manifest):
 
 
 def test_multipart_upload_registers_and_recognises(acme, manifest):
-    _, _, client = acme
+    client = acme.client
     photo = manifest["Tony_Blair"][0]
     with open(photo.path, "rb") as handle:
         response = client.post("/register/acme", {"name": "Blair", "images": [handle]}, format="multipart")

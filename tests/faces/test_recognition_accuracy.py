@@ -2,26 +2,24 @@
 
 import pytest
 
-from tests.conftest import api_auth, key_client
+from tests.conftest import api_auth
+from tests.photos import STRANGERS
 
 pytestmark = pytest.mark.django_db
 
-STRANGERS = ("Lin_Manuel_Miranda", "Azure_Family3_Lady", "Azure_Family3_Man")
-# Named correctly at the default decision (false_match_rate 0.001 for this gallery, docs/OPEN_SET.md):
-# the calibrated threshold leaves some genuine photos unnamed rather than name a stranger.
-MIN_NAMED = 0.8
-MIN_TOP_CANDIDATE_RANK1 = 0.995  # the right person is the top candidate, whatever the threshold
+# Floors come from the figures measured on this set (189 probes): the right person is the top
+# candidate for 189/189 (issue 11's bar, rank-1 >= 0.995, allows no miss with 189 probes), and
+# 163/189 are named at the default decision (false_match_rate 0.001 for this 42-person gallery,
+# docs/OPEN_SET.md: the calibrated threshold leaves some genuine photos unnamed rather than name a
+# stranger), less a margin of 2 photos for borderline scores. Re-measure and move them together
+# when the set, the model or the calibration changes.
+PROBES = 189
+MIN_TOP_CANDIDATE_RANK1 = 0.995  # whatever the threshold
+MIN_NAMED = (163 - 2) / PROBES  # named correctly at the default decision
 
 
-@pytest.fixture
-def tenant(make_org, make_key):
-    org = make_org("acme")
-    issued = make_key(org)
-    return org, issued, key_client(issued)
-
-
-def test_enrol_one_photo_each_then_recognise_the_others(tenant, manifest, capsys):
-    _, issued, client = tenant
+def test_enrol_one_photo_each_then_recognise_the_others(acme, manifest, capsys):
+    _, issued, client = acme
     identities = {name: photos for name, photos in manifest.items() if not name.startswith("_")}
     for name, photos in identities.items():
         if name in STRANGERS:
@@ -65,6 +63,7 @@ def test_enrol_one_photo_each_then_recognise_the_others(tenant, manifest, capsys
               f"threshold {correct}/{total} = {named_rate:.3f}; strangers matched: {len(false_matches)}/3; "
               f"no face found: {undetected}; misses: {misses}")
     assert undetected == []
+    assert total == PROBES, "the photo set changed: re-measure the floors above"
     assert top_rank1 >= MIN_TOP_CANDIDATE_RANK1
     assert named_rate >= MIN_NAMED
     assert false_matches == []

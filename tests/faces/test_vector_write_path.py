@@ -57,7 +57,7 @@ def test_registration_stands_when_the_in_memory_update_fails(make_org, manifest,
     photos = manifest["Barack_Obama"]
     first = person_register(organization=organization, name="Obama", images=[photos[0].b64()])
     index = get_index()
-    probe = np.frombuffer(bytes(Face.objects.get(pk=first.outcomes[0].face_id).embedding), "<f4")
+    probe = Face.objects.get(pk=first.outcomes[0].face_id).vector
     index.search(organization_id=organization.pk, vectors=probe, k=1)  # this worker holds a copy now
 
     # Fault injection: the copy's update, run by the store's on_commit hook, fails (as on MemoryError).
@@ -75,6 +75,31 @@ def test_registration_stands_when_the_in_memory_update_fails(make_org, manifest,
     new_face = Face.objects.get(pk=second.outcomes[0].face_id)
     hit = index.search(organization_id=organization.pk, vectors=new_face.vector, k=1)[0][0]
     assert hit.face_id == new_face.pk and hit.similarity == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_committed_write_is_applied_to_this_workers_copy_by_the_commit_hook(make_org, tmp_path):
+    """The path production runs on every write: the on_commit hook updates the copy in place.
+
+    Checked on the held copy itself, without a search: a search would catch up from the table and
+    hide a hook that does nothing."""
+    organization = make_org("acme")
+    index = EmbeddedVectorIndex(directory=tmp_path)
+    rows = unit_rows(3, 5)
+    index.add(organization_id=organization.pk, records=[VectorRecord(face_id=1, person_id=1, vector=rows[0])])
+    index.search(organization_id=organization.pk, vectors=rows[0], k=1)  # this worker holds a copy now
+    held = index._orgs[organization.pk]
+
+    index.add(organization_id=organization.pk,
+              records=[VectorRecord(face_id=n, person_id=n, vector=rows[n - 1]) for n in (2, 3)])
+    assert index._orgs[organization.pk] is held
+    assert held.version == index._db_version(organization.pk)
+    assert held.face_ids.tolist() == [1, 2, 3]
+    np.testing.assert_array_equal(held.vectors()[2], rows[2])
+
+    index.remove(organization_id=organization.pk, face_ids=[2])
+    assert index._orgs[organization.pk] is held
+    assert held.version == index._db_version(organization.pk)
+    assert held.face_ids.tolist() == [1, 3]
 
 
 def test_the_graph_is_built_and_saved_in_the_background_while_searches_stay_exact(make_org, tmp_path):

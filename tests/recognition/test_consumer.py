@@ -4,38 +4,19 @@ stale-frame dropping. Real PostgreSQL and Redis, the real model on real photos."
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 from channels.testing import WebsocketCommunicator
 
 from apikeys.services import api_key_revoke
 from apikeys.websocket import CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_KEY_REVOKED, CLOSE_UNAUTHORIZED
-from faceportal.routing import websocket_urlpatterns
 from faces.services import person_register
+from tests.websocket import ORIGIN, application, socket_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# The WebSocket half of faceportal.asgi.application, without its HTTP half and model warm-up.
-application = AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns))
-ORIGIN = (b"origin", b"http://testserver")
 TIMEOUT = 60  # the first frame may load the model
-
-
-def socket_path(issued=None, **params) -> str:
-    query = {}
-    if issued is not None:
-        query = {
-            "token": issued.plaintext,
-            "organization": issued.api_key.organization.slug,
-            "user": issued.api_key.user,
-            "api_key_name": issued.api_key.name,
-        }
-    query.update(params)
-    return "/ws/recognize?" + urlencode({k: v for k, v in query.items() if v is not None})
 
 
 async def open_socket(path: str) -> WebsocketCommunicator:
@@ -68,10 +49,11 @@ async def reply(communicator: WebsocketCommunicator) -> dict:
 
 
 @pytest.fixture
-def acme(make_org, make_key, manifest):
-    org = make_org("acme")
-    person_register(organization=org, name="Barack Obama", images=[p.b64() for p in manifest["Barack_Obama"][:2]])
-    return make_key(org)
+def acme_key(acme, manifest):
+    """acme's key, with Barack Obama registered."""
+    person_register(organization=acme.org, name="Barack Obama",
+                    images=[p.b64() for p in manifest["Barack_Obama"][:2]])
+    return acme.issued
 
 
 @pytest.fixture
@@ -87,8 +69,8 @@ def obama_probe(manifest):
     return manifest["Barack_Obama"][2]
 
 
-async def test_valid_key_connects_and_recognises_a_json_frame(acme, obama_probe):
-    communicator, ready = await ready_socket(socket_path(acme))
+async def test_valid_key_connects_and_recognises_a_json_frame(acme_key, obama_probe):
+    communicator, ready = await ready_socket(socket_path(acme_key))
     assert ready["organization"] == "acme" and ready["drop_stale"] is True
     assert ready["limits"]["max_frame_bytes"] > 100_000
 
@@ -104,13 +86,13 @@ async def test_valid_key_connects_and_recognises_a_json_frame(acme, obama_probe)
     await communicator.disconnect()
 
 
-async def test_binary_jpeg_frame_gives_the_same_answer_as_rest(acme, obama_probe):
+async def test_binary_jpeg_frame_gives_the_same_answer_as_rest(acme_key, obama_probe):
     from tests.conftest import key_client
 
     rest = await database_sync_to_async(
-        lambda: key_client(acme).post("/recognize/acme", {"image": obama_probe.b64()}, format="json").json()
+        lambda: key_client(acme_key).post("/recognize/acme", {"image": obama_probe.b64()}, format="json").json()
     )()
-    communicator, _ = await ready_socket(socket_path(acme))
+    communicator, _ = await ready_socket(socket_path(acme_key))
     await communicator.send_to(bytes_data=obama_probe.path.read_bytes())
     result = await reply(communicator)
     assert result["type"] == "result"
@@ -132,8 +114,8 @@ async def test_binary_jpeg_frame_gives_the_same_answer_as_rest(acme, obama_probe
         ({"api_key_name": "other"}, CLOSE_FORBIDDEN),
     ],
 )
-async def test_refused_handshakes_close_with_a_distinct_code_and_reason(acme, globex, params, expected_code):
-    path = socket_path(None) if params == {} else socket_path(acme, **params)
+async def test_refused_handshakes_close_with_a_distinct_code_and_reason(acme_key, globex, params, expected_code):
+    path = socket_path(None) if params == {} else socket_path(acme_key, **params)
     communicator = await open_socket(path)
     closed = await close_of(communicator)
     assert closed["code"] == expected_code
@@ -144,18 +126,18 @@ async def test_refused_handshakes_close_with_a_distinct_code_and_reason(acme, gl
     assert final["error"]["message"] == closed["reason"] and final["error"]["code"], final
 
 
-async def test_tampered_secret_is_refused(acme):
-    tampered = acme.plaintext[:-4] + ("AAAA" if not acme.plaintext.endswith("AAAA") else "BBBB")
-    communicator = await open_socket(socket_path(acme, token=tampered))
+async def test_tampered_secret_is_refused(acme_key):
+    tampered = acme_key.plaintext[:-4] + ("AAAA" if not acme_key.plaintext.endswith("AAAA") else "BBBB")
+    communicator = await open_socket(socket_path(acme_key, token=tampered))
     assert (await close_of(communicator))["code"] == CLOSE_UNAUTHORIZED
 
 
-async def test_revoked_key_is_refused_at_handshake_and_cut_off_mid_connection(acme, obama_probe):
-    communicator, _ = await ready_socket(socket_path(acme))
+async def test_revoked_key_is_refused_at_handshake_and_cut_off_mid_connection(acme_key, obama_probe):
+    communicator, _ = await ready_socket(socket_path(acme_key))
     await communicator.send_json_to({"image": obama_probe.b64()})
     assert (await reply(communicator))["type"] == "result"
 
-    await database_sync_to_async(api_key_revoke)(api_key=acme.api_key)
+    await database_sync_to_async(api_key_revoke)(api_key=acme_key.api_key)
 
     await communicator.send_json_to({"image": obama_probe.b64()})
     answer = await reply(communicator)
@@ -166,13 +148,13 @@ async def test_revoked_key_is_refused_at_handshake_and_cut_off_mid_connection(ac
     assert closed["final"]["close_code"] == CLOSE_KEY_REVOKED
     assert closed["final"]["error"]["code"] == "api_key_revoked"
 
-    again = await open_socket(socket_path(acme))
+    again = await open_socket(socket_path(acme_key))
     assert (await close_of(again))["code"] == CLOSE_UNAUTHORIZED
 
 
-async def test_message_naming_another_organisation_is_refused_and_never_searches_it(acme, globex, manifest):
+async def test_message_naming_another_organisation_is_refused_and_never_searches_it(acme_key, globex, manifest):
     jolie = manifest["Angelina_Jolie"][2]
-    communicator, _ = await ready_socket(socket_path(acme))
+    communicator, _ = await ready_socket(socket_path(acme_key))
 
     await communicator.send_json_to({"image": jolie.b64(), "organization": "globex"})
     refused = await reply(communicator)
@@ -204,8 +186,8 @@ async def test_message_naming_another_organisation_is_refused_and_never_searches
         (json.dumps({"type": "subscribe"}), "invalid_input"),
     ],
 )
-async def test_bad_frame_gets_an_error_reply_and_the_connection_lives_on(acme, obama_probe, message, code):
-    communicator, _ = await ready_socket(socket_path(acme))
+async def test_bad_frame_gets_an_error_reply_and_the_connection_lives_on(acme_key, obama_probe, message, code):
+    communicator, _ = await ready_socket(socket_path(acme_key))
     await communicator.send_to(text_data=message)
     error = await reply(communicator)
     assert error["type"] == "error" and error["seq"] == 1
@@ -220,9 +202,9 @@ async def test_bad_frame_gets_an_error_reply_and_the_connection_lives_on(acme, o
     await communicator.disconnect()
 
 
-async def test_oversized_and_corrupt_binary_frames_are_refused(acme, obama_probe, settings):
+async def test_oversized_and_corrupt_binary_frames_are_refused(acme_key, obama_probe, settings):
     settings.FACEPORTAL_WS_MAX_FRAME_BYTES = 50_000
-    communicator, _ = await ready_socket(socket_path(acme))
+    communicator, _ = await ready_socket(socket_path(acme_key))
     await communicator.send_to(bytes_data=b"\xff" * 60_000)
     assert (await reply(communicator))["error"]["code"] == "frame_too_large"
     await communicator.send_to(bytes_data=obama_probe.path.read_bytes()[:2000])
@@ -232,8 +214,8 @@ async def test_oversized_and_corrupt_binary_frames_are_refused(acme, obama_probe
     await communicator.disconnect()
 
 
-async def test_settings_message_sets_the_threshold_for_binary_frames(acme, obama_probe):
-    communicator, _ = await ready_socket(socket_path(acme))
+async def test_settings_message_sets_the_threshold_for_binary_frames(acme_key, obama_probe):
+    communicator, _ = await ready_socket(socket_path(acme_key))
     await communicator.send_json_to({"type": "settings", "threshold": 0.999})
     settings_reply = await reply(communicator)
     assert settings_reply["type"] == "settings" and settings_reply["threshold"] == 0.999
@@ -245,9 +227,9 @@ async def test_settings_message_sets_the_threshold_for_binary_frames(acme, obama
     await communicator.disconnect()
 
 
-async def test_frame_rate_limit_answers_extra_frames_with_an_error(acme, obama_probe, settings):
+async def test_frame_rate_limit_answers_extra_frames_with_an_error(acme_key, obama_probe, settings):
     settings.FACEPORTAL_WS_MAX_FPS = 2
-    communicator, _ = await ready_socket(socket_path(acme))
+    communicator, _ = await ready_socket(socket_path(acme_key))
     jpeg = obama_probe.path.read_bytes()
     for _ in range(4):
         await communicator.send_to(bytes_data=jpeg)
@@ -259,8 +241,8 @@ async def test_frame_rate_limit_answers_extra_frames_with_an_error(acme, obama_p
     await communicator.disconnect()
 
 
-async def test_stale_frames_are_dropped_and_the_newest_frame_is_answered(acme, obama_probe):
-    communicator, _ = await ready_socket(socket_path(acme))
+async def test_stale_frames_are_dropped_and_the_newest_frame_is_answered(acme_key, obama_probe):
+    communicator, _ = await ready_socket(socket_path(acme_key))
     jpeg = obama_probe.path.read_bytes()
     burst = 12
     for _ in range(burst):
@@ -280,8 +262,8 @@ async def test_stale_frames_are_dropped_and_the_newest_frame_is_answered(acme, o
     await communicator.disconnect()
 
 
-async def test_opting_out_of_dropping_answers_every_frame_in_order(acme, obama_probe):
-    communicator, ready = await ready_socket(socket_path(acme, drop_stale="0"))
+async def test_opting_out_of_dropping_answers_every_frame_in_order(acme_key, obama_probe):
+    communicator, ready = await ready_socket(socket_path(acme_key, drop_stale="0"))
     assert ready["drop_stale"] is False
     jpeg = obama_probe.path.read_bytes()
     for _ in range(4):
@@ -292,7 +274,7 @@ async def test_opting_out_of_dropping_answers_every_frame_in_order(acme, obama_p
     await communicator.disconnect()
 
 
-async def test_origin_from_another_site_is_refused(acme):
-    communicator = WebsocketCommunicator(application, socket_path(acme), headers=[(b"origin", b"http://evil.example")])
+async def test_origin_from_another_site_is_refused(acme_key):
+    communicator = WebsocketCommunicator(application, socket_path(acme_key), headers=[(b"origin", b"http://evil.example")])
     connected, _ = await communicator.connect(timeout=TIMEOUT)
     assert not connected

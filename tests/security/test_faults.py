@@ -43,12 +43,6 @@ def database_counts() -> tuple[int, int, int]:
     return Person.objects.count(), Face.objects.count(), EmbeddedVector.objects.count()
 
 
-@pytest.fixture
-def acme(make_org, make_key):
-    org = make_org("acme")
-    return org, make_key(org)
-
-
 def admin_connection() -> psycopg.Connection:
     params = connection.settings_dict
     return psycopg.connect(host=params["HOST"], port=params["PORT"] or 5432, user=params["USER"],
@@ -60,7 +54,7 @@ def admin_connection() -> psycopg.Connection:
 
 
 async def test_redis_stopped_mid_run_keeps_rest_and_open_websockets_going(private_redis, acme, manifest):
-    org, issued = acme
+    org, issued, _ = acme
     photo = manifest["Barack_Obama"][0]
 
     @sync_to_async
@@ -105,7 +99,7 @@ def database_unreachable():
 
 
 def test_database_unreachable_answers_503_and_writes_nothing(acme, make_key, manifest):
-    org, used = acme
+    org, used, _ = acme
     never_used = make_key(org, name="cold")  # not in the cache: its check must reach the database
     client = key_client(used)
     assert client.get("/orgs/acme/people").status_code == 200  # its key is cached now
@@ -122,7 +116,7 @@ def test_database_unreachable_answers_503_and_writes_nothing(acme, make_key, man
 
 
 def test_connection_cut_mid_registration_rolls_everything_back(acme, manifest):
-    org, issued = acme
+    org, issued, _ = acme
     photos = [p.b64() for p in manifest["Tony_Blair"][:2]]
 
     def cut_connection_at_vector_write(execute, sql, params, many, context):
@@ -164,7 +158,7 @@ def tables_locked(*tables: str):
 
 
 def test_vector_store_unavailable_answers_503_then_agrees_with_the_database(acme, manifest):
-    org, issued = acme
+    org, issued, _ = acme
     client = key_client(issued)
     blair = [p.b64() for p in manifest["Tony_Blair"][:2]]
     assert client.post("/register/acme", {"name": "Tony Blair", "images": blair}, format="json").status_code == 201
@@ -182,7 +176,7 @@ def test_vector_store_unavailable_answers_503_then_agrees_with_the_database(acme
 
 
 def test_atlas_unreachable_answers_503_and_stores_nothing(acme, manifest, settings):
-    org, issued = acme
+    org, issued, _ = acme
     client = key_client(issued)
     settings.FACEPORTAL_VECTOR_STORE = "atlas"
     settings.MONGODB_URI = f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
@@ -227,7 +221,7 @@ WORKER = textwrap.dedent("""
 
 
 def test_worker_killed_mid_registration_leaves_no_orphan(acme, manifest):
-    org, _ = acme
+    org = acme.org
     env = {**os.environ, "DATABASE_URL": "postgres://{USER}@{HOST}:{PORT}/{NAME}".format(**{
         **connection.settings_dict, "PORT": connection.settings_dict["PORT"] or 5432}),
         "FACEPORTAL_WARM_ENGINE": "false"}

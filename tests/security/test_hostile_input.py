@@ -18,7 +18,6 @@ from faceportal.errors import InvalidImage, InvalidInput
 from faces import images
 from faces.models import Face, Person
 from faces.services import person_register, validate_person_name
-from tests.conftest import key_client
 
 pytestmark = pytest.mark.django_db
 
@@ -32,10 +31,9 @@ any_text = st.text(alphabet=any_char, max_size=40)
 
 
 @pytest.fixture
-def tenant(make_org, make_key):
-    org = make_org("acme")
-    person = Person.objects.create(organization=org, name="Existing Person")
-    return {"client": key_client(make_key(org)), "person": person.pk}
+def tenant(acme):
+    person = Person.objects.create(organization=acme.org, name="Existing Person")
+    return {"client": acme.client, "person": person.pk}
 
 
 def assert_error_shape(response, status: int | None = None) -> dict:

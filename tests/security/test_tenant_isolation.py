@@ -5,19 +5,15 @@ is untouched afterwards."""
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 import pytest
-from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 from channels.testing import WebsocketCommunicator
 
 from apikeys.websocket import CLOSE_FORBIDDEN
-from faceportal.routing import websocket_urlpatterns
 from faces.index import get_index
 from faces.models import Face, Person
 from faces.services import person_register
 from tests.conftest import api_auth, key_client
+from tests.websocket import ORIGIN, application, socket_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -133,12 +129,11 @@ def test_b_names_and_faces_never_surface_in_a(tenants):
     assert snapshot_of_b(tenants) == before
 
 
-application = AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns))
 
 
 async def close_of(path: str) -> dict:
     """The close message, with everything the server sent before it (its final error message)."""
-    communicator = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://testserver")])
+    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN])
     connected, _ = await communicator.connect(timeout=30)
     assert connected
     before = []
@@ -150,8 +145,7 @@ async def close_of(path: str) -> dict:
 
 async def test_a_key_cannot_open_b_socket_and_learns_nothing(tenants):
     key = tenants["a_key"]
-    base = {"token": key.plaintext, "user": key.api_key.user, "api_key_name": key.api_key.name}
-    into_b = await close_of("/ws/recognize?" + urlencode({**base, "organization": "globex"}))
-    into_nothing = await close_of("/ws/recognize?" + urlencode({**base, "organization": "no-such-org"}))
+    into_b = await close_of(socket_path(key, organization="globex"))
+    into_nothing = await close_of(socket_path(key, organization="no-such-org"))
     assert into_b["type"] == "websocket.close" and into_b["code"] == CLOSE_FORBIDDEN
     assert into_b == into_nothing

@@ -31,7 +31,7 @@ def test_guessing_keys_is_throttled_per_address_before_any_key_is_checked(rates,
         anon_client.credentials(HTTP_AUTHORIZATION=f"Bearer fp_{prefix}_guess{attempt}")
         response = anon_client.get(PEOPLE)
         assert response.status_code == 401
-    anon_client.credentials(HTTP_AUTHORIZATION="Bearer fp_{prefix}_guess-six")
+    anon_client.credentials(HTTP_AUTHORIZATION=f"Bearer fp_{prefix}_guess-six")
     assert_throttled(anon_client.get(PEOPLE))
     # Blocked means blocked: even the right key from that address learns nothing until it clears.
     assert_throttled(key_client(valid).get(PEOPLE))

@@ -7,24 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from urllib.parse import urlencode
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 from channels.testing import WebsocketCommunicator
 
 from apikeys.services import api_key_issue
-from apikeys.throttling import websocket_slots
-from apikeys.websocket import CLOSE_BUSY, process_connections
-from faceportal.routing import websocket_urlpatterns
+from apikeys.websocket import CLOSE_BUSY, process_connections, websocket_slots
 from organizations.services import organization_create
+from tests.websocket import ORIGIN, application, socket_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-application = AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns))
-ORIGIN = (b"origin", b"http://testserver")
 TIMEOUT = 60
 
 # Each is refused while the message is read (never queued for the model), so each gets one reply.
@@ -44,15 +38,6 @@ MALFORMED_TEXT = [
     '{"image": "x", "organization": "someone-else"}',
     "{" + "x" * 800_000 + "}",
 ]
-
-
-def socket_path(issued) -> str:
-    return "/ws/recognize?" + urlencode({
-        "token": issued.plaintext,
-        "organization": issued.api_key.organization.slug,
-        "user": issued.api_key.user,
-        "api_key_name": issued.api_key.name,
-    })
 
 
 async def open_ready(issued) -> WebsocketCommunicator:

@@ -4,35 +4,18 @@ and the key of one organisation never opens another's socket (same answer whethe
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 from channels.testing import WebsocketCommunicator
 from django.db import connections
 
-from apikeys.throttling import CLOSE_AUTH_THROTTLED, CLOSE_TOO_MANY_FOR_KEY, websocket_slots
-from apikeys.websocket import CLOSE_UNAUTHORIZED
-from faceportal.routing import websocket_urlpatterns
+from apikeys.websocket import CLOSE_AUTH_THROTTLED, CLOSE_TOO_MANY_FOR_KEY, CLOSE_UNAUTHORIZED, websocket_slots
+from tests.websocket import ORIGIN, application, socket_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-application = AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns))
-ORIGIN = (b"origin", b"http://testserver")
 TIMEOUT = 60
-
-
-def socket_path(issued, **overrides) -> str:
-    query = {
-        "token": issued.plaintext,
-        "organization": issued.api_key.organization.slug,
-        "user": issued.api_key.user,
-        "api_key_name": issued.api_key.name,
-        **overrides,
-    }
-    return "/ws/recognize?" + urlencode(query)
 
 
 async def connect(path: str, client: str = "198.51.100.7") -> WebsocketCommunicator:

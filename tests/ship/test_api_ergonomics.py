@@ -18,14 +18,8 @@ from tests.conftest import key_client
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def acme(make_org, make_key):
-    org = make_org("acme")
-    return org, make_key(org)
-
-
 def test_routes_answer_with_and_without_a_trailing_slash_and_are_documented_once(acme, manifest):
-    _, issued = acme
+    issued = acme.issued
     client = key_client(issued)
     photo = manifest["Tony_Blair"][0].b64()
     assert client.post("/register/acme/", {"name": "Blair", "images": [photo]}, format="json").status_code == 201
@@ -41,7 +35,7 @@ def test_routes_answer_with_and_without_a_trailing_slash_and_are_documented_once
 
 
 def test_an_authorization_header_without_its_scheme_says_so(acme):
-    _, issued = acme
+    issued = acme.issued
     bare = APIClient()
     bare.credentials(HTTP_AUTHORIZATION=issued.plaintext)
     response = bare.get("/orgs/acme/people")
@@ -56,7 +50,7 @@ def test_an_authorization_header_without_its_scheme_says_so(acme):
 
 
 def test_an_oversized_image_is_413_in_megabytes(acme, settings):
-    _, issued = acme
+    issued = acme.issued
     client = key_client(issued)
     too_big = io.BytesIO(b"\xff\xd8" + b"\0" * (settings.FACEPORTAL_MAX_IMAGE_BYTES + 1))
     too_big.name = "huge.jpg"
@@ -68,7 +62,7 @@ def test_an_oversized_image_is_413_in_megabytes(acme, settings):
 
 
 def test_register_reports_every_image_the_same_way(acme, manifest):
-    org, issued = acme
+    org, issued, _ = acme
     client = key_client(issued)
     images = [manifest["Tony_Blair"][0].b64(), "not base64 at all!!", manifest["_noface"][0].b64()]
     response = client.post("/register/acme", {"name": "Blair", "images": images}, format="json")
@@ -89,7 +83,7 @@ def test_register_reports_every_image_the_same_way(acme, manifest):
 
 
 def test_verify_returns_the_boxes_it_compared_and_the_person(acme, manifest):
-    _, issued = acme
+    issued = acme.issued
     client = key_client(issued)
     obama = manifest["Barack_Obama"]
     registered = client.post("/register/acme", {"name": "Obama", "images": [obama[0].b64()]}, format="json").json()
