@@ -10,64 +10,35 @@ Run alone: `DATABASE_URL=... FACEPORTAL_FACES_DIR=../shared/faces .venv/bin/pyth
 
 from __future__ import annotations
 
-import http.client
 import os
-import socket
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import REPO_ROOT, log, table  # noqa: E402
+from bench.common import log, table  # noqa: E402
 
 TIMEOUT_S = 180
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def ready(port: int) -> bool:
-    try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        connection.request("GET", "/readyz")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
 
 
 def start_once(env: dict[str, str]) -> dict[str, object]:
     import psutil
 
-    port = free_port()
-    daphne = Path(sys.executable).parent / "daphne"
-    started = time.perf_counter()
-    server = subprocess.Popen([str(daphne), "-b", "127.0.0.1", "-p", str(port), "faceportal.asgi:application"],
-                              cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while not ready(port):
-            if server.poll() is not None or time.perf_counter() - started > TIMEOUT_S:
-                return {"seconds": float("nan"), "rss": float("nan"), "tensorflow": "did not start"}
-            time.sleep(0.05)
-        seconds = time.perf_counter() - started
+    from tests.ship.live_server import daphne
+
+    with tempfile.TemporaryDirectory() as scratch, daphne(env=env, log_path=Path(scratch) / "daphne.log") as server:
+        try:
+            seconds = server.wait_ready(timeout=TIMEOUT_S, poll=0.05)
+        except RuntimeError:
+            return {"seconds": float("nan"), "rss": float("nan"), "tensorflow": "did not start"}
         time.sleep(1.0)  # the other pool thread finishes warming
-        process = psutil.Process(server.pid)
-        rss = process.memory_info().rss / 2**20
-        maps = Path(f"/proc/{server.pid}/maps")
+        rss = psutil.Process(server.process.pid).memory_info().rss / 2**20
+        maps = Path(f"/proc/{server.process.pid}/maps")
         tensorflow = "yes" if maps.exists() and "tensorflow" in maps.read_text() else "no"
         return {"seconds": seconds, "rss": rss, "tensorflow": tensorflow}
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def run(base_env: dict[str, str] | None = None) -> str:

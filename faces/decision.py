@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from faces.index.base import cosine_to_similarity
+
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 
 SOURCE_REQUEST = "request"
@@ -110,7 +112,7 @@ class Calibration:
         vectors = np.atleast_2d(vectors)
         if not self.normalise or len(vectors) == 0:
             return np.zeros(len(vectors), dtype=np.float64)
-        similarities = (1.0 + vectors @ self.cohort.T) / 2.0
+        similarities = cosine_to_similarity(vectors @ self.cohort.T)
         k = min(self.cohort_k, similarities.shape[1])
         top = np.partition(similarities, -k, axis=1)[:, -k:]
         return top.mean(axis=1).astype(np.float64)

@@ -12,6 +12,7 @@ from faceportal.errors import NotFound
 from faces.decision import MATCH, Threshold, decide, effective_threshold
 from faces.engine import get_engine
 from faces.index import Hit, get_index
+from faces.index.base import vector_from_bytes
 from faces.models import Face, Person
 from organizations.models import Organization
 
@@ -162,7 +163,7 @@ def _template_rescored(
     for person_id, embedding in Face.objects.filter(organization=organization, person_id__in=people).values_list(
         "person_id", "embedding"
     ):
-        vector = np.frombuffer(bytes(embedding), "<f4").astype(np.float64)
+        vector = vector_from_bytes(embedding).astype(np.float64)
         sums[person_id] = sums[person_id] + vector if person_id in sums else vector
     templates = {person_id: total / (np.linalg.norm(total) or 1.0) for person_id, total in sums.items()}
     rescored = []

@@ -29,6 +29,7 @@ from faces.engine.base import EmbeddedFace, FaceBox
 from faces.engine.pipeline import EngineResult, prominence
 from faces.images import LoadedImage, check_count, decode, load
 from faces.index import VectorRecord, get_index
+from faces.index.base import cosine_to_similarity, vector_from_bytes, vector_to_bytes
 from faces.models import Face, Person
 from faces.selectors import decide_vectors, gallery_size_forget, search_threshold
 from organizations.models import Organization
@@ -82,10 +83,6 @@ def validate_person_name(name: object) -> str:
         # character: no UTF-8 store can hold it. Refused here, before any model runs.
         raise InvalidInput("'name' may not contain lone UTF-16 surrogates.", details={"field": "name"})
     return name
-
-
-def embedding_bytes(vector: np.ndarray) -> bytes:
-    return np.asarray(vector, dtype="<f4").tobytes()
 
 
 @contextmanager
@@ -224,11 +221,11 @@ def _drop_same_images(
 ) -> list[tuple[ImageOutcome, EmbeddedFace]]:
     """Keep one copy of an image: not again when the person has it, not twice in one request."""
     stored = list(Face.objects.filter(organization=organization, person__name=name).values_list("id", "embedding"))
-    known = [(face_id, np.frombuffer(bytes(vector), "<f4")) for face_id, vector in stored]
+    known = [(face_id, vector_from_bytes(vector)) for face_id, vector in stored]
     kept = []
     for outcome, embedded in accepted:
         same = next((face_id for face_id, vector in known
-                     if (1 + float(vector @ embedded.embedding)) / 2 >= SAME_IMAGE_SIMILARITY), None)
+                     if cosine_to_similarity(float(vector @ embedded.embedding)) >= SAME_IMAGE_SIMILARITY), None)
         if same is not None:
             _refused(outcome, "duplicate_image", "the same image is already stored for this person")
             outcome.face_id = same if same > 0 else None
@@ -302,7 +299,7 @@ def person_register(
                 organization=organization,
                 person=person,
                 model_name=engine.model_name,
-                embedding=embedding_bytes(embedded.embedding),
+                embedding=vector_to_bytes(embedded.embedding),
                 box=outcome.box,
                 detection_confidence=embedded.detection.confidence,
                 crop=embedded.crop_jpeg,
@@ -408,7 +405,7 @@ def _restore_vectors(*, organization_id: int, records: list[VectorRecord]) -> No
 def _face_records(faces: QuerySet[Face]) -> list[VectorRecord]:
     rows = faces.order_by("id").values_list("id", "person_id", "embedding")
     return [
-        VectorRecord(face_id=face_id, person_id=person_id, vector=np.frombuffer(bytes(embedding), "<f4"))
+        VectorRecord(face_id=face_id, person_id=person_id, vector=vector_from_bytes(embedding))
         for face_id, person_id, embedding in rows
     ]
 
@@ -424,7 +421,7 @@ def vectors_rebuild(*, organization: Organization, progress: Callable[[int], Non
         ):
             if progress:
                 progress(1)
-            yield VectorRecord(face_id=face_id, person_id=person_id, vector=np.frombuffer(bytes(embedding), "<f4"))
+            yield VectorRecord(face_id=face_id, person_id=person_id, vector=vector_from_bytes(embedding))
 
     first = queryset.values_list("embedding", flat=True).first()
     if first is not None:
@@ -469,7 +466,7 @@ def vectors_repair(*, organization: Organization) -> VectorDiff:
     if diff.missing_vectors:
         rows = Face.objects.filter(id__in=diff.missing_vectors).values_list("id", "person_id", "embedding")
         records = [
-            VectorRecord(face_id=face_id, person_id=person_id, vector=np.frombuffer(bytes(embedding), "<f4"))
+            VectorRecord(face_id=face_id, person_id=person_id, vector=vector_from_bytes(embedding))
             for face_id, person_id, embedding in rows
         ]
         index.ensure_organization(organization_id=organization.pk, dimension=len(records[0].vector))
@@ -528,7 +525,7 @@ def vectors_reembed(
         if vector is None:
             unembeddable.append(face_id)
         else:
-            embeddings[face_id] = embedding_bytes(vector)
+            embeddings[face_id] = vector_to_bytes(vector)
         if progress:
             progress(1)
     result = ReembedResult(

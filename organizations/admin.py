@@ -203,10 +203,9 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 
 def default_threshold() -> float:
-    from faces.engine.embedder import DEFAULT_THRESHOLDS
+    from faces.engine.embedder import model_default_threshold
 
-    return float(settings.FACEPORTAL_DEFAULT_THRESHOLD
-                 or DEFAULT_THRESHOLDS.get(settings.DEEPFACE_EMBEDDER_MODEL, 0.85))
+    return model_default_threshold()
 
 
 def organization_overview(organization: Organization) -> dict:

@@ -12,6 +12,7 @@ from faceportal.errors import InvalidInput, Unprocessable
 from faces.decision import effective_threshold
 from faces.engine import get_engine
 from faces.images import LoadedImage, load
+from faces.index.base import cosine_to_similarity
 from faces.selectors import decide_vectors, person_get, search_threshold
 from organizations.models import Organization
 
@@ -142,7 +143,7 @@ def verify(
     matched_person = None
     if other_image is not None:
         other, other_box = _single_face(other_image, index=1)
-        similarity = float((1 + probe @ other) / 2)
+        similarity = float(cosine_to_similarity(probe @ other))
     else:
         if isinstance(person_id, bool) or not isinstance(person_id, int):
             raise InvalidInput("'person' must be an integer id.", details={"field": "person"})
@@ -151,7 +152,7 @@ def verify(
         if not faces:
             raise Unprocessable("That person has no registered faces.", code="person_has_no_faces")
         gallery = np.stack([face.vector for face in faces])
-        scores = (1 + gallery @ probe) / 2
+        scores = cosine_to_similarity(gallery @ probe)
         best = int(np.argmax(scores))
         similarity = float(scores[best])
         matched_person = {"id": person.pk, "name": person.name, "face_id": faces[best].pk, "box": faces[best].box}

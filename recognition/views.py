@@ -4,7 +4,7 @@ from django.conf import settings
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from faces.engine.embedder import DEFAULT_THRESHOLDS
+from faces.engine.embedder import model_default_threshold
 
 
 @require_GET
@@ -17,8 +17,7 @@ def webcam(request):
             "detector": settings.DEEPFACE_DETECTOR_BACKEND,
             "max_fps": settings.FACEPORTAL_WS_MAX_FPS,
             # The slider starts here; the WebSocket's `ready` message confirms the server's value.
-            "default_threshold": float(settings.FACEPORTAL_DEFAULT_THRESHOLD
-                                       or DEFAULT_THRESHOLDS.get(settings.DEEPFACE_EMBEDDER_MODEL, 0.85)),
+            "default_threshold": model_default_threshold(),
         },
     )
     # The page holds an API key in memory: never let it be cached or leak through a referrer.

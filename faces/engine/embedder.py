@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from django.conf import settings
 
 from faces.engine.cache import thread_model
 
@@ -18,6 +19,15 @@ DEFAULT_THRESHOLDS = {
     "VGG-Face": 0.66,
     "GhostFaceNet": 0.66,
 }
+
+
+
+def model_default_threshold(model_name: str | None = None) -> float:
+    """Minimum similarity where neither a request nor a calibration decides: the configured
+    FACEPORTAL_DEFAULT_THRESHOLD, else the model's own default."""
+    if settings.FACEPORTAL_DEFAULT_THRESHOLD is not None:
+        return float(settings.FACEPORTAL_DEFAULT_THRESHOLD)
+    return DEFAULT_THRESHOLDS.get(model_name or settings.DEEPFACE_EMBEDDER_MODEL, 0.85)
 
 
 # Output sizes, so callers (index creation) need not load a model to learn them.

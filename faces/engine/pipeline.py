@@ -21,7 +21,7 @@ from faces.engine.alignment import EyeAligner, FivePointAligner
 from faces.engine.base import DetectedFace, EmbeddedFace
 from faces.engine.cache import model_load_seconds
 from faces.engine.detection import DeepFaceDetector
-from faces.engine.embedder import DEFAULT_THRESHOLDS, DeepFaceEmbedder
+from faces.engine.embedder import DeepFaceEmbedder, model_default_threshold
 from faces.engine.weights import prepare_deepface_home
 
 logger = logging.getLogger(__name__)
@@ -123,10 +123,7 @@ class FaceEngine:
 
     @property
     def default_threshold(self) -> float:
-        configured = settings.FACEPORTAL_DEFAULT_THRESHOLD
-        if configured is not None:
-            return float(configured)
-        return DEFAULT_THRESHOLDS.get(self.embedder.name, 0.85)
+        return model_default_threshold(self.embedder.name)
 
     @property
     def aligner(self):

@@ -5,11 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import cv2
@@ -19,7 +14,8 @@ from django.conf import settings
 from django.db import connection
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, database_url
+from tests.ship.live_server import daphne
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
@@ -64,19 +60,11 @@ def write_y4m(path: Path, frame_bgr: np.ndarray, *, frames: int = 30, fps: int =
             handle.write(i420)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"] != "django.db.backends.postgresql":
+    if connection.settings_dict["ENGINE"] != "django.db.backends.postgresql":
         raise RuntimeError("The browser test shares its database with a daphne process: "
                            "set DATABASE_URL to PostgreSQL.")
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    return database_url(connection.settings_dict)
 
 
 test_database_url.__test__ = False  # a helper, not a test
@@ -86,7 +74,6 @@ test_database_url.__test__ = False  # a helper, not a test
 def live_server_url(transactional_db, tmp_path):
     """daphne in a subprocess, serving the app against this test's database."""
     ARTIFACTS.mkdir(exist_ok=True)
-    port = free_port()
     env = dict(os.environ)
     env.update({
         "DATABASE_URL": test_database_url(),
@@ -96,33 +83,10 @@ def live_server_url(transactional_db, tmp_path):
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
         "PYTHONUNBUFFERED": "1",
     })
-    log_path = ARTIFACTS / "e2e-daphne.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "faceportal.asgi:application"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + WAIT
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"daphne exited; see {log_path}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
+    with daphne(env=env, log_path=ARTIFACTS / "e2e-daphne.log") as server:
+        server.wait_ready(path="/healthz", timeout=WAIT)
         # localhost is a secure context, so the page may use the camera over plain http.
-        yield f"http://localhost:{port}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        yield f"http://localhost:{server.port}"
 
 
 def wait_for(driver, condition, message: str, timeout: float = WAIT):

@@ -7,12 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -20,57 +15,22 @@ from django.conf import settings
 from django.db import connection
 
 from apikeys.websocket import CLOSE_UNAUTHORIZED
+from tests.conftest import database_url
+from tests.ship.live_server import daphne
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 WAIT = 60
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.fixture
 def daphne_url(transactional_db, tmp_path):
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url(), "FACEPORTAL_VAR_DIR": str(tmp_path / "var"),
-           "DEEPFACE_HOME": str(settings.DEEPFACE_HOME), "FACEPORTAL_WARM_ENGINE": "0",
-           "FACEPORTAL_ENGINE_WORKERS": "1", "ALLOWED_HOSTS": "localhost,127.0.0.1"}
-    log = open(tmp_path / "daphne.log", "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "faceportal.asgi:application"],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + WAIT
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError((tmp_path / "daphne.log").read_text()[-3000:])
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+    env = {**os.environ, "DATABASE_URL": database_url(connection.settings_dict),
+           "FACEPORTAL_VAR_DIR": str(tmp_path / "var"), "DEEPFACE_HOME": str(settings.DEEPFACE_HOME),
+           "FACEPORTAL_WARM_ENGINE": "0", "FACEPORTAL_ENGINE_WORKERS": "1", "ALLOWED_HOSTS": "localhost,127.0.0.1"}
+    with daphne(env=env, log_path=tmp_path / "daphne.log") as server:
+        server.wait_ready(path="/healthz", timeout=WAIT)
+        yield server.url
 
 
 def post(url: str, *, body: bytes, content_type: str, key: str) -> tuple[int, bytes]:

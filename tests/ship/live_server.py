@@ -73,7 +73,7 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_ready(self, *, path: str = "/readyz", timeout: float = 180.0) -> float:
+    def wait_ready(self, *, path: str = "/readyz", timeout: float = 180.0, poll: float = 0.25) -> float:
         """Seconds until `path` answered 200; raises with the server's log when it never does."""
         started = time.monotonic()
         while True:
@@ -87,7 +87,7 @@ class Server:
                 pass
             if time.monotonic() - started > timeout:
                 raise RuntimeError(f"{path} not ready after {timeout:.0f} s:\n{self.log()[-4000:]}")
-            time.sleep(0.25)
+            time.sleep(poll)
 
     def stop(self) -> int | None:
         if self.process is None or self.process.poll() is not None:
@@ -106,15 +106,20 @@ class Server:
         self.stop()
 
 
-def daphne_server(*, var_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> Server:
-    """daphne from this checkout on the embedded default, its data in `var_dir` (migrated first)."""
-    env = env or default_env(FACEPORTAL_VAR_DIR=str(var_dir))
-    manage("migrate", "--noinput", cwd=REPO_ROOT, env=env)
+def daphne(*, env: dict[str, str], log_path: Path) -> Server:
+    """daphne from this checkout on a free port, with exactly `env` (not started yet)."""
     port = free_port()
     # -v 0 as in `make run`: no plain-text access log beside the JSON request lines.
     return Server([sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port),
                    "faceportal.asgi:application"],
                   cwd=REPO_ROOT, env=env, port=port, log_path=log_path)
+
+
+def daphne_server(*, var_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> Server:
+    """daphne from this checkout on the embedded default, its data in `var_dir` (migrated first)."""
+    env = env or default_env(FACEPORTAL_VAR_DIR=str(var_dir))
+    manage("migrate", "--noinput", cwd=REPO_ROOT, env=env)
+    return daphne(env=env, log_path=log_path)
 
 
 def call(base_url: str, method: str, path: str, *, key: str | None = None, body: dict | None = None,
