@@ -50,6 +50,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import percentile  # noqa: E402
+from tests.image_samples import jpeg_claiming  # noqa: E402
 
 DEFAULT_PHOTO = Path(os.environ.get("FACEPORTAL_FACES_DIR") or Path(__file__).resolve().parents[2] / "shared" / "faces")
 MAX_TOTAL_REQUESTS = 2_000_000
@@ -187,21 +188,6 @@ def run_ws_clients(args, jpeg: bytes, budget: Budget, tally: Tally, hostile: Tal
 
 # --- attacks (--hostile) ------------------------------------------------------------------------------
 
-def jpeg_bomb(width: int = 6000, height: int = 6000) -> bytes:
-    """A real 16x16 JPEG whose frame header claims width x height (632 bytes)."""
-    import io
-    import struct
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (16, 16), (120, 90, 60)).save(buffer, "JPEG", quality=50)
-    data = bytearray(buffer.getvalue())
-    frame = data.index(b"\xff\xc0")
-    struct.pack_into(">HH", data, frame + 5, height, width)
-    return bytes(data)
-
-
 def attack_requests(organization: str) -> list[tuple[str, str, bytes, str]]:
     """(label, method and path, body, content type): each must be answered with a 4xx."""
     import base64
@@ -216,7 +202,7 @@ def attack_requests(organization: str) -> list[tuple[str, str, bytes, str]]:
     Image.new("L", (4000, 4000), 90).save(png, "PNG")
     other = io.BytesIO()
     Image.new("RGB", (64, 64), (200, 40, 40)).save(other, "QOI")
-    bombs = [b64(jpeg_bomb()) for _ in range(10)]
+    bombs = [b64(jpeg_claiming(6000, 6000)) for _ in range(10)]  # 632 bytes each
     recognize, register = f"POST /recognize/{organization}", f"POST /register/{organization}"
     as_json = "application/json"
     return [

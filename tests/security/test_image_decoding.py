@@ -22,21 +22,12 @@ from faces import images
 from faces.engine import get_engine, run_in_engine_pool
 from faces.models import Face, Person
 from tests.conftest import key_client
+from tests.image_samples import jpeg_claiming
 
 ACCEPTED = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}  # MPO is a JPEG with extra pictures
 # The formats the attack found decoded; each must be among the generated samples below.
 FOUND_BY_ATTACK = {"DDS", "QOI", "ICNS", "IM", "SGI", "SPIDER", "TGA", "PCX", "XBM", "MSP", "JPEG2000"}
 BOMB_MEMORY_BOUND_MB = 300  # docs/SECURITY.md
-
-
-def jpeg_claiming(width: int, height: int) -> bytes:
-    """A real 16x16 JPEG whose frame header claims width x height: a few hundred bytes."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (16, 16), (120, 90, 60)).save(buffer, "JPEG", quality=50)
-    data = bytearray(buffer.getvalue())
-    frame = data.index(b"\xff\xc0")
-    struct.pack_into(">HH", data, frame + 5, height, width)
-    return bytes(data)
 
 
 def other_format_samples() -> dict[str, bytes]:
