@@ -85,7 +85,9 @@ def faceportal_enrol(gallery) -> tuple[object, float]:
     person_delete(person=warm_up.person)
     started = time.perf_counter()
     for name, images in by_person.items():
-        person_register(organization=organization, name=name, images=images)
+        # The other systems store whatever they are given; the dev set has look-alikes that the
+        # duplicate-identity check would refuse, so it is waived here to enrol the same gallery.
+        person_register(organization=organization, name=name, images=images, allow_duplicate=True)
     return organization, (time.perf_counter() - started) * 1000 / len(gallery)
 
 
