@@ -512,7 +512,14 @@ def test_api_answers_503_json_and_writes_nothing_when_atlas_does_not_answer(
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "vector_store_unavailable"
 
+    # The duplicate-identity check searches first: Atlas's silence stops the registration there.
     response = client.post("/register/acme", {"name": "Barack Obama", "images": [photo_b64]}, format="json")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "vector_store_unavailable"
+    assert not Person.objects.filter(organization=org).exists()
+    # Without that check the rows are written, the vector add fails, and the rows are rolled back.
+    response = client.post("/register/acme", {"name": "Barack Obama", "images": [photo_b64],
+                                              "allow_duplicate": True}, format="json")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "vector_store_unavailable"
     assert "vector store add failed" in caplog.text, "the face rows were written, then rolled back"
