@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from django.conf import settings
 from django.db import connection
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import REPO_ROOT, database_url
@@ -90,4 +91,7 @@ def live_server_url(transactional_db, tmp_path):
 
 
 def wait_for(driver, condition, message: str, timeout: float = WAIT):
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d), message)
+    # A page that navigates meanwhile (a login redirect) turns a found element stale: look again.
+    return WebDriverWait(driver, timeout, poll_frequency=0.2,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+                         ).until(lambda d: condition(d), message)
