@@ -31,6 +31,10 @@ class FacePortalError(Exception):
         if code:
             self.code = code
 
+    def as_payload(self) -> dict[str, Any]:
+        """This error in the one error shape (REST, WebSocket and the admin's JSON views)."""
+        return error_payload(code=self.code, message=self.message, details=self.details)
+
 
 class InvalidInput(FacePortalError):
     status_code = 400
@@ -99,7 +103,7 @@ def _drf_code(exc: drf_exceptions.APIException) -> str:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     headers: dict[str, str] = {}
     if isinstance(exc, FacePortalError):
-        return Response(error_payload(code=exc.code, message=exc.message, details=exc.details), status=exc.status_code)
+        return Response(exc.as_payload(), status=exc.status_code)
     if isinstance(exc, (RequestDataTooBig, TooManyFieldsSent)):
         return Response(
             error_payload(code="payload_too_large", message="Request body is too large."),

@@ -12,7 +12,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from faceportal.errors import FacePortalError, error_payload
+from faceportal.errors import FacePortalError, InvalidInput
 from organizations.models import Organization
 from organizations.services import organization_deactivate, organization_delete
 
@@ -173,8 +173,7 @@ class OrganizationAdmin(admin.ModelAdmin):
                     threshold = "invalid"  # the service explains the valid range
             result = recognize(organization=organization, image=request.FILES.get("image"), threshold=threshold)
         except FacePortalError as exc:
-            return JsonResponse(error_payload(code=exc.code, message=exc.message, details=exc.details),
-                                status=exc.status_code)
+            return JsonResponse(exc.as_payload(), status=exc.status_code)
         return JsonResponse(result)
 
     def try_register(self, request, object_id):
@@ -184,14 +183,12 @@ class OrganizationAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request, organization):
             raise PermissionDenied
         upload = request.FILES.get("image")
-        if upload is None:
-            return JsonResponse(error_payload(code="invalid_input", message="Choose an image first.",
-                                              details={"field": "image"}), status=400)
         try:
+            if upload is None:
+                raise InvalidInput("Choose an image first.", details={"field": "image"})
             result = person_register(organization=organization, name=request.POST.get("name"), images=[upload])
         except FacePortalError as exc:
-            return JsonResponse(error_payload(code=exc.code, message=exc.message, details=exc.details),
-                                status=exc.status_code)
+            return JsonResponse(exc.as_payload(), status=exc.status_code)
         person = result.person
         return JsonResponse({
             "person": {"id": person.pk, "name": person.name,

@@ -20,7 +20,7 @@ from django.conf import settings
 from apikeys.services import AuthenticatedKey
 from apikeys.websocket import websocket_key_still_valid
 from faceportal import parsers
-from faceportal.errors import FacePortalError, Forbidden, InvalidInput, PayloadTooLarge, error_payload
+from faceportal.errors import FacePortalError, Forbidden, InvalidInput, PayloadTooLarge
 from organizations.models import Organization
 from recognition.services import recognize, validate_max_results, validate_threshold
 
@@ -206,6 +206,6 @@ def error_reply(*, error: FacePortalError, seq: int | None, counters: FrameCount
     return {
         "type": "error",
         "seq": seq,
-        **error_payload(code=error.code, message=error.message, details=error.details),
+        **error.as_payload(),
         "counters": counters.as_dict(),
     }
