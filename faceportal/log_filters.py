@@ -13,3 +13,13 @@ class WithoutTraceback(logging.Filter):
         record.exc_info = None
         record.exc_text = None
         return True
+
+
+class OnlyUnhandledErrors(logging.Filter):
+    """For `django.request`: keeps a record only when it carries a traceback (an exception nothing
+    answered). A status the code chose to send (/readyz's 503 while the models load, a 503
+    "database unavailable", any 4xx) is already one `faceportal.request` line; Django would repeat
+    it as an ERROR that reads like a crash."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return bool(record.exc_info)

@@ -455,6 +455,7 @@ LOGGING = {
     "filters": {
         "request_context": {"()": "faceportal.log_context.RequestContextFilter"},
         "without_traceback": {"()": "faceportal.log_filters.WithoutTraceback"},
+        "only_unhandled_errors": {"()": "faceportal.log_filters.OnlyUnhandledErrors"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_context"]}
@@ -462,9 +463,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
-        # Django repeats every 4xx as a "Bad Request"/"Not Found" warning; the request line already
-        # says it. 5xx still log here, with their traceback.
-        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # Django repeats every 4xx and 5xx response as its own warning or error; the request line
+        # already says it. Only an unhandled exception still logs here, with its traceback.
+        "django.request": {
+            "handlers": ["console"], "level": "ERROR", "propagate": False, "filters": ["only_unhandled_errors"],
+        },
         # daphne runs with -v 0 (no plain-text access log); its own warnings and errors stay.
         "daphne": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         # django-axes logs every failed login at INFO; its lock-outs are warnings.

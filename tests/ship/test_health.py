@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from django.test import override_settings
 
@@ -82,11 +84,28 @@ def test_readyz_names_the_vector_store_when_mongodb_is_unreachable(client, loade
     assert details["checks"]["vector_store"]["detail"].startswith("atlas")
 
 
+class Records(logging.Handler):
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
 def test_readyz_names_the_model_until_it_is_loaded(client, monkeypatch):
     # A process whose engine has not been built yet (daphne still warming up).
     monkeypatch.setattr(engine_pipeline, "_engine", None)
-    response = client.get("/readyz")
+    django_request = Records()
+    logging.getLogger("django.request").addHandler(django_request)
+    try:
+        response = client.get("/readyz")
+    finally:
+        logging.getLogger("django.request").removeHandler(django_request)
     assert response.status_code == 503
     details = response.json()["error"]["details"]
     assert details["not_ready"] == ["model"]
     assert details["checks"]["model"]["detail"] == "face models are still loading"
+    # Polled by every load balancer during start-up: the request line says 503, Django does not add
+    # an ERROR "Service Unavailable" that reads like a crash.
+    assert django_request.records == []
