@@ -10,6 +10,7 @@ from apikeys.models import APIKey
 from apikeys.services import api_key_issue, api_key_revoke_by_name
 from faceportal.fields import StrictCharField
 from faceportal.openapi import API_KEY_AUTH, STAFF_AUTH, error_responses
+from faceportal.serializers import ApiAuthSerializer
 from organizations.selectors import organization_get
 
 
@@ -32,11 +33,6 @@ class ApiKeyCreatedSerializer(ApiKeyOutputSerializer):
 
     class Meta(ApiKeyOutputSerializer.Meta):
         fields = [*ApiKeyOutputSerializer.Meta.fields, "api_key"]
-
-
-class ApiAuthSerializer(serializers.Serializer):
-    user = StrictCharField(max_length=150)
-    api_key_name = StrictCharField(max_length=150)
 
 
 class ApiKeyRevokeInputSerializer(serializers.Serializer):

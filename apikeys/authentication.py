@@ -149,13 +149,12 @@ def request_key(request) -> AuthenticatedKey | None:
     return request.auth if isinstance(request.auth, AuthenticatedKey) else None
 
 
-def check_api_auth_body(*, key: AuthenticatedKey, api_auth: object) -> None:
-    """A body's optional `api_auth` must name the key that authenticated the request."""
+def check_api_auth_body(*, key: AuthenticatedKey, api_auth: dict[str, str] | None) -> None:
+    """A body's optional `api_auth` (validated by `ApiAuthSerializer`) must name the key that
+    authenticated the request."""
     if api_auth is None:
         return
-    if not isinstance(api_auth, dict):
-        raise exceptions.ValidationError({"api_auth": ["Must be an object with 'user' and 'api_key_name'."]})
-    if api_auth.get("user") != key.user or api_auth.get("api_key_name") != key.name:
+    if api_auth["user"] != key.user or api_auth["api_key_name"] != key.name:
         raise exceptions.PermissionDenied("'api_auth' does not match the API key used.")
 
 

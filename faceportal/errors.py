@@ -7,6 +7,7 @@ WebSocket consumer both turn them into the same JSON through `error_payload`.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -39,6 +40,32 @@ class FacePortalError(Exception):
 class InvalidInput(FacePortalError):
     status_code = 400
     code = "invalid_input"
+
+
+def _first_error(errors: Any, path: str = "") -> tuple[str, str]:
+    """The path ("boxes[1].w") and message of the first error in a serializer's error tree."""
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            if key == "non_field_errors":
+                return _first_error(value, path)
+            step = f"[{key}]" if isinstance(key, int) else (f".{key}" if path else str(key))
+            return _first_error(value, path + step)
+    if isinstance(errors, list):
+        for value in errors:
+            if value:  # a list field's errors hold {} for its valid entries
+                return _first_error(value, path)
+    return path, str(errors)
+
+
+def invalid_input(errors: Any) -> InvalidInput:
+    """A serializer's errors as our 400: the message names the first field at fault,
+    `details.field` its top-level name, `details.fields` every error."""
+    path, message = _first_error(errors)
+    details: dict[str, Any] = {"fields": errors}
+    if path:
+        details["field"] = re.split(r"[.\[]", path, maxsplit=1)[0]
+        message = f"'{path}': {message}"
+    return InvalidInput(message, details=details)
 
 
 class InvalidImage(FacePortalError):
@@ -136,11 +163,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
                 headers=headers,
             )
         if isinstance(exc, drf_exceptions.ValidationError):
-            message = "Request body is invalid."
-            details = {"fields": exc.detail} if isinstance(exc.detail, dict) else {"errors": exc.detail}
-        else:
-            message = str(exc.detail)
-            details = {}
+            return Response(invalid_input(exc.detail).as_payload(), status=400, headers=headers)
+        message = str(exc.detail)
+        details: dict[str, Any] = {}
         return Response(
             error_payload(code=_drf_code(exc), message=message, details=details),
             status=exc.status_code,

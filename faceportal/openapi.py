@@ -4,10 +4,14 @@ registered before any schema is generated."""
 
 from __future__ import annotations
 
+import copy
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
 from rest_framework import serializers
+
+from faceportal.fields import ImageSourceField
 
 API_KEY_BEARER = "apiKeyBearer"
 API_KEY_HEADER = "apiKeyHeader"
@@ -93,6 +97,28 @@ class FacePortalAutoSchema(AutoSchema):
             body["content"] = {"multipart/form-data": content["multipart/form-data"],
                                **{kind: schema for kind, schema in content.items() if kind != "multipart/form-data"}}
         return body
+
+
+def _upload_field(field: serializers.Field) -> serializers.Field:
+    """How a form shows one field of an Input serializer (for the docs; the rules stay there)."""
+    options = {"required": field.required, "help_text": field.help_text}
+    if isinstance(field, ImageSourceField):
+        return serializers.FileField(**options)
+    if isinstance(field, serializers.ListField) and isinstance(field.child, ImageSourceField):
+        return serializers.ListField(child=serializers.FileField(), **options)
+    if isinstance(field, (serializers.BaseSerializer, serializers.ListField, serializers.DictField)):
+        return serializers.CharField(**{**options, "help_text": f"JSON. {field.help_text or ''}".strip()})
+    return copy.deepcopy(field)
+
+
+def json_or_upload(serializer_class: type[serializers.Serializer]) -> dict[str, type[serializers.Serializer]]:
+    """A route's request bodies: the Input serializer as JSON, and the same fields as a multipart
+    form with file pickers for its images. The form is generated from the serializer, which
+    validates both (`faceportal.serializers.RequestSerializer`)."""
+    name = serializer_class.__name__.removesuffix("InputSerializer") + "Upload"
+    fields = {key: _upload_field(field) for key, field in serializer_class._declared_fields.items()}
+    upload = type(name, (serializers.Serializer,), {**fields, "__doc__": serializer_class.__doc__})
+    return {"application/json": serializer_class, "multipart/form-data": upload}
 
 
 class ErrorBodySerializer(serializers.Serializer):

@@ -1,206 +1,29 @@
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from django.db.models import OuterRef, Subquery
 from django.http import HttpResponse
-from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-# One api_auth shape in the schema, shared with the key routes (re-exported for recognition.apis).
-from apikeys.apis import ApiAuthSerializer
-from apikeys.authentication import HasOrganizationKey, check_api_auth_body, request_key
-from apikeys.services import AuthenticatedKey
-from faceportal.errors import InvalidInput, NotFound
-from faceportal.openapi import API_KEY_AUTH, DATA_ROUTE_ERRORS, error_responses
-from faces.models import Face, Person
+from faceportal.api import OrganizationScopedApi
+from faceportal.errors import NotFound
+from faceportal.openapi import API_KEY_AUTH, DATA_ROUTE_ERRORS, error_responses, json_or_upload
+from faceportal.serializers import ApiAuthBodySerializer
+from faces.models import Face
 from faces.selectors import face_get, person_get, person_list
-from faces.services import MAX_NAME_LENGTH, face_delete, person_delete, person_register, person_rename
-from organizations.models import Organization
-from organizations.selectors import organization_get
-from recognition.usage import request_count_increment
-
-
-class OrganizationScopedApi(APIView):
-    """Base for data routes: the key's organisation must be the URL's, and `api_auth` must match."""
-
-    permission_classes = [HasOrganizationKey]
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        # `_auth` is set only once authentication ran: reading `request.auth` here could run it
-        # again, after it (or the database) already failed.
-        key = getattr(request, "_auth", None)
-        if isinstance(key, AuthenticatedKey) and key.organization_slug == self.kwargs.get("organization"):
-            # Requests per day for the staff overview: authenticated calls to the key's own tenant.
-            request_count_increment(organization_id=key.organization_id)
-        return super().finalize_response(request, response, *args, **kwargs)
-
-    def organization(self) -> Organization:
-        return organization_get(slug=self.kwargs["organization"])
-
-    def body(self) -> dict[str, Any]:
-        data = self.request.data
-        if not hasattr(data, "get"):
-            raise InvalidInput("Request body must be a JSON object.")
-        api_auth = data.get("api_auth")
-        if isinstance(api_auth, str):  # multipart forms carry it as a JSON string
-            try:
-                api_auth = json.loads(api_auth)
-            except ValueError:
-                raise InvalidInput("'api_auth' must be a JSON object.", details={"field": "api_auth"}) from None
-        check_api_auth_body(key=request_key(self.request), api_auth=api_auth)
-        return data
-
-
-def images_from_request(request, data) -> list[Any]:
-    uploads = request.FILES.getlist("images") or request.FILES.getlist("image")
-    if uploads:
-        return list(uploads)
-    images = data.get("images")
-    if images is None:
-        raise InvalidInput("'images' is required.", details={"field": "images"})
-    if isinstance(images, str) and hasattr(data, "getlist"):  # form field repeated
-        images = data.getlist("images")
-    return images
-
-
-def json_field(data, field: str) -> Any:
-    """A JSON value; multipart forms carry it as text."""
-    value = data.get(field)
-    if isinstance(value, str) and hasattr(data, "getlist"):
-        try:
-            return json.loads(value)
-        except ValueError:
-            raise InvalidInput(f"'{field}' must be JSON.", details={"field": field}) from None
-    return value
-
-
-def flag_field(data, field: str) -> Any:
-    """A boolean; multipart forms send 'true' or 'false'. Anything else is left for the service to refuse."""
-    value = data.get(field, False)
-    if isinstance(value, str) and hasattr(data, "getlist"):
-        return {"true": True, "false": False, "1": True, "0": False}.get(value.strip().lower(), value)
-    return value
-
-
-class RegisterInputSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
-    images = serializers.ListField(
-        child=serializers.JSONField(),
-        help_text="Each: base64 string, data URI, http(s) URL, server path, or {base64|url|path: ...}. "
-        "Multipart uploads use repeated 'images' file fields.",
-    )
-    boxes = serializers.ListField(
-        child=serializers.DictField(allow_null=True), required=False,
-        help_text="One entry per image, null or {x, y, w, h}: the face to register when a photo shows several.")
-    allow_duplicate = serializers.BooleanField(
-        required=False, default=False,
-        help_text="Register even when a face already matches a different person (otherwise 409).")
-    api_auth = ApiAuthSerializer(required=False)
-
-
-class RegisterMultipartSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
-    images = serializers.ListField(child=serializers.FileField(), help_text="One or more photos (repeat the field).")
-    boxes = serializers.CharField(required=False, help_text="Optional JSON list: null or {x, y, w, h} per image")
-    allow_duplicate = serializers.BooleanField(required=False, default=False)
-    api_auth = serializers.CharField(required=False, help_text='Optional JSON: {"user": ..., "api_key_name": ...}')
-
-
-class ApiAuthBodySerializer(serializers.Serializer):
-    api_auth = ApiAuthSerializer(required=False, help_text="Optional; when given it must name the key used.")
-
-
-class BoxSerializer(serializers.Serializer):
-    x = serializers.IntegerField()
-    y = serializers.IntegerField()
-    w = serializers.IntegerField()
-    h = serializers.IntegerField()
-
-
-class ImageOutcomeSerializer(serializers.Serializer):
-    index = serializers.IntegerField()
-    accepted = serializers.BooleanField()
-    reason = serializers.CharField(allow_null=True)
-    face_id = serializers.IntegerField(allow_null=True)
-    box = BoxSerializer(allow_null=True)
-    detection_confidence = serializers.FloatField(allow_null=True)
-    faces_detected = serializers.IntegerField()
-    code = serializers.CharField(
-        allow_null=True,
-        help_text="Why the image added no face: no_face, invalid_image, image_too_large, image_url_forbidden, "
-        "no_face_at_box, ambiguous_faces, face_too_small, face_too_blurred, face_not_frontal, duplicate_image, ...; "
-        "null when accepted.")
-    quality = serializers.DictField(child=serializers.FloatField(), allow_null=True,
-                                    help_text="size (px), sharpness, yaw of the face used")
-
-
-class FaceOutputSerializer(serializers.ModelSerializer):
-    box = BoxSerializer()
-    thumbnail_url = serializers.SerializerMethodField(
-        help_text="The stored face crop (JPEG); fetch it with the same API key."
-    )
-
-    class Meta:
-        model = Face
-        fields = ["id", "box", "detection_confidence", "model_name", "created_at", "thumbnail_url"]
-
-    def get_thumbnail_url(self, face: Face) -> str | None:
-        if not face.crop:
-            return None
-        slug = self.context.get("organization_slug") or face.organization.slug
-        return reverse("face-thumbnail", kwargs={"organization": slug, "person_id": face.person_id, "face_id": face.pk})
-
-
-class PersonOutputSerializer(serializers.ModelSerializer):
-    face_count = serializers.IntegerField(read_only=True)
-
-    class Meta:
-        model = Person
-        fields = ["id", "name", "face_count", "created_at", "updated_at"]
-
-
-class PersonListItemSerializer(PersonOutputSerializer):
-    thumbnail_url = serializers.SerializerMethodField(help_text="A crop of the person's first face (same API key).")
-
-    class Meta(PersonOutputSerializer.Meta):
-        fields = [*PersonOutputSerializer.Meta.fields, "thumbnail_url"]
-
-    def get_thumbnail_url(self, person: Person) -> str | None:
-        face_id = getattr(person, "thumbnail_face_id", None)
-        if face_id is None:
-            return None
-        return reverse("face-thumbnail", kwargs={"organization": self.context["organization_slug"],
-                                                 "person_id": person.pk, "face_id": face_id})
-
-
-class PersonDetailOutputSerializer(PersonOutputSerializer):
-    faces = FaceOutputSerializer(many=True, read_only=True)
-
-    class Meta(PersonOutputSerializer.Meta):
-        fields = [*PersonOutputSerializer.Meta.fields, "faces"]
-
-
-class RegisterOutputSerializer(serializers.Serializer):
-    person = PersonOutputSerializer()
-    created = serializers.BooleanField()
-    faces_added = serializers.IntegerField()
-    images = ImageOutcomeSerializer(many=True)
-    timings_ms = serializers.DictField(child=serializers.FloatField())
-
-
-class PersonPageSerializer(serializers.Serializer):
-    count = serializers.IntegerField()
-    next = serializers.URLField(allow_null=True)
-    previous = serializers.URLField(allow_null=True)
-    results = PersonListItemSerializer(many=True)
-
+from faces.serializers import (
+    PersonDetailOutputSerializer,
+    PersonListItemSerializer,
+    PersonPageSerializer,
+    PersonRenameInputSerializer,
+    PersonSearchSerializer,
+    RegisterInputSerializer,
+    RegisterOutputSerializer,
+)
+from faces.services import face_delete, person_delete, person_register, person_rename
 
 FACE_BOX = {"x": 84, "y": 61, "w": 112, "h": 112}
 REGISTER_RESPONSE_EXAMPLE = {
@@ -226,7 +49,7 @@ REGISTER_RESPONSE_EXAMPLE = {
 
 class RegisterApi(OrganizationScopedApi):
     @extend_schema(
-        request={"application/json": RegisterInputSerializer, "multipart/form-data": RegisterMultipartSerializer},
+        request=json_or_upload(RegisterInputSerializer),
         responses={201: RegisterOutputSerializer, **error_responses(*DATA_ROUTE_ERRORS, 409, 422)},
         summary="Register a person from one or more photos", operation_id="person_register",
         description="Each photo adds one face: the one in 'boxes' when given, else the most prominent (refused "
@@ -248,21 +71,12 @@ class RegisterApi(OrganizationScopedApi):
         ],
     )
     def post(self, request, organization: str):
-        data = self.body()
-        org = self.organization()
+        data = self.validated_body(RegisterInputSerializer)
         result = person_register(
-            organization=org, name=data.get("name"), images=images_from_request(request, data),
-            boxes=json_field(data, "boxes"), allow_duplicate=flag_field(data, "allow_duplicate"),
+            organization=self.organization(), name=data["name"], images=data["images"], boxes=data["boxes"],
+            allow_duplicate=data["allow_duplicate"],
         )
-        person = person_get(organization=org, person_id=result.person.pk)
-        payload = {
-            "person": PersonOutputSerializer(person).data,
-            "created": result.created,
-            "faces_added": result.accepted_count,
-            "images": [outcome.__dict__ for outcome in result.outcomes],
-            "timings_ms": {k: round(v, 2) for k, v in result.timings_ms.items()},
-        }
-        return Response(payload, status=status.HTTP_201_CREATED)
+        return Response(RegisterOutputSerializer(result).data, status=status.HTTP_201_CREATED)
 
 
 class PeoplePagination(PageNumberPagination):
@@ -273,30 +87,21 @@ class PeoplePagination(PageNumberPagination):
 
 class PersonListApi(OrganizationScopedApi):
     @extend_schema(
-        parameters=[OpenApiParameter("search", str, description="Case-insensitive name filter"),
-                    OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
+        parameters=[PersonSearchSerializer],
         responses={200: PersonPageSerializer, **error_responses(400, 401, 403, 404, 429, 503)},
         summary="List people (paginated, searchable)", operation_id="person_list",
         tags=["faces"],
         auth=API_KEY_AUTH,
     )
     def get(self, request, organization: str):
-        search = request.query_params.get("search")
-        if search is not None and (len(search) > MAX_NAME_LENGTH or any(ord(char) < 32 for char in search)):
-            raise InvalidInput(f"'search' must be at most {MAX_NAME_LENGTH} characters, with no control characters.",
-                               details={"field": "search"})
-        queryset = person_list(organization=self.organization(), search=search)
+        query = self.validated_query(PersonSearchSerializer)
+        queryset = person_list(organization=self.organization(), search=query.get("search"))
         first_face = Face.objects.filter(person=OuterRef("pk")).exclude(crop=b"").order_by("id").values("id")[:1]
         queryset = queryset.annotate(thumbnail_face_id=Subquery(first_face))
         paginator = PeoplePagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         data = PersonListItemSerializer(page, many=True, context={"organization_slug": organization}).data
         return paginator.get_paginated_response(data)
-
-
-class PersonRenameInputSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
-    api_auth = ApiAuthSerializer(required=False)
 
 
 class PersonDetailApi(OrganizationScopedApi):
@@ -312,9 +117,9 @@ class PersonDetailApi(OrganizationScopedApi):
                    summary="Rename a person", operation_id="person_rename", tags=["faces"], auth=API_KEY_AUTH,
                    examples=[OpenApiExample("New name", value={"name": "Ada King"}, request_only=True)])
     def patch(self, request, organization: str, person_id: int):
-        data = self.body()
+        data = self.validated_body(PersonRenameInputSerializer)
         org = self.organization()
-        person = person_rename(person=person_get(organization=org, person_id=person_id), name=data.get("name"))
+        person = person_rename(person=person_get(organization=org, person_id=person_id), name=data["name"])
         person = person_get(organization=org, person_id=person.pk)
         return Response(PersonDetailOutputSerializer(person, context={"organization_slug": organization}).data)
 
@@ -323,7 +128,7 @@ class PersonDetailApi(OrganizationScopedApi):
                    summary="Delete a person, their faces and vectors", operation_id="person_delete",
                    tags=["faces"], auth=API_KEY_AUTH)
     def delete(self, request, organization: str, person_id: int):
-        self.body()
+        self.validated_body()
         person_delete(person=person_get(organization=self.organization(), person_id=person_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -333,7 +138,7 @@ class FaceDetailApi(OrganizationScopedApi):
                    responses={204: None, **error_responses(400, 401, 403, 404, 429, 503)},
                    summary="Delete one face of a person", operation_id="face_delete", tags=["faces"], auth=API_KEY_AUTH)
     def delete(self, request, organization: str, person_id: int, face_id: int):
-        self.body()
+        self.validated_body()
         face_delete(face=face_get(organization=self.organization(), person_id=person_id, face_id=face_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 

@@ -164,13 +164,6 @@ class Threshold:
             return float(self.value + offset)
         return float(self.value if self.value is not None else self.similarity)
 
-    def describe(self) -> dict:
-        described = {"threshold": round(self.similarity, 4), "threshold_source": self.source}
-        if self.source == SOURCE_CALIBRATED:
-            described["false_match_rate"] = self.false_match_rate
-            described["gallery_size"] = self.gallery_size
-        return described
-
 
 def effective_threshold(
     *, model: str, requested: float | None, false_match_rate: float, gallery_size: int, model_default: float

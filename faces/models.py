@@ -4,10 +4,12 @@ from django.db import models
 from faces.index.base import vector_from_bytes
 from organizations.models import Organization
 
+MAX_NAME_LENGTH = 200
+
 
 class Person(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="people")
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=MAX_NAME_LENGTH)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -21,23 +21,20 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
-from faceportal.errors import Conflict, InvalidImage, InvalidInput, PayloadTooLarge, Unprocessable
+from faceportal.errors import Conflict, InvalidImage, PayloadTooLarge, Unprocessable
 from faces import quality
 from faces.decision import MATCH
 from faces.engine import get_engine, map_in_engine_pool
 from faces.engine.base import EmbeddedFace, FaceBox
 from faces.engine.pipeline import EngineResult, prominence
-from faces.images import LoadedImage, check_count, decode, load
+from faces.images import LoadedImage, decode, load
 from faces.index import VectorRecord, get_index
 from faces.index.base import cosine_to_similarity, vector_from_bytes, vector_to_bytes
 from faces.models import Face, Person
-from faces.selectors import decide_vectors, gallery_size_forget, search_threshold
+from faces.selectors import decide_vectors, gallery_size_forget, person_get, search_threshold
 from organizations.models import Organization
 
 logger = logging.getLogger(__name__)
-
-MAX_NAME_LENGTH = 200
-
 
 @dataclass
 class ImageOutcome:
@@ -68,21 +65,6 @@ class RegistrationResult:
     @property
     def accepted_count(self) -> int:
         return sum(1 for outcome in self.outcomes if outcome.accepted)
-
-
-def validate_person_name(name: object) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidInput("'name' must be a non-empty string.", details={"field": "name"})
-    name = name.strip()
-    if len(name) > MAX_NAME_LENGTH:
-        raise InvalidInput(f"'name' must be at most {MAX_NAME_LENGTH} characters.", details={"field": "name"})
-    if any(ord(char) < 32 for char in name):
-        raise InvalidInput("'name' may not contain control characters.", details={"field": "name"})
-    if any("\ud800" <= char <= "\udfff" for char in name):
-        # A lone UTF-16 surrogate (a "\ud800" JSON escape, an undecodable file name) is not a
-        # character: no UTF-8 store can hold it. Refused here, before any model runs.
-        raise InvalidInput("'name' may not contain lone UTF-16 surrogates.", details={"field": "name"})
-    return name
 
 
 @contextmanager
@@ -116,27 +98,6 @@ def mirrored_write(undo: list[Callable[[], None]]) -> Iterator[None]:
             except Exception:  # best effort: `manage.py vectors repair` fixes what is left
                 logger.exception("vector store compensation failed")
         raise
-
-
-def validate_boxes(boxes: Any, *, count: int) -> list[FaceBox | None]:
-    """`boxes`: one entry per image, null or {"x", "y", "w", "h"}: the face the client means."""
-    if boxes is None:
-        return [None] * count
-    if not isinstance(boxes, list) or len(boxes) != count:
-        raise InvalidInput(f"'boxes' must be a list with one entry (or null) per image ({count}).",
-                           details={"field": "boxes"})
-    parsed: list[FaceBox | None] = []
-    for position, box in enumerate(boxes):
-        if box is None:
-            parsed.append(None)
-            continue
-        values = [box.get(key) for key in ("x", "y", "w", "h")] if isinstance(box, dict) else []
-        if len(values) != 4 or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in values) \
-                or values[2] == 0 or values[3] == 0:
-            raise InvalidInput(f"'boxes[{position}]' must be null or {{x, y, w, h}} with whole numbers, w and h > 0.",
-                               details={"field": "boxes", "image_index": position})
-        parsed.append(FaceBox(*values))
-    return parsed
 
 
 def _overlap(a: FaceBox, b: FaceBox) -> float:
@@ -236,8 +197,8 @@ def _drop_same_images(
 
 
 def person_register(
-    *, organization: Organization, name: Any, images: list[Any], content_hashes: list[str] | None = None,
-    boxes: Any = None, allow_duplicate: Any = False,
+    *, organization: Organization, name: str, images: list[Any], content_hashes: list[str] | None = None,
+    boxes: list[FaceBox | None] | None = None, allow_duplicate: bool = False,
 ) -> RegistrationResult:
     """Register a person (or add faces to the existing one of that name) from several photos.
 
@@ -247,12 +208,11 @@ def person_register(
     matches a different person at the organisation's threshold, nothing is stored (409) unless
     `allow_duplicate`. When no image yields a usable face, nothing is stored (422).
     `content_hashes` (one per image) are recorded on the faces so bulk enrolment can resume.
+    Takes validated input (`faces.serializers.RegisterInputSerializer`): a clean name, and
+    `boxes` with one entry per image when given.
     """
-    name = validate_person_name(name)
-    if not isinstance(allow_duplicate, bool):
-        raise InvalidInput("'allow_duplicate' must be true or false.", details={"field": "allow_duplicate"})
     loaded, outcomes = _load_each(images)
-    wanted_per_index = validate_boxes(boxes, count=len(images))
+    wanted_per_index = boxes or [None] * len(images)
     wanted = [wanted_per_index[image.index] for image in loaded]
     engine = get_engine()
     accepted: list[tuple[ImageOutcome, EmbeddedFace]] = []
@@ -273,7 +233,8 @@ def person_register(
     if accepted:
         accepted = _drop_same_images(organization=organization, name=name, accepted=accepted)
         if not accepted:  # nothing new: every usable image is already stored for this person
-            person = Person.objects.get(organization=organization, name=name)
+            person = person_get(organization=organization,
+                                person_id=Person.objects.get(organization=organization, name=name).pk)
             return RegistrationResult(person=person, created=False, outcomes=outcomes, timings_ms=timings)
     if not accepted:
         codes = {o.code for o in outcomes}
@@ -318,14 +279,14 @@ def person_register(
         "person registered",
         extra={"organization": organization.slug, "person_id": person.pk, "faces": len(faces)},
     )
-    return RegistrationResult(person=person, created=created, outcomes=outcomes, timings_ms=timings)
+    return RegistrationResult(person=person_get(organization=organization, person_id=person.pk), created=created,
+                              outcomes=outcomes, timings_ms=timings)
 
 
 def _load_each(sources: list[Any]) -> tuple[list[LoadedImage], list[ImageOutcome]]:
     """Load every image; one that cannot be read is reported like one without a face, and does not
-    stop the others. Request-wide limits (count, total bytes) still refuse the whole request, and
-    when no image can be read at all the first image's own error is raised (a 4xx)."""
-    check_count(sources)
+    stop the others. The request's total bytes still refuse the whole request, and when no image
+    can be read at all the first image's own error is raised (a 4xx)."""
     loaded: list[LoadedImage] = []
     refused: list[tuple[ImageOutcome, InvalidImage]] = []
     total = 0
@@ -346,8 +307,7 @@ def _load_each(sources: list[Any]) -> tuple[list[LoadedImage], list[ImageOutcome
     return loaded, [outcome for outcome, _ in refused]
 
 
-def person_rename(*, person: Person, name: Any) -> Person:
-    name = validate_person_name(name)
+def person_rename(*, person: Person, name: str) -> Person:
     if name == person.name:
         return person
     try:

@@ -5,14 +5,15 @@ from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db.models import Case, Count, IntegerField, Max, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
-from django.http import JsonResponse
+from django.http import JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from faceportal.errors import FacePortalError, InvalidInput
+from faceportal.errors import FacePortalError
+from faceportal.serializers import validated
 from organizations.models import Organization
 from organizations.services import organization_deactivate, organization_delete
 
@@ -161,42 +162,41 @@ class OrganizationAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/organizations/organization/try.html", context)
 
     def try_recognize(self, request, object_id):
-        from recognition.services import recognize
+        from recognition.serializers import RecognizeInputSerializer, RecognizeOutputSerializer
+        from recognition.services import DEFAULT_MAX_RESULTS, recognize
 
         organization = self._organization_for(request, object_id)
-        threshold = request.POST.get("threshold") or None
         try:
-            if threshold is not None:
-                try:
-                    threshold = float(threshold)
-                except ValueError:
-                    threshold = "invalid"  # the service explains the valid range
-            result = recognize(organization=organization, image=request.FILES.get("image"), threshold=threshold)
+            options = validated(RecognizeInputSerializer, data=posted_form(request))
+            result = recognize(organization=organization, image=options["image"], threshold=options.get("threshold"),
+                               max_results=options.get("max_results") or DEFAULT_MAX_RESULTS)
         except FacePortalError as exc:
             return JsonResponse(exc.as_payload(), status=exc.status_code)
-        return JsonResponse(result)
+        return JsonResponse(RecognizeOutputSerializer(result).data)
 
     def try_register(self, request, object_id):
+        from faces.serializers import RegisterInputSerializer, RegisterOutputSerializer
         from faces.services import person_register
 
         organization = self._organization_for(request, object_id)
         if not self.has_change_permission(request, organization):
             raise PermissionDenied
-        upload = request.FILES.get("image")
         try:
-            if upload is None:
-                raise InvalidInput("Choose an image first.", details={"field": "image"})
-            result = person_register(organization=organization, name=request.POST.get("name"), images=[upload])
+            data = validated(RegisterInputSerializer,
+                             data={"name": request.POST.get("name"), "images": request.FILES.getlist("image")})
+            result = person_register(organization=organization, name=data["name"], images=data["images"])
         except FacePortalError as exc:
             return JsonResponse(exc.as_payload(), status=exc.status_code)
-        person = result.person
-        return JsonResponse({
-            "person": {"id": person.pk, "name": person.name,
-                       "url": reverse("admin:faces_person_change", args=[person.pk])},
-            "created": result.created,
-            "faces_added": result.accepted_count,
-            "images": [outcome.__dict__ for outcome in result.outcomes],
-        }, status=201)
+        answer = RegisterOutputSerializer(result).data
+        answer["person"]["url"] = reverse("admin:faces_person_change", args=[result.person.pk])
+        return JsonResponse(answer, status=201)
+
+
+def posted_form(request) -> QueryDict:
+    """A form post's fields and files in one QueryDict, as a REST view's `request.data` holds them."""
+    form = request.POST.copy()
+    form.update(request.FILES)
+    return form
 
 
 def default_threshold() -> float:

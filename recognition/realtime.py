@@ -21,8 +21,10 @@ from apikeys.services import AuthenticatedKey
 from apikeys.websocket import websocket_key_still_valid
 from faceportal import parsers
 from faceportal.errors import FacePortalError, Forbidden, InvalidInput, PayloadTooLarge
+from faceportal.serializers import validated
 from organizations.models import Organization
-from recognition.services import recognize, validate_max_results, validate_threshold
+from recognition.serializers import FrameInputSerializer, RecognitionOptionsSerializer, RecognizeOutputSerializer
+from recognition.services import DEFAULT_MAX_RESULTS, recognize
 
 
 class FrameRateExceeded(FacePortalError):
@@ -149,29 +151,18 @@ def parse_text_message(text: str, *, organization_slug: str) -> dict[str, Any]:
 
 def frame_settings_update(message: dict[str, Any], *, current: FrameSettings) -> FrameSettings:
     """A `{"type": "settings", "threshold"?, "max_results"?}` message; validated before applied."""
-    threshold = current.threshold
-    max_results = current.max_results
-    if "threshold" in message:
-        threshold = None if message["threshold"] is None else validate_threshold(message["threshold"])
-    if "max_results" in message:
-        max_results = None if message["max_results"] is None else validate_max_results(message["max_results"])
-    return FrameSettings(threshold=threshold, max_results=max_results)
+    options = validated(RecognitionOptionsSerializer, data=message)
+    return FrameSettings(threshold=options.get("threshold", current.threshold),
+                         max_results=options.get("max_results", current.max_results))
 
 
 def frame_from_message(message: dict[str, Any], *, seq: int, defaults: FrameSettings) -> Frame:
-    """A JSON frame `{"image": <data URI or base64>, "threshold"?, "max_results"?}`."""
-    image = message.get("image")
-    if image is None:
-        raise InvalidInput("'image' is required.", details={"field": "image"})
-    if not isinstance(image, str) or not image.strip():
-        raise InvalidInput("'image' must be a data URI or base64 string.", details={"field": "image"})
-    threshold = message.get("threshold", defaults.threshold)
-    max_results = message.get("max_results", defaults.max_results)
-    # Validated now, so a bad value is answered even if the frame is later dropped as stale.
-    validate_threshold(threshold)
-    validate_max_results(max_results)
-    # Only base64 over the socket: a URL or server path here would be fetched once per frame.
-    return Frame(seq=seq, image={"base64": image}, threshold=threshold, max_results=max_results)
+    """A JSON frame `{"image": <data URI or base64>, "threshold"?, "max_results"?}`.
+
+    Validated now, so a bad value is answered even if the frame is later dropped as stale."""
+    frame = validated(FrameInputSerializer, data=message)
+    return Frame(seq=seq, image={"base64": frame["image"]}, threshold=frame.get("threshold", defaults.threshold),
+                 max_results=frame.get("max_results", defaults.max_results))
 
 
 def frame_from_bytes(data: bytes, *, seq: int, defaults: FrameSettings) -> Frame:
@@ -183,18 +174,21 @@ def frame_from_bytes(data: bytes, *, seq: int, defaults: FrameSettings) -> Frame
 
 def recognize_frame(*, organization: Organization, token: str, identity: AuthenticatedKey,
                     frame: Frame) -> dict[str, Any]:
-    """Re-check the key (a cache hit), then the same recognition as `POST /recognize`.
+    """Re-check the key (a cache hit), then the same recognition as `POST /recognize`, in the
+    same shape.
 
     Runs in a worker thread; the model itself runs on the engine pool.
     """
     if not websocket_key_still_valid(token=token, identity=identity):
         raise KeyRevoked()
-    return recognize(organization=organization, image=frame.image, threshold=frame.threshold,
-                     max_results=frame.max_results)
+    result = recognize(organization=organization, image=frame.image, threshold=frame.threshold,
+                       max_results=frame.max_results or DEFAULT_MAX_RESULTS)
+    return RecognizeOutputSerializer(result).data
 
 
 def result_reply(*, frame: Frame, result: dict[str, Any], started_at: float,
                  counters: FrameCounters) -> dict[str, Any]:
+    """`result`: a `RecognizeOutputSerializer` answer, with the socket's own timings and counters."""
     now = time.perf_counter()
     timings = dict(result.get("timings_ms", {}))
     timings["queued"] = round((started_at - frame.received_at) * 1000, 2)

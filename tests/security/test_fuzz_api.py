@@ -123,6 +123,12 @@ def hostile(value, data):
     return value
 
 
+def sendable(value):
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value
+
+
 def test_every_operation_answers_hostile_strings_and_nesting_without_5xx(tenant):
     schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -144,7 +150,9 @@ def test_every_operation_answers_hostile_strings_and_nesting_without_5xx(tenant)
                     body = [body]  # deeper than FACEPORTAL_MAX_JSON_DEPTH, within json.dumps' reach
                 case.body = body
             if case.query:
-                case.query = hostile(case.query, data)
+                # A URL cannot carry a lone surrogate as text: it travels as its UTF-8 bytes' stand-in
+                # here (raw surrogate bytes in a search: tests/security/test_hostile_input.py).
+                case.query = {key: sendable(value) for key, value in hostile(case.query, data).items()}
             response = case.call(headers=credentials("key", tenant))
             where = f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}"
             assert response.status_code < 500 or (case.path == "/readyz" and response.status_code == 503), where

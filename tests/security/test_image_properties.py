@@ -15,10 +15,11 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from faceportal.errors import FacePortalError, InvalidImage, InvalidInput, PayloadTooLarge
+from faceportal.serializers import validated
 from faces import images
-from faces.services import validate_person_name
+from faces.serializers import PersonRenameInputSerializer
 from organizations.services import validate_slug
-from recognition.services import validate_max_results
+from recognition.serializers import RecognitionOptionsSerializer
 from tests.image_samples import encoded, png_claiming
 
 OURS = (InvalidImage, InvalidInput, PayloadTooLarge)
@@ -296,7 +297,13 @@ def test_image_count_rule(images_value):
 @PROPERTY
 @given(value=st.one_of(st.text(max_size=260), st.none(), st.integers(), st.lists(st.text(), max_size=2)))
 def test_validators_accept_or_refuse_with_our_error(value):
-    for validator in (validate_person_name, validate_slug, validate_max_results):
+    def name(value):
+        return validated(PersonRenameInputSerializer, data={"name": value})
+
+    def max_results(value):
+        return validated(RecognitionOptionsSerializer, data={"max_results": value})
+
+    for validator in (name, validate_slug, max_results):
         try:
             validator(value)
         except FacePortalError as refused:

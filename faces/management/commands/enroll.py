@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from rest_framework.exceptions import ValidationError
 from tqdm import tqdm
 
 from faceportal.errors import FacePortalError, Unprocessable
 from faces.models import Face
+from faces.serializers import person_name_validate
 from faces.services import person_register
 from organizations.models import Organization
 from organizations.services import organization_create
@@ -122,7 +124,12 @@ class Command(BaseCommand):
     def _enrol_batch(self, organization: Organization, batch: list[tuple[str, Path, bytes, str]]) -> list[ImageReport]:
         person = batch[0][0]
         try:
-            result = person_register(organization=organization, name=person, images=[item[2] for item in batch],
+            name = person_name_validate(person)
+        except ValidationError as exc:  # a folder name no person may have (too long, control characters)
+            return [ImageReport(str(path), person, "invalid", f"folder name: {'; '.join(exc.detail)}")
+                    for _, path, _, _ in batch]
+        try:
+            result = person_register(organization=organization, name=name, images=[item[2] for item in batch],
                                      content_hashes=[item[3] for item in batch])
         except Unprocessable:
             return [ImageReport(str(path), person, "no_face", "no face detected") for _, path, _, _ in batch]

@@ -1,0 +1,123 @@
+"""Real answers of every route, successes and errors, match the OpenAPI schema the server serves.
+
+The schema and the answers come from the same serializers; schemathesis' response checks
+(status code documented, content type, body against the response schema) prove it for real
+calls: the real model on real photos, through the WSGI app.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import schemathesis
+from django.core.wsgi import get_wsgi_application
+from schemathesis.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from faces.engine import get_engine
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# What an answer must hold to; not the checks that judge the server's behaviour (auth and the
+# like have tests of their own).
+RESPONSE_CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance,
+                   response_headers_conformance]
+
+
+@pytest.fixture
+def api(settings, django_user_model):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    django_user_model.objects.create_user("staff", password="staff-pass-123", is_staff=True)
+    get_engine().warm()  # /readyz answers 200 once the models are loaded
+    return Api(schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application()))
+
+
+class Api:
+    STAFF = {"Authorization": "Basic " + base64.b64encode(b"staff:staff-pass-123").decode()}
+
+    def __init__(self, schema):
+        self.schema = schema
+        self.key_headers: dict[str, str] = {}
+        self.checked: set[tuple[str, str, int]] = set()
+
+    def call(self, method: str, path: str, *, status: int, headers: dict | None = None,
+             path_parameters: dict | None = None, body=None, query: dict | None = None):
+        operation = self.schema[path][method.upper()]
+        case = operation.Case(path_parameters=path_parameters or {}, query=query,
+                              **({"body": body, "media_type": "application/json"} if body is not None else {}))
+        response = case.call(headers=headers if headers is not None else self.key_headers)
+        assert response.status_code == status, f"{method} {path}: {response.status_code} {response.text[:500]}"
+        # Raises when the status is undocumented, the content type differs or the body breaks the schema.
+        case.validate_response(response, checks=RESPONSE_CHECKS)
+        self.checked.add((method.upper(), path, status))
+        return response.json() if response.content else None
+
+
+def test_real_answers_of_every_route_match_the_schema(api, manifest):
+    blair, obama = manifest["Tony_Blair"], manifest["Barack_Obama"]
+    org = {"organization": "acme"}
+
+    api.call("post", "/orgs", headers=api.STAFF, body={"organization": "acme"}, status=201)
+    api.call("post", "/orgs", headers=api.STAFF, body={"organization": "not a slug!"}, status=400)
+    issued = api.call("post", "/orgs/{organization}/api-key", headers=api.STAFF, path_parameters=org,
+                      body={"user": "alice", "api_key_name": "laptop"}, status=201)
+    api.key_headers = {"Authorization": f"Bearer {issued['api_key']}"}
+
+    images = [blair[0].b64(), "not base64!!", blair[3].b64(), blair[4].b64()]
+    registered = api.call("post", "/register/{organization}", path_parameters=org, status=201,
+                          body={"name": "Tony Blair", "images": images})
+    assert registered["faces_added"] == 3 and registered["images"][1]["code"] == "invalid_image"
+    api.call("post", "/register/{organization}", path_parameters=org, status=201,
+             body={"name": "Barack Obama", "images": [obama[0].b64()]})
+    api.call("post", "/register/{organization}", path_parameters=org, status=422,
+             body={"name": "Nobody", "images": [manifest["_noface"][0].b64()]})
+    api.call("post", "/register/{organization}", path_parameters=org, status=400,
+             body={"name": "", "images": [blair[1].b64()]})
+
+    calibrated = api.call("post", "/recognize/{organization}", path_parameters=org, status=200,
+                          body={"image": blair[1].b64()})
+    assert calibrated["threshold_source"] == "calibrated" and "gallery_size" in calibrated
+    assert [(face["match"] or {}).get("name") for face in calibrated["faces"]] == ["Tony Blair"], calibrated
+    requested = api.call("post", "/recognize/{organization}", path_parameters=org, status=200,
+                         body={"image": blair[1].b64(), "threshold": 0.5, "max_results": 2})
+    assert requested["threshold_source"] == "request" and "gallery_size" not in requested
+    api.call("post", "/recognize/{organization}", path_parameters=org, status=400,
+             body={"image": blair[1].b64(), "threshold": "high"})
+
+    person_id = registered["person"]["id"]
+    api.call("post", "/verify/{organization}", path_parameters=org, status=200,
+             body={"image": blair[1].b64(), "image2": blair[2].b64()})
+    against_person = api.call("post", "/verify/{organization}", path_parameters=org, status=200,
+                              body={"image": blair[1].b64(), "person": person_id})
+    assert against_person["verified"] and against_person["person"]["name"] == "Tony Blair"
+    api.call("post", "/verify/{organization}", path_parameters=org, status=400, body={"image": blair[1].b64()})
+
+    person = {**org, "person_id": person_id}
+    listing = api.call("get", "/orgs/{organization}/people", path_parameters=org, query={"search": "tony"},
+                       status=200)
+    assert [row["name"] for row in listing["results"]] == ["Tony Blair"]
+    detail = api.call("get", "/orgs/{organization}/people/{person_id}", path_parameters=person, status=200)
+    api.call("patch", "/orgs/{organization}/people/{person_id}", path_parameters=person, status=200,
+             body={"name": "Tony Blair (PM)"})
+    api.call("get", "/orgs/{organization}/people/{person_id}", path_parameters={**org, "person_id": 999999},
+             status=404)
+    face = {**person, "face_id": detail["faces"][0]["id"]}
+    api.call("delete", "/orgs/{organization}/people/{person_id}/faces/{face_id}", path_parameters=face, status=204)
+    api.call("delete", "/orgs/{organization}/people/{person_id}", path_parameters=person, status=204)
+
+    api.call("get", "/healthz", headers={}, status=200)
+    api.call("get", "/readyz", headers={}, status=200)
+    api.call("delete", "/orgs/{organization}/api-key", path_parameters=org, status=200,
+             body={"api_auth": {"user": "alice", "api_key_name": "laptop"}})
+    api.call("post", "/recognize/{organization}", path_parameters=org, status=401, body={"image": blair[1].b64()})
+
+    routes = {(method, path) for method, path, _ in api.checked}
+    documented = {(operation.ok().method.upper(), operation.ok().path) for operation in api.schema.get_all_operations()}
+    # Every documented JSON route was called (the thumbnail is a JPEG: its bytes are checked elsewhere).
+    assert documented - routes <= {("GET", "/orgs/{organization}/people/{person_id}/faces/{face_id}/thumbnail")}, \
+        documented - routes
