@@ -8,6 +8,7 @@ in the right place at two window sizes; then deletes the person and sees them be
 from __future__ import annotations
 
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,15 @@ def test_wrong_key_shows_a_clear_message_and_does_not_retry(live_server_url, bro
     assert browser.find_element(By.ID, "api-key").get_attribute("aria-invalid") == "true"
     assert browser.find_element(By.ID, "connection-state").text == "Disconnected"
 
+
+def test_the_pages_scripts_are_served_as_javascript(live_server_url):
+    """The webcam and try-it pages load ES modules, which a browser runs only when served with a
+    JavaScript MIME type: each one as daphne and whitenoise serve it."""
+    static = REPO_ROOT / "recognition" / "static"
+    scripts = sorted(path.relative_to(static).as_posix() for path in static.glob("recognition/**/*.js"))
+    assert {"recognition/webcam.js", "recognition/webcam/socket.js", "recognition/labels.js",
+            "recognition/tryit.js"} <= set(scripts), scripts
+    for script in scripts:
+        with urllib.request.urlopen(f"{live_server_url}/static/{script}") as response:
+            assert response.status == 200, script
+            assert response.headers.get_content_type() == "text/javascript", (script, response.headers)

@@ -1,11 +1,10 @@
 /* Admin "try it" page: recognise a dropped or chosen photo against one organisation's gallery,
  * draw boxes and names over it, list candidates, and register the photo under a name. Staff
- * session + CSRF token; no API key involved. */
-(() => {
-  "use strict";
+ * session + CSRF token; no API key involved. An ES module, no build step. */
+import { placeLabels } from "./labels.js";
+
+function startTryIt(app) {
   const $ = (id) => document.getElementById(id);
-  const app = $("try-app");
-  if (!app) return;
   const el = {
     drop: $("drop-zone"), file: $("try-file"), stage: $("try-stage"), image: $("try-image"),
     overlay: $("try-overlay"), status: $("try-status"), threshold: $("try-threshold"),
@@ -115,7 +114,7 @@
       el.overlay.append(node, label);
       return { label, box };
     });
-    window.FacePortalLabels.placeLabels(items, { w: W, h: H });
+    placeLabels(items, { w: W, h: H });
   }
 
   function renderList(result) {
@@ -205,4 +204,7 @@
       recognize();
     });
   }
-})();
+}
+
+const app = document.getElementById("try-app");
+if (app) startTryIt(app);

@@ -1,0 +1,16 @@
+/* The webcam page's elements, by their ids in templates/recognition/webcam.html. */
+const $ = (id) => document.getElementById(id);
+
+export const el = {
+  state: $("connection-state"), stage: $("stage"), video: $("video"), overlay: $("overlay"),
+  messages: $("messages"), cameraButton: $("camera-button"), threshold: $("threshold"),
+  thresholdValue: $("threshold-value"), mirror: $("mirror"), connectForm: $("connect-form"),
+  organization: $("organization"), user: $("user"), apiKeyName: $("api-key-name"), apiKey: $("api-key"),
+  connectButton: $("connect-button"), disconnectButton: $("disconnect-button"),
+  connectError: $("connect-error"), connectedAs: $("connected-as"),
+  registerForm: $("register-form"), registerName: $("register-name"), registerButton: $("register-button"),
+  registerResult: $("register-result"), captures: $("captures"), people: $("people"),
+  peopleCount: $("people-count"), peopleRefresh: $("people-refresh"),
+  fps: $("stat-fps"), latency: $("stat-latency"), server: $("stat-server"), faces: $("stat-faces"),
+  dropped: $("stat-dropped"),
+};
