@@ -24,7 +24,7 @@ from django.db import connection, connections
 from faceportal.routing import websocket_urlpatterns
 from faces.index import get_index, reset_index
 from faces.models import EmbeddedVector, Face, Person
-from faces.services import vectors_check
+from faces.vector_maintenance import vectors_check
 from tests.conftest import REPO_ROOT, key_client
 from tests.redis_server import free_port
 
