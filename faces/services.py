@@ -21,6 +21,7 @@ import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from faceportal import metrics
 from faceportal.errors import Conflict, InvalidImage, InvalidInput, PayloadTooLarge, Unprocessable
 from faces import quality
 from faces.decision import MATCH
@@ -313,6 +314,8 @@ def person_register(
         # Registered before the call: a store that fails midway (Atlas) may have written part of it.
         undo.append(lambda: index.remove(organization_id=organization.pk, face_ids=[r.face_id for r in records]))
         index.add(organization_id=organization.pk, records=records)
+        # Counted once the faces are committed: a rolled-back registration added none.
+        transaction.on_commit(lambda: metrics.faces_registered(count=len(records)))
     gallery_size_forget(organization_id=organization.pk)
     logger.info(
         "person registered",
