@@ -13,7 +13,7 @@ from faceportal.errors import NotFound
 from faces.decision import MATCH, Threshold, decide, effective_threshold
 from faces.engine import get_engine
 from faces.index import Hit, VectorRecord, get_index
-from faces.index.base import vector_from_bytes
+from faces.index.base import cosine_to_similarity, vector_from_bytes
 from faces.models import Face, Person
 from organizations.models import Organization
 
@@ -177,7 +177,7 @@ def _template_rescored(
     rescored = []
     for vector, row in zip(vectors, matches, strict=True):
         scored = [
-            PersonMatch(m.person_id, m.name, float((1.0 + templates[m.person_id] @ vector) / 2.0), m.face_id)
+            PersonMatch(m.person_id, m.name, float(cosine_to_similarity(templates[m.person_id] @ vector)), m.face_id)
             for m in row if m.person_id in templates
         ]
         rescored.append(sorted(scored, key=lambda match: match.similarity, reverse=True))
