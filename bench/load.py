@@ -147,18 +147,22 @@ def rest_client(args, body: bytes, budget: Budget, tally: Tally, worker: int) ->
     connection.close()
 
 
-async def ws_client(args, jpeg: bytes, budget: Budget, tally: Tally) -> None:
+def recognition_socket(args):
+    """A connection to the server's /ws/recognize with the run's key (use it with `async with`)."""
     import websockets
 
     parts = urlsplit(args.url)
     scheme = "wss" if parts.scheme == "https" else "ws"
     query = urlencode({"token": args.key, "organization": args.organization, "user": args.user,
                        "api_key_name": args.api_key_name})
+    return websockets.connect(f"{scheme}://{parts.netloc}/ws/recognize?{query}",
+                              origin=f"{parts.scheme}://{parts.netloc}", max_size=2**22, open_timeout=30)
+
+
+async def ws_client(args, jpeg: bytes, budget: Budget, tally: Tally) -> None:
     interval = 1.0 / args.ws_fps
     try:
-        async with websockets.connect(f"{scheme}://{parts.netloc}/ws/recognize?{query}",
-                                      origin=f"{parts.scheme}://{parts.netloc}", max_size=2**22,
-                                      open_timeout=30) as socket_:
+        async with recognition_socket(args) as socket_:
             ready = json.loads(await asyncio.wait_for(socket_.recv(), 60))
             if ready.get("type") != "ready":
                 tally.fail(f"ws handshake: {ready}")
@@ -253,17 +257,9 @@ def response_closed(connection: http.client.HTTPConnection) -> bool:
 
 async def ws_attacker(args, budget: Budget, tally: Tally) -> None:
     """Malformed messages on an authenticated socket: each gets an error reply, the socket stays."""
-    import websockets
-
-    parts = urlsplit(args.url)
-    scheme = "wss" if parts.scheme == "https" else "ws"
-    query = urlencode({"token": args.key, "organization": args.organization, "user": args.user,
-                       "api_key_name": args.api_key_name})
     messages = ["[" * 100_000, '{"image": "\\ud800"}', "not json", "[1, 2]", '{"type": "nope"}']
     try:
-        async with websockets.connect(f"{scheme}://{parts.netloc}/ws/recognize?{query}",
-                                      origin=f"{parts.scheme}://{parts.netloc}", max_size=2**22,
-                                      open_timeout=30) as socket_:
+        async with recognition_socket(args) as socket_:
             json.loads(await asyncio.wait_for(socket_.recv(), 60))
             turn = 0
             while budget.take():

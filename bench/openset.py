@@ -118,6 +118,7 @@ def pairs_accuracy(data, sp, threshold_of) -> tuple[float, float, int]:
     """Accuracy on PAIRS matched + PAIRS mismatched pairs drawn (seeded) from the enrolled identities,
     at the shipped 1:1 threshold, and at the best single threshold (an upper bound)."""
     from faces.calibration.build import vectors
+    from faces.index.base import cosine_to_similarity
 
     rng = np.random.default_rng(3)
     same, different = [], []
@@ -132,7 +133,7 @@ def pairs_accuracy(data, sp, threshold_of) -> tuple[float, float, int]:
     truth = np.r_[np.ones(PAIRS, bool), np.zeros(PAIRS, bool)]
     left = vectors(data, [p[0] for p in pairs])
     right = vectors(data, [p[1] for p in pairs])
-    similarities = (1 + np.sum(left * right, axis=1)) / 2
+    similarities = cosine_to_similarity(np.sum(left * right, axis=1))
     needed = threshold_of(left)
     shipped = float(((similarities >= needed) == truth).mean())
     candidates = np.sort(similarities)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 
-from django.db import transaction
-from django.db.models.signals import post_save
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -74,13 +72,9 @@ def observe_stage_timings(*, route: str, timings_ms: Mapping[str, object]) -> No
             STAGE_LATENCY.labels(route=route, stage=str(stage)).observe(value / 1000.0)
 
 
-def _face_saved(sender, instance, created: bool, **kwargs) -> None:
-    if created:
-        # Counted once the registration's transaction commits; a rolled-back one added nothing.
-        transaction.on_commit(FACES_REGISTERED.inc, using=kwargs.get("using"))
-
-
-post_save.connect(_face_saved, sender="faces.Face", dispatch_uid="faceportal.metrics.face_saved")
+def faces_registered(*, count: int) -> None:
+    """Called by faces.services.person_register once the faces it added are committed."""
+    FACES_REGISTERED.inc(count)
 
 
 def websocket_connected() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,8 +12,8 @@ from django.db.models import Count, QuerySet
 from faceportal.errors import NotFound
 from faces.decision import MATCH, Threshold, decide, effective_threshold
 from faces.engine import get_engine
-from faces.index import Hit, get_index
-from faces.index.base import vector_from_bytes
+from faces.index import Hit, VectorRecord, get_index
+from faces.index.base import cosine_to_similarity, vector_from_bytes
 from faces.models import Face, Person
 from organizations.models import Organization
 
@@ -41,6 +42,13 @@ def face_get(*, organization: Organization, person_id: int, face_id: int) -> Fac
     if face is None:
         raise NotFound("Face not found.", code="face_not_found")
     return face
+
+
+def face_vector_records(*, faces: QuerySet[Face]) -> Iterator[VectorRecord]:
+    """The vectors of `faces` as the vector store holds them, in id order, read in chunks."""
+    rows = faces.order_by("id").values_list("id", "person_id", "embedding")
+    for face_id, person_id, embedding in rows.iterator(chunk_size=2000):
+        yield VectorRecord(face_id=face_id, person_id=person_id, vector=vector_from_bytes(embedding))
 
 
 @dataclass(frozen=True)
@@ -169,7 +177,7 @@ def _template_rescored(
     rescored = []
     for vector, row in zip(vectors, matches, strict=True):
         scored = [
-            PersonMatch(m.person_id, m.name, float((1.0 + templates[m.person_id] @ vector) / 2.0), m.face_id)
+            PersonMatch(m.person_id, m.name, float(cosine_to_similarity(templates[m.person_id] @ vector)), m.face_id)
             for m in row if m.person_id in templates
         ]
         rescored.append(sorted(scored, key=lambda match: match.similarity, reverse=True))

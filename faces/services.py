@@ -4,7 +4,8 @@ Every write calls the vector store inside the database transaction: if the store
 transaction rolls back (nothing half-written); if the commit fails after the store succeeded, the
 store write is undone (compensation); after a successful commit nothing is ever undone. A crash
 between the two can leave orphan vectors only, which searches ignore (hits are joined to face
-rows) and `manage.py vectors repair` removes.
+rows) and `manage.py vectors repair` removes. The mending tools themselves (check, repair,
+rebuild, re-embed) are in faces.vector_maintenance.
 """
 
 from __future__ import annotations
@@ -19,22 +20,23 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
 
+from faceportal import metrics
 from faceportal.errors import Conflict, InvalidImage, PayloadTooLarge, Unprocessable
 from faces import quality
 from faces.decision import MATCH
 from faces.engine import get_engine, map_in_engine_pool
 from faces.engine.base import EmbeddedFace, FaceBox
 from faces.engine.pipeline import EngineResult, prominence
-from faces.images import LoadedImage, decode, load
+from faces.images import LoadedImage, load
 from faces.index import VectorRecord, get_index
 from faces.index.base import cosine_to_similarity, vector_from_bytes, vector_to_bytes
 from faces.models import Face, Person
-from faces.selectors import decide_vectors, gallery_size_forget, person_get, search_threshold
+from faces.selectors import decide_vectors, face_vector_records, gallery_size_forget, person_get, search_threshold
 from organizations.models import Organization
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass
 class ImageOutcome:
@@ -274,6 +276,8 @@ def person_register(
         # Registered before the call: a store that fails midway (Atlas) may have written part of it.
         undo.append(lambda: index.remove(organization_id=organization.pk, face_ids=[r.face_id for r in records]))
         index.add(organization_id=organization.pk, records=records)
+        # Counted once the faces are committed: a rolled-back registration added none.
+        transaction.on_commit(lambda: metrics.faces_registered(count=len(records)))
     gallery_size_forget(organization_id=organization.pk)
     logger.info(
         "person registered",
@@ -330,7 +334,7 @@ def person_delete(*, person: Person) -> int:
         # never cascaded away behind the list's back.
         if not Person.objects.select_for_update().filter(pk=person.pk).exists():
             return 0  # deleted meanwhile
-        records = _face_records(Face.objects.filter(person_id=person.pk))
+        records = list(face_vector_records(faces=Face.objects.filter(person_id=person.pk)))
         face_ids = [record.face_id for record in records]
         person.delete()
         # Inside the transaction: if the store is unreachable, the person stays, whole; if the
@@ -360,152 +364,3 @@ def _restore_vectors(*, organization_id: int, records: list[VectorRecord]) -> No
     missing = [record for record in records if record.face_id not in present]
     if missing:
         index.add(organization_id=organization_id, records=missing)
-
-
-def _face_records(faces: QuerySet[Face]) -> list[VectorRecord]:
-    rows = faces.order_by("id").values_list("id", "person_id", "embedding")
-    return [
-        VectorRecord(face_id=face_id, person_id=person_id, vector=vector_from_bytes(embedding))
-        for face_id, person_id, embedding in rows
-    ]
-
-
-def vectors_rebuild(*, organization: Organization, progress: Callable[[int], None] | None = None) -> int:
-    """Rewrite the vector store of one organisation from the face rows (the source of truth)."""
-    engine_dimension = None
-    queryset = Face.objects.filter(organization=organization).order_by("id")
-
-    def records() -> Iterator[VectorRecord]:
-        for face_id, person_id, embedding in queryset.values_list("id", "person_id", "embedding").iterator(
-            chunk_size=2000
-        ):
-            if progress:
-                progress(1)
-            yield VectorRecord(face_id=face_id, person_id=person_id, vector=vector_from_bytes(embedding))
-
-    first = queryset.values_list("embedding", flat=True).first()
-    if first is not None:
-        engine_dimension = len(bytes(first)) // 4
-    index = get_index()
-    if engine_dimension:
-        index.ensure_organization(organization_id=organization.pk, dimension=engine_dimension)
-    return index.rebuild(organization_id=organization.pk, records=records())
-
-
-@dataclass
-class VectorDiff:
-    organization: str
-    faces: int
-    vectors: int
-    missing_vectors: list[int]
-    orphan_vectors: list[int]
-
-    @property
-    def consistent(self) -> bool:
-        return not self.missing_vectors and not self.orphan_vectors
-
-
-def vectors_check(*, organization: Organization) -> VectorDiff:
-    face_ids = set(Face.objects.filter(organization=organization).values_list("id", flat=True))
-    vector_ids = get_index().face_ids(organization_id=organization.pk)
-    return VectorDiff(
-        organization=organization.slug,
-        faces=len(face_ids),
-        vectors=len(vector_ids),
-        missing_vectors=sorted(face_ids - vector_ids),
-        orphan_vectors=sorted(vector_ids - face_ids),
-    )
-
-
-def vectors_repair(*, organization: Organization) -> VectorDiff:
-    """Remove orphan vectors and add missing ones from the face rows; returns the diff it fixed."""
-    diff = vectors_check(organization=organization)
-    index = get_index()
-    if diff.orphan_vectors:
-        index.remove(organization_id=organization.pk, face_ids=diff.orphan_vectors)
-    if diff.missing_vectors:
-        rows = Face.objects.filter(id__in=diff.missing_vectors).values_list("id", "person_id", "embedding")
-        records = [
-            VectorRecord(face_id=face_id, person_id=person_id, vector=vector_from_bytes(embedding))
-            for face_id, person_id, embedding in rows
-        ]
-        index.ensure_organization(organization_id=organization.pk, dimension=len(records[0].vector))
-        index.add(organization_id=organization.pk, records=records)
-    return diff
-
-
-def vectors_stray_organizations() -> list[int]:
-    """Organisations whose vectors outlived their database row (the store was down at deletion)."""
-    stored = get_index().stored_organization_ids()
-    existing = set(Organization.objects.filter(pk__in=stored).values_list("pk", flat=True))
-    return sorted(stored - existing)
-
-
-def vectors_drop_stray() -> list[int]:
-    stray = vectors_stray_organizations()
-    for organization_id in stray:
-        get_index().drop_organization(organization_id=organization_id)
-    return stray
-
-
-@dataclass
-class ReembedResult:
-    organization: str
-    model_name: str
-    reembedded: int
-    unembeddable: list[int]  # faces whose stored crop shows no face to the current engine
-    written: bool
-
-
-def _embed_crop(crop: bytes) -> np.ndarray | None:
-    if not crop:
-        return None
-    try:
-        image = decode(crop, index=0, source_kind="crop")
-    except InvalidImage:
-        return None
-    result = get_engine().faces_in(image.pixels, most_prominent_only=True)
-    return result.faces[0].embedding if result.faces else None
-
-
-def vectors_reembed(
-    *, organization: Organization, drop_unembeddable: bool = False, progress: Callable[[int], None] | None = None
-) -> ReembedResult:
-    """Re-embed every face from its stored crop with the current engine; rewrite rows and vectors.
-
-    All or nothing per organisation: when some crops no longer yield a face, nothing is written
-    unless `drop_unembeddable`, which deletes those faces (they could never match a new-model query).
-    """
-    engine = get_engine()
-    embeddings: dict[int, bytes] = {}
-    unembeddable: list[int] = []
-    rows = Face.objects.filter(organization=organization).order_by("id").values_list("id", "crop")
-    for face_id, crop in rows.iterator(chunk_size=200):
-        vector = _embed_crop(bytes(crop or b""))
-        if vector is None:
-            unembeddable.append(face_id)
-        else:
-            embeddings[face_id] = vector_to_bytes(vector)
-        if progress:
-            progress(1)
-    result = ReembedResult(
-        organization=organization.slug, model_name=engine.model_name, reembedded=len(embeddings),
-        unembeddable=unembeddable, written=False,
-    )
-    if unembeddable and not drop_unembeddable:
-        return result
-    index = get_index()
-    index.ensure_organization(organization_id=organization.pk, dimension=engine.dimension)
-    with transaction.atomic():
-        Face.objects.filter(organization=organization, id__in=unembeddable).delete()
-        faces = list(Face.objects.select_for_update().filter(organization=organization, id__in=embeddings).only("id"))
-        for face in faces:
-            face.embedding = embeddings[face.pk]
-            face.model_name = engine.model_name
-        Face.objects.bulk_update(faces, ["embedding", "model_name"], batch_size=500)
-        # Inside the transaction: if the store fails, the rows keep their old embeddings.
-        records = _face_records(Face.objects.filter(organization=organization))
-        index.rebuild(organization_id=organization.pk, records=records)
-    result.written = True
-    logger.info("faces re-embedded", extra={"organization": organization.slug, "faces": len(faces)})
-    return result

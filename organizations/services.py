@@ -6,7 +6,12 @@ from django.db import IntegrityError, transaction
 
 from faceportal.errors import Conflict, InvalidInput
 from organizations.models import SLUG_MAX_LENGTH, SLUG_PATTERN, Organization
-from organizations.signals import organization_created, organization_deleted
+from organizations.signals import (
+    organization_created,
+    organization_deactivated,
+    organization_deleted,
+    organization_deleting,
+)
 
 _SLUG_RE = re.compile(SLUG_PATTERN)
 
@@ -37,31 +42,28 @@ def organization_create(*, slug: str, name: str | None = None) -> Organization:
 
 
 def organization_deactivate(*, organization: Organization) -> Organization:
-    from apikeys.services import api_key_cache_forget_organization
-
     with transaction.atomic():
         organization.is_active = False
         organization.save(update_fields=["is_active"])
-        # Keys of an inactive organisation must stop working at once, cached or not: evicted once
-        # this commits, so no request can re-cache them from the still-active row meanwhile.
-        api_key_cache_forget_organization(organization=organization)
+        # Keys of an inactive organisation must stop working at once, cached or not: apikeys
+        # evicts them once this commits, so no request can re-cache them from the still-active row.
+        organization_deactivated.send(sender=Organization, organization=organization)
     return organization
 
 
 def organization_delete(*, organization: Organization) -> None:
     """Delete a tenant completely: keys, people, faces (database) and its vectors (via signal).
 
-    The admin's deletes come here too (organizations/admin.py). Cache eviction and the signal run
+    The admin's deletes come here too (organizations/admin.py). Cache eviction (apikeys, on
+    `organization_deleting`) and the vectors' removal (faces, on `organization_deleted`) happen
     after the commit: evicted earlier, a key could be re-cached from the not-yet-deleted row and
-    keep working for the cache TTL; signalled earlier, a rolled-back delete would lose its vectors.
+    keep working for the cache TTL; dropped earlier, a rolled-back delete would lose its vectors.
     """
-    from apikeys.services import api_key_cache_forget_organization
-
     gone = Organization(pk=organization.pk, slug=organization.slug, name=organization.name)
     with transaction.atomic():
-        # Locked first, so a key issued meanwhile waits and then fails, or is in the list below.
+        # Locked first, so a key issued meanwhile waits and then fails, or is read by the receivers.
         Organization.objects.select_for_update().filter(pk=organization.pk).exists()
-        api_key_cache_forget_organization(organization=organization)
+        organization_deleting.send(sender=Organization, organization=organization)
         organization.delete()
         transaction.on_commit(
             lambda: organization_deleted.send(sender=Organization, organization=gone), robust=True

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from faces.calibration.dataset import EmbeddedSet
+from faces.index.base import cosine_to_similarity
 
 COHORT_SIZE = 1000
 SEED = 12
@@ -51,7 +52,7 @@ def vectors(data: EmbeddedSet, rows: list[int]) -> np.ndarray:
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (1.0 + a @ b.T) / 2.0
+    return cosine_to_similarity(a @ b.T)
 
 
 def cohort_offsets(probes: np.ndarray, cohort: np.ndarray, k: int, *, leave_one_out: bool = False) -> np.ndarray:

@@ -7,16 +7,8 @@ import numpy as np
 import pytest
 
 from faces.models import Face, Person
-from tests.conftest import key_client
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def acme(make_org, make_key):
-    org = make_org("acme")
-    issued = make_key(org)
-    return org, key_client(issued)
 
 
 def group_photo(manifest, name: str):
@@ -28,7 +20,7 @@ def register(client, name, images, **extra):
 
 
 def test_two_equally_prominent_faces_are_refused_unless_the_client_picks_one(acme, manifest):
-    org, client = acme
+    org, client = acme.org, acme.client
     photo = group_photo(manifest, "two_people.jpg")  # Obama and Biden, side by side
     refused = register(client, "Someone", [photo.b64()])
     assert refused.status_code == 422, refused.content
@@ -51,7 +43,7 @@ def test_two_equally_prominent_faces_are_refused_unless_the_client_picks_one(acm
 
 
 def test_a_photo_with_one_clearly_prominent_face_registers_it_and_reports_the_box(acme, manifest):
-    _, client = acme
+    client = acme.client
     photo = group_photo(manifest, "kit_with_rose.jpg")  # two faces, one much more prominent
     response = register(client, "Kit", [photo.b64()])
     assert response.status_code == 201, response.content
@@ -60,7 +52,7 @@ def test_a_photo_with_one_clearly_prominent_face_registers_it_and_reports_the_bo
 
 
 def test_a_blurred_face_is_refused_with_its_reason(acme, manifest):
-    org, client = acme
+    org, client = acme.org, acme.client
     image = cv2.imread(str(manifest["Barack_Obama"][0].path))
     blurred = cv2.GaussianBlur(image, (0, 0), 2.5 * max(image.shape[:2]) / 250)
     encoded = base64.b64encode(cv2.imencode(".jpg", blurred)[1].tobytes()).decode()
@@ -74,7 +66,7 @@ def test_a_blurred_face_is_refused_with_its_reason(acme, manifest):
 
 
 def test_the_size_gate_is_a_setting_and_names_its_reason(acme, manifest, settings):
-    _, client = acme
+    client = acme.client
     settings.FACEPORTAL_ENROL_MIN_FACE_PIXELS = 2000  # no face is that large
     response = register(client, "Small", [manifest["Barack_Obama"][0].b64()])
     assert response.status_code == 422
@@ -83,7 +75,7 @@ def test_the_size_gate_is_a_setting_and_names_its_reason(acme, manifest, setting
 
 
 def test_a_face_that_is_already_someone_else_is_refused_with_409(acme, manifest):
-    org, client = acme
+    org, client = acme.org, acme.client
     assert register(client, "Barack Obama", [manifest["Barack_Obama"][0].b64()]).status_code == 201
     hijack = register(client, "Not Obama", [manifest["Barack_Obama"][1].b64()])
     assert hijack.status_code == 409, hijack.content
@@ -100,7 +92,7 @@ def test_a_face_that_is_already_someone_else_is_refused_with_409(acme, manifest)
 
 
 def test_the_same_image_twice_is_stored_once(acme, manifest):
-    org, client = acme
+    org, client = acme.org, acme.client
     photo = manifest["Angelina_Jolie"][0]
     first = register(client, "Angelina", [photo.b64(), photo.b64()])
     assert first.status_code == 201, first.content
@@ -115,7 +107,7 @@ def test_the_same_image_twice_is_stored_once(acme, manifest):
 
 
 def test_boxes_must_match_the_images(acme, manifest):
-    org, client = acme
+    org, client = acme.org, acme.client
     response = register(client, "X", [manifest["Barack_Obama"][0].b64()], boxes=[{"x": 1}])
     assert response.status_code == 400 and response.json()["error"]["details"]["field"] == "boxes"
     response = register(client, "X", [manifest["Barack_Obama"][0].b64()], boxes=[None, None])

@@ -13,7 +13,8 @@ from django.db import connection, connections
 from django.db.models.signals import post_save, pre_delete
 
 from faces.models import Face, Person
-from faces.services import person_delete, person_register, vectors_check
+from faces.services import person_delete, person_register
+from faces.vector_maintenance import vectors_check
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

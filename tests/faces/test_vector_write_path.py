@@ -13,7 +13,8 @@ from django.db import transaction
 from faces.index import VectorRecord, get_index
 from faces.index.embedded import AnnFiles, EmbeddedVectorIndex, OrgVectors
 from faces.models import EmbeddedVector, Face
-from faces.services import mirrored_write, person_register, vectors_check
+from faces.services import mirrored_write, person_register
+from faces.vector_maintenance import vectors_check
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import urllib.request
-from urllib.parse import urlencode
 
 import pytest
 from django.conf import settings
@@ -17,6 +16,7 @@ from django.db import connection
 from apikeys.websocket import CLOSE_UNAUTHORIZED
 from tests.conftest import database_url
 from tests.ship.live_server import daphne
+from tests.websocket import socket_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -64,9 +64,7 @@ def test_refused_websocket_says_why_in_a_final_message_though_daphne_drops_the_r
     import websockets
 
     issued = make_key(make_org("acme"))
-    query = urlencode({"token": issued.plaintext[:-3] + "xyz", "organization": "acme", "user": issued.api_key.user,
-                       "api_key_name": issued.api_key.name})
-    ws_url = daphne_url.replace("http://", "ws://") + f"/ws/recognize?{query}"
+    ws_url = daphne_url.replace("http://", "ws://") + socket_path(issued, token=issued.plaintext[:-3] + "xyz")
 
     async def exchange():
         async with websockets.connect(ws_url, origin=daphne_url, open_timeout=WAIT) as socket_:

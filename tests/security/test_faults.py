@@ -11,22 +11,19 @@ import subprocess
 import sys
 import textwrap
 from contextlib import contextmanager
-from urllib.parse import urlencode
 
 import psycopg
 import pytest
 from asgiref.sync import sync_to_async
-from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 from channels.testing import WebsocketCommunicator
 from django.db import connection, connections
 
-from faceportal.routing import websocket_urlpatterns
 from faces.index import get_index, reset_index
 from faces.models import EmbeddedVector, Face, Person
-from faces.services import vectors_check
+from faces.vector_maintenance import vectors_check
 from tests.conftest import REPO_ROOT, key_client
 from tests.redis_server import free_port
+from tests.websocket import ORIGIN, application, socket_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,10 +60,7 @@ async def test_redis_stopped_mid_run_keeps_rest_and_open_websockets_going(privat
             return key_client(issued).get("/orgs/acme/people").status_code
         finally:
             connections.close_all()  # this helper thread's connection, so the test database can be dropped
-    application = AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns))
-    query = urlencode({"token": issued.plaintext, "organization": "acme", "user": issued.api_key.user,
-                       "api_key_name": issued.api_key.name})
-    socket = WebsocketCommunicator(application, "/ws/recognize?" + query, headers=[(b"origin", b"http://testserver")])
+    socket = WebsocketCommunicator(application, socket_path(issued), headers=[ORIGIN])
     assert (await socket.connect(timeout=60))[0]
     assert (await socket.receive_json_from(timeout=60))["type"] == "ready"
     assert await get_people() == 200

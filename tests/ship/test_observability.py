@@ -8,9 +8,12 @@ import logging
 import re
 
 import pytest
+from django.db import transaction
 from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
+from faces.models import Face
+from faces.services import person_register
 from tests.conftest import key_client
 
 pytestmark = pytest.mark.django_db
@@ -74,6 +77,31 @@ def test_metrics_expose_requests_stages_faces_and_model_after_a_recognition(
     }
     assert any("Dlib" in model for model in load_times), load_times
     assert all(seconds > 0 for seconds in load_times.values()), load_times
+
+
+def test_registered_faces_count_the_faces_a_committed_registration_added_and_nothing_else(
+    client, acme, manifest, django_capture_on_commit_callbacks
+):
+    registered = "faceportal_faces_registered_total"
+    photos = [photo.b64() for photo in manifest["Barack_Obama"][:2]]
+    before = value(scrape(client), registered)
+    with django_capture_on_commit_callbacks(execute=True):
+        result = person_register(organization=acme.org, name="Barack Obama", images=photos)
+    assert result.accepted_count == 2
+    assert value(scrape(client), registered) == before + 2
+
+    with django_capture_on_commit_callbacks(execute=True):
+        again = person_register(organization=acme.org, name="Barack Obama", images=photos[:1])
+    assert again.accepted_count == 0, "the same image again adds no face"
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(RuntimeError), transaction.atomic():
+            person_register(organization=acme.org, name="Angelina Jolie", images=[manifest["Angelina_Jolie"][0].b64()])
+            raise RuntimeError("rolled back after the registration")
+        # A face row written without a registration (an import, the latency bench's gallery).
+        Face.objects.create(organization=acme.org, person=result.person, model_name="Dlib",
+                            embedding=Face.objects.filter(person=result.person).first().embedding,
+                            box={"x": 0, "y": 0, "w": 1, "h": 1})
+    assert value(scrape(client), registered) == before + 2
 
 
 # The WebSocket metrics move through a real connection: tests/ship/test_websocket_observability.py.

@@ -12,12 +12,12 @@ import json
 import re
 import time
 import urllib.request
-from urllib.parse import urlencode
 
 import pytest
 import websockets
 
 from tests.ship.live_server import daphne_server, default_env, manage, small_jpeg_b64
+from tests.websocket import socket_path
 
 HTTP_FIELDS = {"method", "path", "route", "status", "duration_ms", "organization", "api_key_name",
                "api_key_user", "request_id", "time"}
@@ -52,7 +52,7 @@ def server(tmp_path_factory):
 
 
 def socket_url(server, **query) -> str:
-    return f"ws://127.0.0.1:{server.port}/ws/recognize?" + urlencode(query)
+    return f"ws://127.0.0.1:{server.port}" + socket_path(**query)
 
 
 def log_lines(server, message: str) -> list[dict]:

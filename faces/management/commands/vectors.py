@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import QuerySet
 from tqdm import tqdm
 
-from faces import services
+from faces import vector_maintenance
 from faces.index import VectorStoreUnavailable, get_index
 from faces.models import Face
 from organizations.models import Organization
@@ -61,7 +61,7 @@ class Command(BaseCommand):
     def _check(self, organizations: QuerySet[Organization], options: dict) -> None:
         inconsistent = 0
         for organization in organizations:
-            diff = services.vectors_check(organization=organization)
+            diff = vector_maintenance.vectors_check(organization=organization)
             line = f"{diff.organization}: {diff.faces} faces, {diff.vectors} vectors"
             if diff.consistent:
                 self.stdout.write(f"{line}, in step")
@@ -74,7 +74,7 @@ class Command(BaseCommand):
                 parts.append(f"{len(diff.orphan_vectors)} orphan vectors ({_preview(diff.orphan_vectors)})")
             self.stdout.write(self.style.WARNING(f"{line}, " + "; ".join(parts)))
         if options.get("org") is None:
-            stray = services.vectors_stray_organizations()
+            stray = vector_maintenance.vectors_stray_organizations()
             if stray:
                 inconsistent += 1
                 self.stdout.write(
@@ -88,18 +88,18 @@ class Command(BaseCommand):
         for organization in organizations:
             total = Face.objects.filter(organization=organization).count()
             with tqdm(total=total, desc=organization.slug, unit="face", file=self.stderr) as bar:
-                written = services.vectors_rebuild(organization=organization, progress=bar.update)
+                written = vector_maintenance.vectors_rebuild(organization=organization, progress=bar.update)
             self.stdout.write(f"{organization.slug}: {written} vectors written")
 
     def _repair(self, organizations: QuerySet[Organization], options: dict) -> None:
         for organization in organizations:
-            diff = services.vectors_repair(organization=organization)
+            diff = vector_maintenance.vectors_repair(organization=organization)
             self.stdout.write(
                 f"{diff.organization}: {len(diff.missing_vectors)} vectors added, "
                 f"{len(diff.orphan_vectors)} orphans removed"
             )
         if options.get("org") is None:
-            dropped = services.vectors_drop_stray()
+            dropped = vector_maintenance.vectors_drop_stray()
             if dropped:
                 self.stdout.write(f"dropped the vectors of {len(dropped)} deleted organisations ({_preview(dropped)})")
 
@@ -108,7 +108,7 @@ class Command(BaseCommand):
         for organization in organizations:
             total = Face.objects.filter(organization=organization).count()
             with tqdm(total=total, desc=organization.slug, unit="face", file=self.stderr) as bar:
-                result = services.vectors_reembed(
+                result = vector_maintenance.vectors_reembed(
                     organization=organization,
                     drop_unembeddable=options["drop_unembeddable"],
                     progress=bar.update,

@@ -1,0 +1,58 @@
+"""The house's import rules (docs/ARCHITECTURE.md, "Cross-app calls"), read from the source itself.
+
+Every import counts, inside functions too: a function-local import is still a dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+# The chain, from the base out: each app may import only itself and the apps before it.
+APPS = ("organizations", "apikeys", "faces", "recognition")
+# (file, later app) pairs the rule allows, each for a stated reason.
+EXCEPTIONS = {
+    # The staff console composes every room of one tenant: its overview and try-it page.
+    ("organizations/admin.py", "faces"),
+    ("organizations/admin.py", "recognition"),
+    # Issue 16, the API layer: the staff permission and the daily request counter are to move into
+    # the shared plumbing (faceportal/api.py).
+    ("organizations/apis.py", "apikeys"),
+    ("faces/apis.py", "recognition"),
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports; `from a import b` counts as both `a` and `a.b`."""
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.add(node.module)
+            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return modules
+
+
+def sources(folder: str) -> list[Path]:
+    return sorted((REPO / folder).rglob("*.py"))
+
+
+def test_each_app_imports_only_the_apps_before_it():
+    found = set()
+    for position, app in enumerate(APPS):
+        later = APPS[position + 1:]
+        for path in sources(app):
+            found.update((str(path.relative_to(REPO)), module.split(".")[0])
+                         for module in imported_modules(path) if module.split(".")[0] in later)
+    assert found - EXCEPTIONS == set(), "an app imports one that builds on it: send a signal instead"
+    assert EXCEPTIONS - found == set(), "an exception is no longer needed: take it out of EXCEPTIONS"
+
+
+def test_the_engine_and_the_vector_store_never_import_each_other():
+    for folder, other in (("faces/engine", "faces.index"), ("faces/index", "faces.engine")):
+        for path in sources(folder):
+            crossing = {module for module in imported_modules(path)
+                        if module == other or module.startswith(other + ".")}
+            assert not crossing, f"{path.relative_to(REPO)} imports {crossing}"
