@@ -5,11 +5,12 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apikeys.authentication import IsStaff, request_key
+from apikeys.authentication import request_key
 from apikeys.models import APIKey
 from apikeys.services import api_key_issue, api_key_revoke_by_name
 from faceportal.fields import StrictCharField
 from faceportal.openapi import API_KEY_AUTH, STAFF_AUTH, error_responses
+from faceportal.permissions import IsStaff
 from faceportal.serializers import ApiAuthSerializer
 from organizations.selectors import organization_get
 

@@ -158,13 +158,6 @@ def check_api_auth_body(*, key: AuthenticatedKey, api_auth: dict[str, str] | Non
         raise exceptions.PermissionDenied("'api_auth' does not match the API key used.")
 
 
-class IsStaff(permissions.BasePermission):
-    message = "Staff credentials are required."
-
-    def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
-
-
 class HasOrganizationKey(permissions.BasePermission):
     """The URL's organisation must be the key's own. Same answer whether or not the org exists."""
 

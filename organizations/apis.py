@@ -5,9 +5,9 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apikeys.authentication import IsStaff
 from faceportal.fields import StrictCharField
 from faceportal.openapi import STAFF_AUTH, error_responses
+from faceportal.permissions import IsStaff
 from organizations.models import Organization
 from organizations.services import organization_create
 

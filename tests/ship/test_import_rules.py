@@ -16,10 +16,6 @@ EXCEPTIONS = {
     # The staff console composes every room of one tenant: its overview and try-it page.
     ("organizations/admin.py", "faces"),
     ("organizations/admin.py", "recognition"),
-    # Issue 16, the API layer: the staff permission and the daily request counter are to move into
-    # the shared plumbing (faceportal/api.py).
-    ("organizations/apis.py", "apikeys"),
-    ("faces/apis.py", "recognition"),
 }
 
 
