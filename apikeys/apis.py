@@ -11,7 +11,7 @@ from apikeys.services import api_key_issue, api_key_revoke_by_name
 from faceportal.fields import StrictCharField
 from faceportal.openapi import API_KEY_AUTH, STAFF_AUTH, error_responses
 from faceportal.permissions import IsStaff
-from faceportal.serializers import ApiAuthSerializer
+from faceportal.serializers import ApiAuthSerializer, RequestSerializer, validated
 from organizations.selectors import organization_get
 
 
@@ -24,7 +24,7 @@ class ApiKeyOutputSerializer(serializers.ModelSerializer):
         fields = ["organization", "user", "api_key_name", "prefix", "created_at", "last_used_at", "revoked_at"]
 
 
-class ApiKeyCreateInputSerializer(serializers.Serializer):
+class ApiKeyCreateInputSerializer(RequestSerializer):
     user = StrictCharField(max_length=150)
     api_key_name = StrictCharField(max_length=150)
 
@@ -36,7 +36,7 @@ class ApiKeyCreatedSerializer(ApiKeyOutputSerializer):
         fields = [*ApiKeyOutputSerializer.Meta.fields, "api_key"]
 
 
-class ApiKeyRevokeInputSerializer(serializers.Serializer):
+class ApiKeyRevokeInputSerializer(RequestSerializer):
     api_auth = ApiAuthSerializer()
 
 
@@ -67,11 +67,10 @@ class ApiKeyApi(APIView):
         ],
     )
     def post(self, request, organization: str):
-        serializer = ApiKeyCreateInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        data = validated(ApiKeyCreateInputSerializer, data=request.data)
         org = organization_get(slug=organization)
         issued = api_key_issue(
-            organization=org, user=serializer.validated_data["user"], name=serializer.validated_data["api_key_name"]
+            organization=org, user=data["user"], name=data["api_key_name"]
         )
         data = ApiKeyOutputSerializer(issued.api_key).data | {"api_key": issued.plaintext}
         return Response(data, status=status.HTTP_201_CREATED)
@@ -89,9 +88,7 @@ class ApiKeyApi(APIView):
         ],
     )
     def delete(self, request, organization: str):
-        serializer = ApiKeyRevokeInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        api_auth = serializer.validated_data["api_auth"]
+        api_auth = validated(ApiKeyRevokeInputSerializer, data=request.data)["api_auth"]
         key = request_key(request)
         if not request.user.is_staff:
             is_self = (

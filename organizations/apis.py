@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 from faceportal.fields import StrictCharField
 from faceportal.openapi import STAFF_AUTH, error_responses
 from faceportal.permissions import IsStaff
+from faceportal.serializers import RequestSerializer, validated
 from organizations.models import Organization
 from organizations.services import organization_create
 
@@ -20,7 +21,7 @@ class OrganizationOutputSerializer(serializers.ModelSerializer):
         fields = ["organization", "name", "is_active", "created_at"]
 
 
-class OrganizationCreateInputSerializer(serializers.Serializer):
+class OrganizationCreateInputSerializer(RequestSerializer):
     # Length and alphabet are checked by the service, so the message is the same everywhere.
     organization = StrictCharField(trim_whitespace=False, allow_blank=True)
     name = StrictCharField(required=False, max_length=200)
@@ -47,9 +48,8 @@ class OrganizationCreateApi(APIView):
         ],
     )
     def post(self, request):
-        serializer = OrganizationCreateInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        data = validated(OrganizationCreateInputSerializer, data=request.data)
         org = organization_create(
-            slug=serializer.validated_data["organization"], name=serializer.validated_data.get("name")
+            slug=data["organization"], name=data.get("name")
         )
         return Response(OrganizationOutputSerializer(org).data, status=status.HTTP_201_CREATED)
