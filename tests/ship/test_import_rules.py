@@ -52,3 +52,17 @@ def test_the_engine_and_the_vector_store_never_import_each_other():
             crossing = {module for module in imported_modules(path)
                         if module == other or module.startswith(other + ".")}
             assert not crossing, f"{path.relative_to(REPO)} imports {crossing}"
+
+
+def test_no_app_borrows_another_apps_api_module_and_the_kernel_imports_no_app():
+    # Shared API plumbing lives in faceportal (api, serializers, fields, permissions), not in one
+    # app's apis.py that the others import.
+    for app in APPS:
+        for path in sources(app):
+            borrowed = {module for module in imported_modules(path)
+                        if module.endswith(".apis") and module.split(".")[0] != app}
+            assert not borrowed, f"{path.relative_to(REPO)} imports {borrowed}"
+    for kernel in ("errors", "fields", "serializers", "permissions", "openapi", "parsers"):
+        path = REPO / "faceportal" / f"{kernel}.py"
+        apps = {module.split(".")[0] for module in imported_modules(path)} & set(APPS)
+        assert not apps, f"faceportal/{kernel}.py imports {apps}"
