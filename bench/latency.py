@@ -28,7 +28,7 @@ from bench.common import STRANGERS, log, median, people, setup_django, table  # 
 SINGLE_REQUESTS = 7
 CLIENTS = 4
 REQUESTS_PER_CLIENT = 4
-STAGES = ("decode", "detect", "align", "embed", "search", "names", "serialise", "total")
+STAGES = ("decode", "detect", "align", "embed", "search", "serialise", "total")
 
 
 def _jpeg(image: np.ndarray) -> str:
