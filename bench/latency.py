@@ -1,8 +1,8 @@
 """Recognition latency per stage, per detector and photo size; 4 concurrent clients; requests/s.
 
 Each request goes through `recognition.services.recognize` (what REST and WebSocket call) with a
-base64 JPEG, against an organisation holding one real face per dev identity, then `json.dumps`
-of the answer (serialise). Medians over several requests after one warm-up.
+base64 JPEG, against an organisation holding one real face per dev identity, then the answer's
+serializer and `json.dumps` (serialise). Medians over several requests after one warm-up.
 
 Run alone: `FACEPORTAL_FACES_DIR=../shared/faces DATABASE_URL=... .venv/bin/python bench/latency.py`.
 """
