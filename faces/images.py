@@ -186,9 +186,19 @@ class DecodeBudget:
 
 
 decode_budget = DecodeBudget()
-# Pixels the images of one request may still decode (set by `load_all`): decoding time grows
+# Pixels the images of one request may still decode (`request_pixel_budget`): decoding time grows
 # with pixels, so a request of ten small PNG bombs cannot hold a core for half a minute.
 _request_pixels: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("request_pixels", default=None)
+
+
+@contextmanager
+def request_pixel_budget() -> Iterator[None]:
+    """The images decoded inside share `FACEPORTAL_DECODE_REQUEST_PIXELS` (one request's images)."""
+    token = _request_pixels.set([settings.FACEPORTAL_DECODE_REQUEST_PIXELS])
+    try:
+        yield
+    finally:
+        _request_pixels.reset(token)
 
 _WIDE_MODES = {"I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "I": 4, "F": 4}
 _ONE_BYTE_MODES = {"1", "L", "P"}  # Pillow stores every other 8-bit mode in 4 bytes a pixel
@@ -558,14 +568,11 @@ def load_all(sources: list[Any]) -> list[LoadedImage]:
     check_count(sources)
     total = 0
     loaded = []
-    token = _request_pixels.set([settings.FACEPORTAL_DECODE_REQUEST_PIXELS])
-    try:
+    with request_pixel_budget():
         for index, source in enumerate(sources):
             image = load(source, index=index)
             total += image.byte_size
             if total > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
                 raise PayloadTooLarge("Images together exceed the request size limit.")
             loaded.append(image)
-    finally:
-        _request_pixels.reset(token)
     return loaded

@@ -28,7 +28,7 @@ from faces.decision import MATCH
 from faces.engine import get_engine, map_in_engine_pool
 from faces.engine.base import EmbeddedFace, FaceBox
 from faces.engine.pipeline import EngineResult, prominence
-from faces.images import LoadedImage, load
+from faces.images import LoadedImage, load, request_pixel_budget
 from faces.index import VectorRecord, get_index
 from faces.index.base import cosine_to_similarity, vector_from_bytes, vector_to_bytes
 from faces.models import Face, Person
@@ -289,23 +289,24 @@ def person_register(
 
 def _load_each(sources: list[Any]) -> tuple[list[LoadedImage], list[ImageOutcome]]:
     """Load every image; one that cannot be read is reported like one without a face, and does not
-    stop the others. The request's total bytes still refuse the whole request, and when no image
+    stop the others. The request's total bytes and decoded pixels still refuse the whole request, and when no image
     can be read at all the first image's own error is raised (a 4xx)."""
     loaded: list[LoadedImage] = []
     refused: list[tuple[ImageOutcome, InvalidImage]] = []
     total = 0
-    for index, source in enumerate(sources):
-        try:
-            image = load(source, index=index)
-        except InvalidImage as exc:
-            reason = exc.details.get("reason") if isinstance(exc.details, dict) else None
-            outcome = ImageOutcome(index=index, accepted=False, reason=reason or exc.message, code=exc.code)
-            refused.append((outcome, exc))
-            continue
-        total += image.byte_size
-        if total > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-            raise PayloadTooLarge("Images together exceed the request size limit.")
-        loaded.append(image)
+    with request_pixel_budget():
+        for index, source in enumerate(sources):
+            try:
+                image = load(source, index=index)
+            except InvalidImage as exc:
+                reason = exc.details.get("reason") if isinstance(exc.details, dict) else None
+                outcome = ImageOutcome(index=index, accepted=False, reason=reason or exc.message, code=exc.code)
+                refused.append((outcome, exc))
+                continue
+            total += image.byte_size
+            if total > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+                raise PayloadTooLarge("Images together exceed the request size limit.")
+            loaded.append(image)
     if not loaded:
         raise refused[0][1]
     return loaded, [outcome for outcome, _ in refused]

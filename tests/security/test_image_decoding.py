@@ -236,6 +236,18 @@ def test_the_images_of_one_request_share_a_pixel_budget(settings):
 
 
 @pytest.mark.django_db
+def test_a_registration_shares_one_pixel_budget_and_stores_nothing_past_it(acme, manifest, settings):
+    photo = manifest["Tony_Blair"][0]
+    width, height = Image.open(photo.path).size
+    settings.FACEPORTAL_DECODE_REQUEST_PIXELS = 2 * width * height  # two of these photos, not three
+    refused = acme.client.post("/register/acme", {"name": "Blair", "images": [photo.b64()] * 3}, format="json")
+    assert refused.status_code == 413 and refused.json()["error"]["code"] == "image_too_large", refused.content
+    assert not Person.objects.exists() and not Face.objects.exists()
+    accepted = acme.client.post("/register/acme", {"name": "Blair", "images": [photo.b64()] * 2}, format="json")
+    assert accepted.status_code == 201, accepted.content  # the next request starts afresh
+
+
+@pytest.mark.django_db
 def test_boxes_of_a_downscaled_photo_are_in_the_coordinates_sent(make_org, make_key, manifest, settings):
     org = make_org("acme")
     client = key_client(make_key(org))
