@@ -33,7 +33,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from faceportal.errors import InvalidImage, InvalidInput, PayloadTooLarge, ServiceUnavailable
+from faceportal.errors import InvalidImage, PayloadTooLarge, ServiceUnavailable
 
 MAX_REDIRECTS = 3
 _DATA_URI = re.compile(r"^data:image/[a-z0-9.+-]+(;[a-z0-9=.+-]+)*;base64,", re.IGNORECASE)
@@ -110,16 +110,6 @@ def _too_big(index: int) -> InvalidImage:
 def _fail(index: int, reason: str, *, code: str = "invalid_image") -> InvalidImage:
     error_class = ImageTooLarge if code == "image_too_large" else InvalidImage
     return error_class(f"Image {index}: {reason}", details={"image_index": index, "reason": reason}, code=code)
-
-
-def check_count(images: list[Any]) -> None:
-    if not isinstance(images, list):
-        raise InvalidInput("'images' must be a list.", details={"field": "images"})
-    if not images:
-        raise InvalidInput("'images' must contain at least one image.", details={"field": "images"})
-    limit = settings.FACEPORTAL_MAX_IMAGES_PER_REQUEST
-    if len(images) > limit:
-        raise InvalidInput(f"At most {limit} images per request.", details={"field": "images", "limit": limit})
 
 
 # --- formats ---------------------------------------------------------------------------------------
@@ -561,18 +551,3 @@ def _load_text(text: str, *, kind: str, index: int) -> LoadedImage:
     if kind == "path":
         return decode(read_path(text, index=index), index=index, source_kind="path")
     return decode(_b64decode(text, index=index), index=index, source_kind="base64")
-
-
-def load_all(sources: list[Any]) -> list[LoadedImage]:
-    """One image at a time (each decode on the bounded pool), within the request's pixel budget."""
-    check_count(sources)
-    total = 0
-    loaded = []
-    with request_pixel_budget():
-        for index, source in enumerate(sources):
-            image = load(source, index=index)
-            total += image.byte_size
-            if total > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-                raise PayloadTooLarge("Images together exceed the request size limit.")
-            loaded.append(image)
-    return loaded

@@ -289,8 +289,8 @@ def person_register(
 
 def _load_each(sources: list[Any]) -> tuple[list[LoadedImage], list[ImageOutcome]]:
     """Load every image; one that cannot be read is reported like one without a face, and does not
-    stop the others. The request's total bytes and decoded pixels still refuse the whole request, and when no image
-    can be read at all the first image's own error is raised (a 4xx)."""
+    stop the others. The request's total bytes and decoded pixels still refuse the whole request,
+    and when no image can be read at all the first image's own error is raised (a 4xx)."""
     loaded: list[LoadedImage] = []
     refused: list[tuple[ImageOutcome, InvalidImage]] = []
     total = 0

@@ -228,11 +228,16 @@ def test_the_images_of_one_request_share_a_pixel_budget(settings):
     Image.new("RGB", (40, 30), (10, 200, 10)).save(buffer, format="PNG")
     small = buffer.getvalue()
     settings.FACEPORTAL_DECODE_REQUEST_PIXELS = 3000  # two 1,200-pixel images, not three
-    assert len(images.load_all([small, small])) == 2
+
+    def decode_within_one_budget(count: int) -> int:
+        with images.request_pixel_budget():
+            return len([images.decode(small, index=index) for index in range(count)])
+
+    assert decode_within_one_budget(2) == 2
     with pytest.raises(PayloadTooLarge) as refused:
-        images.load_all([small, small, small])
+        decode_within_one_budget(3)
     assert refused.value.code == "image_too_large" and refused.value.status_code == 413
-    assert len(images.load_all([small, small])) == 2  # per request: the next one starts afresh
+    assert decode_within_one_budget(2) == 2  # per request: the next one starts afresh
 
 
 @pytest.mark.django_db
