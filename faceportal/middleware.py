@@ -14,9 +14,12 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.http import JsonResponse
 
 from faceportal import metrics
+from faceportal.errors import error_payload
 from faceportal.log_context import request_id_var
+from faceportal.parsers import NOT_UTF8, query_is_utf8
 
 logger = logging.getLogger("faceportal.request")
 
@@ -56,6 +59,18 @@ def response_timings(response) -> dict[str, float] | None:
     data = getattr(response, "data", None)  # DRF responses keep their data after rendering
     timings = data.get("timings_ms") if isinstance(data, dict) else None
     return timings if isinstance(timings, dict) else None
+
+
+class Utf8QueryMiddleware:
+    """Django would decode a query string's stray bytes as U+FFFD; they are refused instead."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not query_is_utf8(request.META.get("QUERY_STRING", "")):
+            return JsonResponse(error_payload(code="malformed_request", message=NOT_UTF8), status=400)
+        return self.get_response(request)
 
 
 class RequestLogMiddleware:

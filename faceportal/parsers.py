@@ -1,21 +1,30 @@
-"""JSON that cannot crash a handler: bounded nesting, no lone UTF-16 surrogates.
+"""Bodies that cannot crash a handler: JSON with bounded nesting and no lone UTF-16 surrogates;
+form and multipart text that is UTF-8 or refused.
 
 Every JSON body (DRF's parser below) and every WebSocket text message goes through `loads`.
 `json.loads` recurses once per nesting level, so 100,000 `[` raise RecursionError, which is not
 a ValueError and used to escape as a 500 (or kill a socket). Nesting is counted before parsing,
 without recursion, and refused past FACEPORTAL_MAX_JSON_DEPTH. A `\\ud800` escape decodes to a
 lone surrogate that no UTF-8 consumer (PostgreSQL, logs) can encode, so it is refused here too.
+
+Django decodes form fields, multipart field names and query strings with errors="replace", so
+bytes that are not UTF-8 (a client's lone surrogate, sent as it encodes it) would quietly become
+U+FFFD and be stored as a name. They are refused instead, as the JSON parser refuses them: Django
+is handed a codec that ignores the "replace" it asks for.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from typing import Any
+from urllib.parse import parse_qsl
 
 from django.conf import settings
+from django.http import QueryDict
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 
 # A JSON string literal, unrolled so the regex engine never backtracks per character.
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -101,6 +110,50 @@ class SafeJSONParser(JSONParser):
             return loads(text)
         except JSONRefused as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
+
+
+STRICT_UTF8 = "faceportal-strict-utf-8"
+
+
+def _strict_utf8_decode(data, errors="strict"):  # noqa: ARG001 - the caller's "replace" is what we refuse
+    return codecs.utf_8_decode(data, "strict", True)
+
+
+def _find_strict_utf8(name: str) -> codecs.CodecInfo | None:
+    if name != STRICT_UTF8.replace("-", "_"):
+        return None
+    utf8 = codecs.lookup("utf-8")
+    return codecs.CodecInfo(name=STRICT_UTF8, encode=utf8.encode, decode=_strict_utf8_decode)
+
+
+codecs.register(_find_strict_utf8)
+NOT_UTF8 = "Form fields and query strings must be UTF-8 text."
+
+
+def query_is_utf8(query_string: str | bytes) -> bool:
+    """Whether a query string (or urlencoded body) and all its percent-escapes decode as UTF-8."""
+    try:
+        text = query_string.decode("utf-8") if isinstance(query_string, bytes) else query_string
+        parse_qsl(text, keep_blank_values=True, encoding=STRICT_UTF8)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class StrictFormParser(FormParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        raw = stream.read() if stream is not None else b""
+        if not query_is_utf8(raw):
+            raise ParseError(NOT_UTF8)
+        return QueryDict(raw, encoding="utf-8")
+
+
+class StrictMultiPartParser(MultiPartParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, {**(parser_context or {}), "encoding": STRICT_UTF8})
+        except UnicodeDecodeError:
+            raise ParseError(NOT_UTF8) from None
 
 
 def disable_twisted_form_parsing() -> None:

@@ -186,6 +186,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "faceportal.middleware.RequestLogMiddleware",  # first: request id and timing cover everything
+    "faceportal.middleware.Utf8QueryMiddleware",  # a query string that is not UTF-8 is a 400
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -313,8 +314,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": [
         "faceportal.parsers.SafeJSONParser",  # bounded nesting, no lone surrogates
-        "rest_framework.parsers.MultiPartParser",
-        "rest_framework.parsers.FormParser",
+        "faceportal.parsers.StrictMultiPartParser",  # text fields UTF-8 or a 400, never U+FFFD
+        "faceportal.parsers.StrictFormParser",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "faceportal.errors.exception_handler",

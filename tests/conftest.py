@@ -19,6 +19,7 @@ from typing import NamedTuple
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
 from apikeys.services import IssuedKey, api_key_issue
@@ -28,6 +29,13 @@ from tests.photos import FACES_DIR, Photo, load_manifest
 from tests.redis_server import RedisProcess, redis_cache_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Random exploration on every run, CI included: Hypothesis' own "ci" profile (loaded when CI is
+# set) derandomizes, which would turn each class of inputs into one fixed list that passes by luck.
+# No example database: what a run finds is pinned in its test as an explicit @example, and
+# print_blob lets a failure seen in CI be replayed. No deadline: a slow machine is not a failure.
+hypothesis_settings.register_profile("faceportal", derandomize=False, database=None, deadline=None, print_blob=True)
+hypothesis_settings.load_profile("faceportal")
 
 
 DATABASE_FIXTURES = {"django_db_setup", "db", "transactional_db"}

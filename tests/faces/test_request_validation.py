@@ -24,7 +24,9 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=8,
 )
-PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+# The database fixture is function-scoped; validation reads and writes nothing between examples.
+PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+                    database=None)
 
 
 @PROPERTY
