@@ -24,7 +24,7 @@ export function showDecision(answer) {
   el.decision.classList.toggle("override", source === "request");
   if (!overriding() && !sliderMoved) { // an override would start from the threshold in force
     el.threshold.value = String(answer.threshold);
-    showSliderValue();
+    el.thresholdValue.textContent = answer.threshold.toFixed(3); // the slider's steps would round it
   }
 }
 
