@@ -210,7 +210,6 @@ def decision_summary(organization: Organization) -> dict:
     rate = organization.false_match_rate
     return {
         **decision,
-        "organization_false_match_rate": rate,
         "false_match_percent": f"{rate * 100:.3g}%",
         "uncalibrated_threshold": uncalibrated_threshold(),
     }
