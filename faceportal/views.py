@@ -22,7 +22,7 @@ _SLUG = re.compile(SLUG_PATTERN)
 
 
 def landing(request):
-    from faces.engine.embedder import model_default_threshold
+    from organizations.models import DEFAULT_FALSE_MATCH_RATE
 
     organization = request.GET.get("org", "")
     return render(
@@ -32,7 +32,7 @@ def landing(request):
             "model": settings.DEEPFACE_EMBEDDER_MODEL,
             "detector": settings.DEEPFACE_DETECTOR_BACKEND,
             "vector_store": settings.FACEPORTAL_VECTOR_STORE,
-            "threshold": model_default_threshold(),
+            "false_match_percent": f"{DEFAULT_FALSE_MATCH_RATE * 100:.3g}%",
             # The snippets use this server's own address and the visitor's organisation (?org=acme).
             "base_url": request.build_absolute_uri("/").rstrip("/"),
             "organization": organization if _SLUG.match(organization) else "acme",

@@ -92,7 +92,7 @@ def _gallery_size_key(organization_id: int) -> str:
     return f"gallery-size:{organization_id}"
 
 
-def gallery_size(*, organization: Organization) -> int:
+def gallery_size_of(*, organization: Organization) -> int:
     """People enrolled in the organisation: the N the match threshold is calibrated for."""
     key = _gallery_size_key(organization.pk)
     size = cache.get(key)
@@ -111,16 +111,33 @@ def gallery_size_forget(*, organization_id: int) -> None:
 FACES_PER_CANDIDATE = 4
 
 
-def search_threshold(*, organization: Organization, requested: float | None) -> Threshold:
-    """The threshold a search runs under: the request's, else calibrated for the gallery as it is now."""
+def decision_in_force(
+    *, organization: Organization, requested_threshold: float | None = None, gallery_size: int | None = None
+) -> Threshold:
+    """What decides who gets a name, for this organisation and this request: the one place every
+    surface (REST, the socket, registration's duplicate check, the try-it page, the overview) asks.
+
+    The request's own threshold when it deliberately sets one (threshold_source "request"); else
+    the organisation's false_match_rate turned into a threshold for `gallery_size` people (its
+    gallery as it is now when not given; verify compares against one); else, for a model without
+    calibration data, the engine's uncalibrated fallback.
+    """
     engine = get_engine()
+    if requested_threshold is None and gallery_size is None:
+        gallery_size = gallery_size_of(organization=organization)
     return effective_threshold(
         model=engine.model_name,
-        requested=requested,
+        requested=requested_threshold,
         false_match_rate=organization.false_match_rate,
-        gallery_size=gallery_size(organization=organization) if requested is None else 0,
-        model_default=engine.default_threshold,
+        gallery_size=gallery_size or 0,
+        model_default=uncalibrated_threshold(),
     )
+
+
+def uncalibrated_threshold() -> float:
+    """The similarity that decides only where the model has no calibration data
+    (FACEPORTAL_DEFAULT_THRESHOLD, else the model's own); never while a calibration exists."""
+    return get_engine().default_threshold
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from faces.images import LoadedImage, load, request_pixel_budget
 from faces.index import VectorRecord, get_index
 from faces.index.base import cosine_to_similarity, vector_from_bytes, vector_to_bytes
 from faces.models import Face, Person
-from faces.selectors import decide_vectors, face_vector_records, gallery_size_forget, person_get, search_threshold
+from faces.selectors import decide_vectors, decision_in_force, face_vector_records, gallery_size_forget, person_get
 from organizations.models import Organization
 
 logger = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ def _check_not_someone_else(
 ) -> None:
     """409 when a face already matches a different person at the organisation's decision threshold."""
     vectors = np.stack([embedded.embedding for _, embedded in accepted])
-    threshold = search_threshold(organization=organization, requested=None)
+    threshold = decision_in_force(organization=organization)
     decided = decide_vectors(organization=organization, vectors=vectors, threshold=threshold, max_results=2)
     for (outcome, _), decision in zip(accepted, decided, strict=True):
         if decision.decision == MATCH and decision.best is not None and decision.best.name != name:

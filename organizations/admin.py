@@ -153,7 +153,7 @@ class OrganizationAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "original": organization,
             "organization": organization,
-            "default_threshold": default_threshold(),
+            "decision": decision_summary(organization),
             "model": settings.DEEPFACE_EMBEDDER_MODEL,
             "detector": settings.DEEPFACE_DETECTOR_BACKEND,
             "max_image_mb": settings.FACEPORTAL_MAX_IMAGE_BYTES / (1024 * 1024),
@@ -199,10 +199,20 @@ def posted_form(request) -> QueryDict:
     return form
 
 
-def default_threshold() -> float:
-    from faces.engine.embedder import model_default_threshold
+def decision_summary(organization: Organization) -> dict:
+    """What decides who gets a name for a request without a threshold of its own, in the words of a
+    `POST /recognize` answer (threshold, threshold_source, false_match_rate, gallery_size), with the
+    fallback that decides only for a model without calibration data."""
+    from faces.selectors import decision_in_force, uncalibrated_threshold
+    from recognition.serializers import DecisionInForceSerializer
 
-    return model_default_threshold()
+    decision = dict(DecisionInForceSerializer(decision_in_force(organization=organization)).data)
+    rate = organization.false_match_rate
+    return {
+        **decision,
+        "false_match_percent": f"{rate * 100:.3g}%",
+        "uncalibrated_threshold": uncalibrated_threshold(),
+    }
 
 
 def organization_overview(organization: Organization) -> dict:
@@ -224,9 +234,7 @@ def organization_overview(organization: Organization) -> dict:
             "per_day": [(day, count, round(100 * count / peak)) for day, count in per_day],
             "requests_total": sum(count for _, count in per_day),
             "requests_today": per_day[-1][1],
-            "threshold": default_threshold(),
-            "threshold_source": "FACEPORTAL_DEFAULT_THRESHOLD" if settings.FACEPORTAL_DEFAULT_THRESHOLD
-            else f"model default for {settings.DEEPFACE_EMBEDDER_MODEL}",
+            "decision": decision_summary(organization),
             "model": settings.DEEPFACE_EMBEDDER_MODEL,
             "detector": settings.DEEPFACE_DETECTOR_BACKEND,
             "vector_store": settings.FACEPORTAL_VECTOR_STORE,

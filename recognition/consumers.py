@@ -42,6 +42,7 @@ from recognition.realtime import (
     FrameRateLimiter,
     FrameSettings,
     KeyRevoked,
+    decision_for_connection,
     error_reply,
     frame_from_bytes,
     frame_from_message,
@@ -124,6 +125,9 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
         self.wakeup = asyncio.Event()
         self.worker = asyncio.create_task(self._work())
         engine = await sync_to_async(get_engine, thread_sensitive=False)()
+        decision = await database_sync_to_async(decision_for_connection, thread_sensitive=False)(
+            organization=self.organization
+        )
         await self.send_json({
             "type": "ready",
             "organization": self.organization.slug,
@@ -132,7 +136,7 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
             "drop_stale": self.queue.drop_stale,
             "model": engine.model_name,
             "detector": engine.detector_name,
-            "default_threshold": engine.default_threshold,
+            **decision,
             "limits": {
                 "max_frame_bytes": settings.FACEPORTAL_WS_MAX_FRAME_BYTES,
                 "max_fps": settings.FACEPORTAL_WS_MAX_FPS,

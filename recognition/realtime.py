@@ -22,8 +22,14 @@ from apikeys.websocket import websocket_key_still_valid
 from faceportal import parsers
 from faceportal.errors import FacePortalError, Forbidden, InvalidInput, PayloadTooLarge
 from faceportal.serializers import validated
+from faces.selectors import decision_in_force, uncalibrated_threshold
 from organizations.models import Organization
-from recognition.serializers import FrameInputSerializer, RecognitionOptionsSerializer, RecognizeOutputSerializer
+from recognition.serializers import (
+    DecisionInForceSerializer,
+    FrameInputSerializer,
+    RecognitionOptionsSerializer,
+    RecognizeOutputSerializer,
+)
 from recognition.services import DEFAULT_MAX_RESULTS, recognize
 
 
@@ -170,6 +176,15 @@ def frame_from_bytes(data: bytes, *, seq: int, defaults: FrameSettings) -> Frame
     if not data:
         raise InvalidInput("Binary frame is empty.", details={"field": "image"})
     return Frame(seq=seq, image=data, threshold=defaults.threshold, max_results=defaults.max_results)
+
+
+def decision_for_connection(*, organization: Organization) -> dict[str, Any]:
+    """For `ready`: what decides a frame sent without a threshold, as a `POST /recognize` answer
+    states it (threshold, threshold_source, false_match_rate, gallery_size), and the fallback
+    that would decide only if the model had no calibration. Each result restates it, for the
+    gallery as it is then."""
+    decision = DecisionInForceSerializer(decision_in_force(organization=organization)).data
+    return {**decision, "uncalibrated_threshold": uncalibrated_threshold()}
 
 
 def recognize_frame(*, organization: Organization, token: str, identity: AuthenticatedKey,

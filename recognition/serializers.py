@@ -113,6 +113,24 @@ class RecognizeOutputSerializer(serializers.Serializer):
         return data
 
 
+class DecisionInForceSerializer(serializers.Serializer):
+    """A `faces.decision.Threshold` on its own: what decides who gets a name, the same fields and
+    rules as on a `POST /recognize` answer (the socket's `ready` message, the try-it page)."""
+
+    threshold = RoundedFloatField(source="similarity",
+                                  help_text="The threshold in force, in similarity units for a typical face")
+    threshold_source = serializers.ChoiceField(source="source", choices=THRESHOLD_SOURCES)
+    false_match_rate = serializers.FloatField(required=False, help_text="The organisation's target (calibrated only)")
+    gallery_size = serializers.IntegerField(required=False, help_text="People enrolled now (calibrated only)")
+
+    def to_representation(self, threshold):
+        data = super().to_representation(threshold)
+        if threshold.source != SOURCE_CALIBRATED:
+            data.pop("false_match_rate")
+            data.pop("gallery_size")
+        return data
+
+
 class VerifiedPersonSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()

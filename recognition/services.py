@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 
 from faceportal.errors import Unprocessable
-from faces.decision import Threshold, effective_threshold
+from faces.decision import Threshold
 from faces.engine import get_engine
 from faces.images import load
 from faces.index.base import cosine_to_similarity
-from faces.selectors import PersonMatch, decide_vectors, person_get, search_threshold
+from faces.selectors import PersonMatch, decide_vectors, decision_in_force, person_get
 from organizations.models import Organization
 
 DEFAULT_MAX_RESULTS = 5
@@ -62,7 +62,7 @@ def recognize(
     result = engine.faces_in(loaded.pixels)
     timings.update(result.timings_ms)
     search_started = time.perf_counter()
-    chosen = search_threshold(organization=organization, requested=threshold)
+    chosen = decision_in_force(organization=organization, requested_threshold=threshold)
     faces: list[RecognizedFace] = []
     if result.faces:
         vectors = np.stack([face.embedding for face in result.faces])
@@ -138,11 +138,7 @@ def verify(
         best = int(np.argmax(scores))
         similarity = float(scores[best])
         matched_person = VerifiedPerson(id=person.pk, name=person.name, face_id=faces[best].pk, box=faces[best].box)
-    engine = get_engine()
-    chosen = effective_threshold(
-        model=engine.model_name, requested=threshold, false_match_rate=organization.false_match_rate,
-        gallery_size=1, model_default=engine.default_threshold,
-    )
+    chosen = decision_in_force(organization=organization, requested_threshold=threshold, gallery_size=1)
     offset = float(chosen.calibration.offsets(probe)[0]) if chosen.calibration is not None else 0.0
     needed = chosen.for_offset(offset)
     return Verification(verified=similarity >= needed, similarity=similarity, threshold=needed,

@@ -4,8 +4,6 @@ from django.conf import settings
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from faces.engine.embedder import model_default_threshold
-
 
 @require_GET
 def webcam(request):
@@ -16,8 +14,6 @@ def webcam(request):
             "model": settings.DEEPFACE_EMBEDDER_MODEL,
             "detector": settings.DEEPFACE_DETECTOR_BACKEND,
             "max_fps": settings.FACEPORTAL_WS_MAX_FPS,
-            # The slider starts here; the WebSocket's `ready` message confirms the server's value.
-            "default_threshold": model_default_threshold(),
         },
     )
     # The page holds an API key in memory: never let it be cached or leak through a referrer.

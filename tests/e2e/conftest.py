@@ -72,7 +72,13 @@ test_database_url.__test__ = False  # a helper, not a test
 
 
 @pytest.fixture
-def live_server_url(transactional_db, tmp_path):
+def server_env() -> dict[str, str]:
+    """Settings for the daphne process beyond the test's own; a module overrides it to change one."""
+    return {}
+
+
+@pytest.fixture
+def live_server_url(transactional_db, tmp_path, server_env):
     """daphne in a subprocess, serving the app against this test's database."""
     ARTIFACTS.mkdir(exist_ok=True)
     env = dict(os.environ)
@@ -83,6 +89,7 @@ def live_server_url(transactional_db, tmp_path):
         "FACEPORTAL_ENGINE_WORKERS": "1",
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
         "PYTHONUNBUFFERED": "1",
+        **server_env,
     })
     with daphne(env=env, log_path=ARTIFACTS / "e2e-daphne.log") as server:
         server.wait_ready(path="/healthz", timeout=WAIT)

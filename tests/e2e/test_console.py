@@ -22,6 +22,7 @@ from apikeys.services import api_key_issue
 from faces.engine import get_engine
 from faces.services import person_register
 from organizations.services import organization_create
+from recognition.services import recognize
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import CHROMEDRIVER, CHROMIUM, camera_frame, skip_module_without_browser, wait_for, write_y4m
 
@@ -132,6 +133,7 @@ def test_admin_try_it_page_draws_boxes_and_names_and_registers(live_server_url, 
     person_register(organization=acme, name="Joe Biden", images=[b64(manifest["Joe_Biden"][0].path)])
     log_in(browser, live_server_url)
     group = faces_dir / "_group" / "two_people.jpg"
+    in_force = round(recognize(organization=acme, image={"base64": b64(group)}).threshold.similarity, 4)
     for size in SIZES:
         resize(browser, size)
         browser.get(f"{live_server_url}/admin/organizations/organization/{acme.pk}/try/")
@@ -147,7 +149,10 @@ def test_admin_try_it_page_draws_boxes_and_names_and_registers(live_server_url, 
         for box in rects(browser, "#try-overlay .try-box"):
             assert image["x"] - 1 <= box["x"] and box["x"] + box["w"] <= image["x"] + image["w"] + 1
             assert image["y"] - 1 <= box["y"] and box["y"] + box["h"] <= image["y"] + image["h"] + 1
-        assert browser.find_element(By.ID, "try-threshold-used").text == f"{get_engine().default_threshold:.3f}"
+        # The organisation's false-match rate decided, at the threshold REST derives for this gallery.
+        assert browser.find_element(By.ID, "try-threshold-source").text == "calibrated"
+        assert browser.find_element(By.ID, "try-threshold-used").text == f"{in_force:.3f}"
+        assert "false-match rate 0.1% with 2 people enrolled" in browser.find_element(By.ID, "try-decision").text
         candidates = browser.find_element(By.ID, "try-faces").text
         assert "Barack Obama" in candidates and "Joe Biden" in candidates and "0." in candidates
         no_horizontal_overflow(browser)

@@ -11,7 +11,9 @@ from channels.testing import WebsocketCommunicator
 
 from apikeys.services import api_key_revoke
 from apikeys.websocket import CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_KEY_REVOKED, CLOSE_UNAUTHORIZED
+from faces.selectors import uncalibrated_threshold
 from faces.services import person_register
+from tests.photos import STRANGERS
 from tests.websocket import ORIGIN, application, socket_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -98,6 +100,63 @@ async def test_binary_jpeg_frame_gives_the_same_answer_as_rest(acme_key, obama_p
     assert result["type"] == "result"
     assert result["faces"] == rest["faces"]
     assert result["threshold"] == rest["threshold"]
+    await communicator.disconnect()
+
+
+DECISION_FIELDS = ("threshold", "threshold_source", "false_match_rate", "gallery_size")
+
+
+def decision_of(answer: dict) -> dict:
+    """What decided: the answer's decision fields (absent ones too), and each face's outcome."""
+    fields = {name: answer.get(name) for name in DECISION_FIELDS}
+    faces = [(face["decision"], face["threshold"], face["match"]) for face in answer.get("faces", [])]
+    return {**fields, "faces": faces}
+
+
+async def test_ready_and_each_result_state_the_decision_as_rest_does(acme, acme_key, manifest):
+    """The socket decides as `POST /recognize` does, and says so: `ready` and every result carry
+    the organisation's false_match_rate, the gallery size and the threshold derived from them.
+    A threshold decides only once the client sends one, and the answers then say "request"."""
+    from tests.conftest import key_client
+
+    for name in ("Joe_Biden", "Tony_Blair", "Donald_Rumsfeld"):
+        await database_sync_to_async(person_register)(
+            organization=acme.org, name=name.replace("_", " "),
+            images=[p.b64() for p in manifest[name][:2]])
+    probes = [manifest["Barack_Obama"][2], *(manifest[name][0] for name in STRANGERS)]
+    api = key_client(acme_key)
+    rest = [await database_sync_to_async(
+        lambda photo=photo: api.post("/recognize/acme", {"image": photo.b64()}, format="json").json())()
+        for photo in probes]
+    assert all(answer["threshold_source"] == "calibrated" and answer["gallery_size"] == 4 for answer in rest)
+    assert [bool(answer["faces"][0]["match"]) for answer in rest] == [True, False, False, False]
+
+    communicator, ready = await ready_socket(socket_path(acme_key))
+    assert {name: ready.get(name) for name in DECISION_FIELDS} == {name: rest[0][name] for name in DECISION_FIELDS}
+    assert ready["false_match_rate"] == 0.001 and "default_threshold" not in ready
+    # The fallback is named as such, and is not what decides while the model is calibrated.
+    assert ready["uncalibrated_threshold"] == uncalibrated_threshold() != ready["threshold"]
+
+    for photo, expected in zip(probes, rest, strict=True):
+        await communicator.send_json_to({"image": photo.data_uri()})
+        result = await reply(communicator)
+        assert result["type"] == "result", result
+        assert decision_of(result) == decision_of(expected), photo.path
+
+    # An explicit override names the stranger and says where its threshold came from ...
+    stranger = probes[1]
+    await communicator.send_json_to({"type": "settings", "threshold": 0.9})
+    assert (await reply(communicator))["type"] == "settings"
+    await communicator.send_to(bytes_data=stranger.path.read_bytes())
+    overridden = await reply(communicator)
+    assert overridden["threshold_source"] == "request" and overridden["threshold"] == 0.9
+    assert overridden["faces"][0]["match"] is not None
+    assert "false_match_rate" not in overridden and "gallery_size" not in overridden
+    # ... and clearing it hands the decision back to the organisation's rate.
+    await communicator.send_json_to({"type": "settings", "threshold": None})
+    assert (await reply(communicator))["threshold"] is None
+    await communicator.send_to(bytes_data=stranger.path.read_bytes())
+    assert decision_of(await reply(communicator)) == decision_of(rest[1])
     await communicator.disconnect()
 
 

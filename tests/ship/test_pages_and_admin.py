@@ -141,6 +141,13 @@ def test_organization_overview_shows_counts_keys_traffic_settings_and_an_issue_k
     assert f'href="/admin/apikeys/apikey/add/?organization={org.pk}"' in html
     assert f'href="/admin/organizations/organization/{org.pk}/try/"' in html
     assert "Match threshold" in html and overview["model"] in html
+    # What decides is the organisation's rate for its gallery now, exactly as REST decides.
+    fields = ("threshold", "threshold_source", "false_match_rate", "gallery_size")
+    rest = api.post("/recognize/acme", {"image": manifest["Barack_Obama"][1].b64()}, format="json").json()
+    assert {name: overview["decision"][name] for name in fields} == {name: rest[name] for name in fields}
+    assert rest["threshold_source"] == "calibrated"
+    assert "false-match rate 0.1% with 1 person enrolled" in html
+    assert f"<b id=\"overview-threshold\">{rest['threshold']:.3f}</b>" in html
 
 
 def test_deactivation_asks_for_confirmation_and_then_no_key_counts_as_active(admin_client, make_org, make_key):

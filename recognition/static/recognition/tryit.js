@@ -1,6 +1,10 @@
 /* Admin "try it" page: recognise a dropped or chosen photo against one organisation's gallery,
  * draw boxes and names over it, list candidates, and register the photo under a name. Staff
- * session + CSRF token; no API key involved. An ES module, no build step. */
+ * session + CSRF token; no API key involved. An ES module, no build step.
+ *
+ * The organisation's false-match rate decides, as over `POST /recognize`; a threshold is sent only
+ * while "Override threshold" is ticked, and each answer says which decided. */
+import { decisionText } from "./decision.js";
 import { placeLabels } from "./labels.js";
 
 function startTryIt(app) {
@@ -8,6 +12,7 @@ function startTryIt(app) {
   const el = {
     drop: $("drop-zone"), file: $("try-file"), stage: $("try-stage"), image: $("try-image"),
     overlay: $("try-overlay"), status: $("try-status"), threshold: $("try-threshold"),
+    override: $("try-override"), decision: $("try-decision"), thresholdSource: $("try-threshold-source"),
     thresholdUsed: $("try-threshold-used"), faces: $("try-faces"), faceCount: $("try-face-count"),
     register: $("try-register"), name: $("try-name"), registerButton: $("try-register-button"),
     registerResult: $("try-register-result"),
@@ -66,7 +71,7 @@ function startTryIt(app) {
     setStatus(el.status, "", "Recognising…");
     const form = new FormData();
     form.append("image", current);
-    if (el.threshold.value !== "") form.append("threshold", el.threshold.value);
+    if (el.override.checked && el.threshold.value !== "") form.append("threshold", el.threshold.value);
     const answer = await post(app.dataset.recognizeUrl, form);
     if (!answer.ok) {
       lastResult = null;
@@ -82,6 +87,10 @@ function startTryIt(app) {
       ? `${n} face${n === 1 ? "" : "s"} found, ${named} recognised · ${lastResult.timings_ms.total} ms`
       : "No face found in this photo.");
     el.thresholdUsed.textContent = Number(lastResult.threshold).toFixed(3);
+    el.thresholdSource.textContent = lastResult.threshold_source;
+    el.decision.textContent = decisionText(lastResult);
+    el.decision.dataset.source = lastResult.threshold_source;
+    el.decision.classList.toggle("override", lastResult.threshold_source === "request");
     draw();
     renderList(lastResult);
   }
@@ -130,7 +139,8 @@ function startTryIt(app) {
       const item = document.createElement("li");
       const name = document.createElement("span");
       name.className = `try-face-name${face.match ? "" : " unknown"}`;
-      name.textContent = face.match ? face.match.name : "Unknown (no one at or above the threshold)";
+      name.textContent = face.match ? face.match.name : face.decision === "ambiguous"
+        ? "Unsure (two people are about equally close)" : "Unknown (no one at or above the threshold)";
       const candidates = document.createElement("ul");
       candidates.className = "try-candidates";
       if (!face.candidates.length) {
@@ -140,12 +150,12 @@ function startTryIt(app) {
       }
       face.candidates.forEach((candidate) => {
         const row = document.createElement("li");
-        row.className = candidate.similarity >= result.threshold ? "" : "below";
+        row.className = candidate.similarity >= face.threshold ? "" : "below";
         const who = document.createElement("span");
         who.textContent = candidate.name;
         const sim = document.createElement("span");
         sim.className = "try-candidate-sim";
-        sim.textContent = `${candidate.similarity.toFixed(4)}${candidate.similarity >= result.threshold ? "" : " (below)"}`;
+        sim.textContent = `${candidate.similarity.toFixed(4)}${candidate.similarity >= face.threshold ? "" : " (below)"}`;
         row.append(who, sim);
         candidates.append(row);
       });
@@ -169,6 +179,11 @@ function startTryIt(app) {
     clearTimeout(thresholdTimer);
     thresholdTimer = setTimeout(recognize, 300);
   });
+  el.override.addEventListener("change", () => {
+    el.threshold.disabled = !el.override.checked;
+    recognize();
+  });
+  el.threshold.disabled = !el.override.checked; // a reload may keep the box ticked
   el.image.addEventListener("load", draw);
   window.addEventListener("resize", draw);
 

@@ -4,7 +4,8 @@ const $ = (id) => document.getElementById(id);
 export const el = {
   state: $("connection-state"), stage: $("stage"), video: $("video"), overlay: $("overlay"),
   messages: $("messages"), cameraButton: $("camera-button"), threshold: $("threshold"),
-  thresholdValue: $("threshold-value"), mirror: $("mirror"), connectForm: $("connect-form"),
+  thresholdValue: $("threshold-value"), thresholdOverride: $("threshold-override"), decision: $("decision"),
+  mirror: $("mirror"), connectForm: $("connect-form"),
   organization: $("organization"), user: $("user"), apiKeyName: $("api-key-name"), apiKey: $("api-key"),
   connectButton: $("connect-button"), disconnectButton: $("disconnect-button"),
   connectError: $("connect-error"), connectedAs: $("connected-as"),

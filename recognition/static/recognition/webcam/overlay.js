@@ -55,20 +55,19 @@ export function showResult(result) {
   renderFaces();
 }
 
-/* Draws the latest result again: after a new one, a threshold change or a mirror toggle. */
+/* Draws the latest result again: after a new one or a mirror toggle. */
 export function renderFaces() {
   const result = lastResult;
   if (!result) return;
   layoutOverlay();
-  const threshold = Number(el.threshold.value);
   const mirrored = el.mirror.checked;
   const imageWidth = result.image.width;
   const imageHeight = result.image.height;
   result.faces.forEach((face, index) => {
     const node = boxNode(index);
-    const best = face.candidates && face.candidates.length ? face.candidates[0] : null;
-    // The server decides (calibrated to the gallery, or the slider once moved); older answers lack it.
-    const known = face.decision ? face.decision === "match" : best !== null && best.similarity >= threshold;
+    const best = face.match;
+    // The server decides (the organisation's false-match rate, or the visitor's override).
+    const known = face.decision === "match" && Boolean(best);
     const { x, y, w, h } = face.box;
     const left = mirrored ? imageWidth - x - w : x;
     Object.assign(node.style, {

@@ -90,7 +90,8 @@ function sendJson(message) {
   return seq;
 }
 
-/* The threshold the server decides with; sent shortly after the last change. */
+/* An override threshold for the frames that follow, or null to let the organisation's false-match
+ * rate decide again; sent shortly after the last change. */
 export function sendSettings(threshold) {
   clearTimeout(settingsTimer);
   settingsTimer = setTimeout(() => {
