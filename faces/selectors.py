@@ -137,7 +137,7 @@ def decision_in_force(
 def uncalibrated_threshold() -> float:
     """The similarity that decides only where the model has no calibration data
     (FACEPORTAL_DEFAULT_THRESHOLD, else the model's own); never while a calibration exists."""
-    return get_engine().default_threshold
+    return get_engine().uncalibrated_threshold
 
 
 @dataclass(frozen=True)

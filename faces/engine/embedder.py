@@ -7,10 +7,10 @@ from django.conf import settings
 
 from faces.engine.cache import thread_model
 
-# Default minimum similarity ((1 + cosine) / 2) per model. Dlib's was calibrated on
+# The fallback minimum similarity ((1 + cosine) / 2) per model, used only without calibration. Dlib's was calibrated on
 # ../shared/faces (README, "Accuracy"); the others start from DeepFace's cosine-distance
 # thresholds (similarity = 1 - distance / 2) until calibrated on real data.
-DEFAULT_THRESHOLDS = {
+UNCALIBRATED_THRESHOLDS = {
     "Dlib": 0.96,
     "Facenet512": 0.85,
     "ArcFace": 0.66,
@@ -22,12 +22,12 @@ DEFAULT_THRESHOLDS = {
 
 
 
-def model_default_threshold(model_name: str | None = None) -> float:
-    """Minimum similarity where neither a request nor a calibration decides: the configured
-    FACEPORTAL_DEFAULT_THRESHOLD, else the model's own default."""
+def model_uncalibrated_threshold(model_name: str | None = None) -> float:
+    """The fallback similarity for a model without calibration data (and where no request sets
+    one): the configured FACEPORTAL_DEFAULT_THRESHOLD, else the model's published default."""
     if settings.FACEPORTAL_DEFAULT_THRESHOLD is not None:
         return float(settings.FACEPORTAL_DEFAULT_THRESHOLD)
-    return DEFAULT_THRESHOLDS.get(model_name or settings.DEEPFACE_EMBEDDER_MODEL, 0.85)
+    return UNCALIBRATED_THRESHOLDS.get(model_name or settings.DEEPFACE_EMBEDDER_MODEL, 0.85)
 
 
 # Output sizes, so callers (index creation) need not load a model to learn them.

@@ -21,7 +21,7 @@ from faces.engine.alignment import EyeAligner, FivePointAligner
 from faces.engine.base import DetectedFace, EmbeddedFace
 from faces.engine.cache import model_load_seconds
 from faces.engine.detection import DeepFaceDetector
-from faces.engine.embedder import DeepFaceEmbedder, model_default_threshold
+from faces.engine.embedder import DeepFaceEmbedder, model_uncalibrated_threshold
 from faces.engine.weights import prepare_deepface_home
 
 logger = logging.getLogger(__name__)
@@ -131,8 +131,8 @@ class FaceEngine:
         return self.detector.name
 
     @property
-    def default_threshold(self) -> float:
-        return model_default_threshold(self.embedder.name)
+    def uncalibrated_threshold(self) -> float:
+        return model_uncalibrated_threshold(self.embedder.name)
 
     @property
     def aligner(self):

@@ -4,8 +4,8 @@ organisation's false-match rate decides, as over `POST /recognize`, unless the u
 
 The server's uncalibrated fallback (FACEPORTAL_DEFAULT_THRESHOLD) is set to 0.95 here, as an
 operator may set it: every stranger photo in tests/photos.py scores at least that against its
-nearest enrolled person below, so a page that decided with the fallback (as the webcam page did,
-taking `ready`'s `default_threshold` for its slider and sending it back) would name them. Only the
+nearest enrolled person below, so a page that decided with the fallback (say, by taking it for
+its slider and sending it back as a request threshold) would name them. Only the
 calibrated decision, which needs about 0.97 for this gallery, leaves them unnamed.
 """
 
