@@ -106,7 +106,7 @@ def test_the_same_image_twice_is_stored_once(acme, manifest):
     assert Face.objects.filter(organization=org).count() == 1
 
 
-def test_boxes_must_match_the_images(acme, manifest):
+def test_a_malformed_box_or_one_box_too_many_is_a_400_that_stores_no_one(acme, manifest):
     org, client = acme.org, acme.client
     response = register(client, "X", [manifest["Barack_Obama"][0].b64()], boxes=[{"x": 1}])
     assert response.status_code == 400 and response.json()["error"]["details"]["field"] == "boxes"
@@ -115,7 +115,7 @@ def test_boxes_must_match_the_images(acme, manifest):
     assert not Person.objects.filter(organization=org).exists()
 
 
-def test_quality_measures_are_plain_numbers():
+def test_yaw_ratio_is_near_zero_for_a_frontal_face_and_large_for_a_turned_one():
     from faces.quality import yaw_ratio
 
     frontal = np.array([[60, 50], [40, 50], [140, 50], [160, 50], [100, 90]], dtype=float)
