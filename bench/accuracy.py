@@ -31,24 +31,22 @@ DETECTOR_WEIGHTS = {
 
 
 def engine_for(detector: str):
-    from django.conf import settings
+    from dataclasses import replace
 
     from faces.engine import FaceEngine
+    from faces.engine.config import EngineConfig
 
-    return FaceEngine(detector_name=detector, embedder_name=settings.DEEPFACE_EMBEDDER_MODEL,
-                      detect_max_side=settings.FACEPORTAL_DETECT_MAX_SIDE,
-                      min_face_pixels=settings.FACEPORTAL_MIN_FACE_PIXELS,
-                      dlib_runtime=settings.FACEPORTAL_DLIB_RUNTIME)
+    return FaceEngine(replace(EngineConfig.from_settings(), detector_backend=detector))
 
 
 def available_detectors(wanted=DETECTORS) -> tuple[list[str], list[str]]:
-    from django.conf import settings
 
+    from faces.engine.config import deepface_home
     from faces.engine.weights import missing_weights
 
     usable, skipped = [], []
     for name in wanted:
-        missing = missing_weights(settings.DEEPFACE_HOME, DETECTOR_WEIGHTS.get(name, []))
+        missing = missing_weights(deepface_home(), DETECTOR_WEIGHTS.get(name, []))
         if missing:
             skipped.append(f"{name} (weights not available offline: {', '.join(missing)})")
             continue

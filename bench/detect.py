@@ -63,10 +63,11 @@ def thresholds(sheet: str | None) -> None:
     from django.conf import settings
 
     from bench.common import manifest
+    from faces.engine.config import deepface_home
     from faces.engine.retinaface import Detections, RetinaFaceOnnx, drop_straddling, merge
     from faces.engine.retinaface_weights import require_onnx
 
-    model = RetinaFaceOnnx(str(require_onnx(settings.DEEPFACE_HOME)), score_threshold=0.3)
+    model = RetinaFaceOnnx(str(require_onnx(deepface_home())), score_threshold=0.3)
     with open(faces_dir() / "_group" / "groups.csv", newline="") as handle:
         expected = {row["file"]: int(row["faces"].split()[0]) for row in csv.DictReader(handle)}
     passes = {}
@@ -213,13 +214,13 @@ def template(photos: int) -> None:
     import cv2
     import dlib
     import numpy as np
-    from django.conf import settings
 
+    from faces.engine.config import deepface_home
     from faces.engine.retinaface import RetinaFaceOnnx
     from faces.engine.retinaface_weights import require_onnx
     from faces.engine.weights import packaged_dlib_file
 
-    model = RetinaFaceOnnx(str(require_onnx(settings.DEEPFACE_HOME)))
+    model = RetinaFaceOnnx(str(require_onnx(deepface_home())))
     predictor = dlib.shape_predictor(str(packaged_dlib_file("shape_predictor_5_face_landmarks.dat")))
     paths = sorted((faces_dir().parent / "lfw-train").glob("*/*.jpg"))
     random.Random(0).shuffle(paths)
@@ -265,9 +266,10 @@ def main() -> None:
         setup_django()
         from django.conf import settings
 
+        from faces.engine.config import deepface_home
         from faces.engine.weights import prepare_deepface_home
 
-        prepare_deepface_home(settings.DEEPFACE_HOME)
+        prepare_deepface_home(deepface_home())
         if args.thresholds:
             thresholds(args.sheet)
         if args.alignment:
@@ -280,10 +282,11 @@ def main() -> None:
     setup_django()
     from django.conf import settings
 
+    from faces.engine.config import deepface_home
     from faces.engine.detection import DeepFaceDetector
     from faces.engine.weights import prepare_deepface_home
 
-    prepare_deepface_home(settings.DEEPFACE_HOME)
+    prepare_deepface_home(deepface_home())
     pictures = images()
     detectors = {
         name: DeepFaceDetector(name, max_side=settings.FACEPORTAL_DETECT_MAX_SIDE, min_side=400) for name in DETECTORS

@@ -100,11 +100,11 @@ def run() -> str:
 
     import dlib
     import onnxruntime
-    from django.conf import settings
 
+    from faces.engine.config import deepface_home
     from faces.engine.weights import prepare_deepface_home
 
-    prepare_deepface_home(settings.DEEPFACE_HOME)
+    prepare_deepface_home(deepface_home())
     chips = dev_chips()
     results = {}
     for runtime, _ in RUNTIMES:

@@ -30,13 +30,13 @@ PREVIOUS = ("dlib", "dlib")  # detector, Dlib runtime of the default before engi
 
 
 def use_engine(detector: str, runtime: str):
-    from django.conf import settings
+    from dataclasses import replace
 
     from faces.engine import FaceEngine, pipeline
+    from faces.engine.config import EngineConfig
 
-    pipeline._engine = FaceEngine(detector_name=detector, embedder_name=settings.DEEPFACE_EMBEDDER_MODEL,
-                                  detect_max_side=settings.FACEPORTAL_DETECT_MAX_SIDE,
-                                  min_face_pixels=settings.FACEPORTAL_MIN_FACE_PIXELS, dlib_runtime=runtime)
+    config = replace(EngineConfig.from_settings(), detector_backend=detector, dlib_runtime=runtime)
+    pipeline._engine = FaceEngine(config)
     return pipeline._engine
 
 
@@ -135,7 +135,6 @@ if __name__ == "__main__":
     scratch = Path(tempfile.mkdtemp(prefix="faceportal-bench-"))
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{scratch / 'bench.sqlite3'}")
     os.environ.setdefault("FACEPORTAL_VAR_DIR", str(scratch))
-    os.environ.setdefault("DEEPFACE_HOME", str(Path(__file__).resolve().parent.parent / "var" / "deepface"))
     setup_django()
     from django.core.management import call_command
 

@@ -76,7 +76,6 @@ def main() -> None:
 
     scratch = Path(tempfile.mkdtemp(prefix="fp-page-decision-"))
     os.environ["FACEPORTAL_VAR_DIR"] = str(scratch)  # its own SQLite database and vector store
-    os.environ.setdefault("DEEPFACE_HOME", str(REPO_ROOT / "var" / "deepface"))
     os.environ.pop("DATABASE_URL", None)
     os.environ["ALLOWED_HOSTS"] = "127.0.0.1"
     from bench.common import log, setup_django, table

@@ -78,7 +78,6 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="faceportal-bench-"))
     env = dict(os.environ)
     env["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{scratch / 'bench.sqlite3'}"
-    env.setdefault("DEEPFACE_HOME", str(REPO_ROOT / "var" / "deepface"))
     env["FACEPORTAL_VAR_DIR"] = str(scratch)  # saved index graphs of the bench stay out of var/
     env["FACEPORTAL_FACES_DIR"] = str(faces_dir())
     env.setdefault("FACEPORTAL_WARM_ENGINE", "0")

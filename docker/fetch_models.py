@@ -13,14 +13,14 @@ default runtime) is converted from them here, every time, so an image never conv
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from faces.engine.config import deepface_home, weights_dir  # noqa: E402
 from faces.engine.dlib_onnx import ensure_onnx  # noqa: E402
-from faces.engine.weights import prepare_deepface_home, weights_dir  # noqa: E402
+from faces.engine.weights import prepare_deepface_home  # noqa: E402
 
 TASKS = ("facial_recognition", "face_detector")
 
@@ -58,7 +58,7 @@ def fetch(name: str) -> None:
 
 
 def main(names: list[str]) -> int:
-    home = os.environ.get("DEEPFACE_HOME") or str(Path.cwd() / "var" / "deepface")
+    home = deepface_home()
     directory = prepare_deepface_home(home)
     print(f"Dlib on ONNX: {ensure_onnx(directory).name}", flush=True)
     for name in names:

@@ -360,9 +360,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Faces ----------------------------------------------------------------------------------------
-# Model weights are install artefacts (`make install` extracts and converts them), not data: they stay
-# in the checkout's var/deepface when FACEPORTAL_VAR_DIR moves the data elsewhere.
-DEEPFACE_HOME = env_str("DEEPFACE_HOME", str(BASE_DIR / "var" / "deepface"))
+# Where the model weights live is the engine's own setting ($DEEPFACE_HOME, faces/engine/config.py).
 DEEPFACE_EMBEDDER_MODEL = env_str("DEEPFACE_EMBEDDER_MODEL", "Dlib")
 # How the Dlib model runs: "onnx" (our conversion of its ResNet, on ONNX Runtime) or "dlib" (the
 # dlib-bin package). Same embeddings either way; onnx is ~10x faster per face and scales with cores.

@@ -14,9 +14,8 @@ import cv2
 import numpy as np
 from django.conf import settings
 
+from faces.engine.alignment import five_point_predictor
 from faces.engine.base import DetectedFace
-from faces.engine.cache import thread_model
-from faces.engine.weights import packaged_dlib_file
 
 SHARPNESS_SIDE = 128  # the face is resized to this before measuring, so big and small faces compare
 
@@ -42,8 +41,7 @@ def _landmarks(image_bgr: np.ndarray, face: DetectedFace) -> np.ndarray:
     """dlib's five points (eye corners and the base of the nose), whatever the detector was."""
     import dlib
 
-    path = str(packaged_dlib_file("shape_predictor_5_face_landmarks.dat"))
-    predictor = thread_model("aligner:dlib5", lambda: dlib.shape_predictor(path))
+    predictor = five_point_predictor()
     box = face.box
     # The predictor reads pixels around the box only: converting that region, not the whole
     # photo, saves a full-image copy per face (milliseconds on a large photo).

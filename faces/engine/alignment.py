@@ -10,6 +10,14 @@ from faces.engine.cache import thread_model
 from faces.engine.weights import packaged_dlib_file
 
 
+def five_point_predictor():
+    """dlib's five-point shape predictor, one per engine thread (alignment and the quality gates)."""
+    import dlib
+
+    path = str(packaged_dlib_file("shape_predictor_5_face_landmarks.dat"))
+    return thread_model("aligner:dlib5", lambda: dlib.shape_predictor(path))
+
+
 class DlibLandmarkAligner:
     """dlib's own 5-point alignment (`get_face_chip`), the one its ResNet was trained with.
 
@@ -21,10 +29,7 @@ class DlibLandmarkAligner:
         self.padding = padding
 
     def _predictor(self):
-        import dlib
-
-        path = str(packaged_dlib_file("shape_predictor_5_face_landmarks.dat"))
-        return thread_model("aligner:dlib5", lambda: dlib.shape_predictor(path))
+        return five_point_predictor()
 
     def load(self) -> None:
         self._predictor()
@@ -68,6 +73,7 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     matrix[:, :2] = scale * rotation
     matrix[:, 2] = dst_mean - scale * rotation @ src_mean
     return matrix
+
 
 
 class FivePointAligner:

@@ -19,6 +19,14 @@ _load_seconds: dict[str, float] = {}
 _load_lock = threading.Lock()
 
 
+def detector_cache_key(name: str) -> str:
+    return f"detector:{name}"
+
+
+def embedder_cache_key(name: str, runtime: str) -> str:
+    return f"embedder:{name}:{runtime}"
+
+
 def thread_model(key: str, factory: Callable[[], Any]) -> Any:
     models = getattr(_local, "models", None)
     if models is None:

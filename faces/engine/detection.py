@@ -6,9 +6,10 @@ import cv2
 import numpy as np
 
 from faces.engine.base import DetectedFace, FaceBox
-from faces.engine.cache import thread_model
+from faces.engine.cache import detector_cache_key, thread_model
+from faces.engine.config import EngineConfig
 from faces.engine.retinaface import BACKEND_NAME as RETINAFACE_ONNX
-from faces.engine.retinaface import register_with_deepface
+from faces.engine.retinaface import RetinaFaceOnnxClient, register_with_deepface
 
 # Detectors that look at a small image again themselves (at 2x, only when it is small), so the
 # engine does not upscale every small image for them.
@@ -32,8 +33,9 @@ class DeepFaceDetector:
     and align later from the original pixels.
     """
 
-    def __init__(self, name: str, *, max_side: int, min_side: int):
+    def __init__(self, name: str, *, max_side: int, min_side: int, config: EngineConfig | None = None):
         self.name = name
+        self.config = config
         self.max_side = max_side
         self.min_side = 0 if name in SELF_SCALING else min_side
 
@@ -41,7 +43,12 @@ class DeepFaceDetector:
         from deepface.modules import modeling
 
         register_with_deepface()
-        return thread_model(f"detector:{self.name}", lambda: modeling.get_model_class("face_detector", self.name)())
+
+        def build():
+            detector_class = modeling.get_model_class("face_detector", self.name)
+            return detector_class(self.config) if detector_class is RetinaFaceOnnxClient else detector_class()
+
+        return thread_model(detector_cache_key(self.name), build)
 
     def load(self) -> None:
         self._model()

@@ -339,16 +339,10 @@ def _convert(source: Path, target: Path) -> None:
         raise
 
 
-def default_deepface_home() -> str:
-    """settings.DEEPFACE_HOME without Django: $DEEPFACE_HOME, else <var dir>/deepface."""
-    var_dir = os.environ.get("FACEPORTAL_VAR_DIR") or str(Path(__file__).resolve().parents[2] / "var")
-    return os.environ.get("DEEPFACE_HOME") or str(Path(var_dir) / "deepface")
-
-
 def main(argv: list[str]) -> int:
-    from faces.engine.weights import weights_dir
+    from faces.engine.config import deepface_home, weights_dir
 
-    directory = weights_dir(argv[0] if argv else default_deepface_home())
+    directory = weights_dir(argv[0] if argv else deepface_home())
     source = source_path()
     target = directory / onnx_name(file_sha256(source))
     if not target.exists():

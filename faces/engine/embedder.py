@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from django.conf import settings
 
-from faces.engine.cache import thread_model
+from faces.engine.cache import embedder_cache_key, thread_model
 
 # The fallback minimum similarity ((1 + cosine) / 2) per model, used only without calibration. Dlib's was calibrated on
 # ../shared/faces (README, "Accuracy"); the others start from DeepFace's cosine-distance
@@ -61,17 +63,22 @@ def model_class(model_name: str, *, dlib_runtime: str = "onnx") -> type:
 
 
 class DeepFaceEmbedder:
-    def __init__(self, model_name: str, *, dlib_runtime: str = "onnx"):
+    def __init__(self, model_name: str, *, dlib_runtime: str = "onnx", weights: Path | None = None):
         self.name = model_name
+        self.weights = weights
         # "onnx" or "dlib" for the Dlib model; other models run on DeepFace's own backend.
         self.runtime = check_dlib_runtime(dlib_runtime) if model_name == "Dlib" else "deepface"
         # The model cache's key (faces/engine/cache.py); readiness looks for it there.
-        self.cache_key = f"embedder:{self.name}:{self.runtime}"
+        self.cache_key = embedder_cache_key(self.name, self.runtime)
 
     def _model(self):
         # One model object per engine-pool thread: dlib-bin's net is not thread-safe, and one ONNX
         # session per thread (one intra-op thread each) scaled better than a shared one.
-        return thread_model(self.cache_key, lambda: model_class(self.name, dlib_runtime=self.runtime)())
+        def build():
+            model = model_class(self.name, dlib_runtime=self.runtime)
+            return model(weights_dir=self.weights) if self.runtime == "onnx" else model()
+
+        return thread_model(self.cache_key, build)
 
     def load(self) -> None:
         self._model()

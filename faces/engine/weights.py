@@ -12,11 +12,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from faces.engine.config import weights_dir
+
 DLIB_FILES = ("dlib_face_recognition_resnet_model_v1.dat", "shape_predictor_5_face_landmarks.dat")
-
-
-def weights_dir(deepface_home: str) -> Path:
-    return Path(deepface_home) / ".deepface" / "weights"
 
 
 def packaged_dlib_file(name: str) -> Path:
@@ -25,9 +23,11 @@ def packaged_dlib_file(name: str) -> Path:
     return Path(face_recognition_models.__file__).parent / "models" / name
 
 
-def prepare_deepface_home(deepface_home: str) -> Path:
-    """Point DeepFace at our home and link the packaged dlib weights into it (idempotent)."""
-    os.environ["DEEPFACE_HOME"] = deepface_home
+def prepare_deepface_home(deepface_home: Path | str) -> Path:
+    """Point DeepFace at our home and link the packaged dlib weights into it (idempotent).
+
+    DeepFace's own loaders (every model but ours) read their home from the environment only."""
+    os.environ["DEEPFACE_HOME"] = str(deepface_home)
     target_dir = weights_dir(deepface_home)
     target_dir.mkdir(parents=True, exist_ok=True)
     for name in DLIB_FILES:

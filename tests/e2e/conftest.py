@@ -10,11 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from django.conf import settings
 from django.db import connection
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.support.ui import WebDriverWait
 
+from faces.engine.config import deepface_home
 from tests.conftest import REPO_ROOT, database_url
 from tests.ship.live_server import daphne
 
@@ -85,7 +85,7 @@ def live_server_url(transactional_db, tmp_path, server_env):
     env.update({
         "DATABASE_URL": test_database_url(),
         "FACEPORTAL_VAR_DIR": str(tmp_path / "var"),
-        "DEEPFACE_HOME": str(settings.DEEPFACE_HOME),
+        "DEEPFACE_HOME": str(deepface_home()),
         "FACEPORTAL_ENGINE_WORKERS": "1",
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
         "PYTHONUNBUFFERED": "1",

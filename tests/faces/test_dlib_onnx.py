@@ -14,6 +14,7 @@ import dlib
 import numpy as np
 import pytest
 
+from faces.engine.config import deepface_home
 from faces.engine.dlib_onnx import DatFormatError, ensure_onnx, file_sha256, onnx_name, parse_dat, source_path
 from faces.engine.dlib_onnx_client import DlibOnnxClient
 from faces.engine.embedder import DeepFaceEmbedder, model_class
@@ -82,7 +83,7 @@ def test_deepface_float_input_gives_the_same_descriptor(client, chips):
 
 
 def test_engine_embedder_gives_the_same_unit_vectors_on_both_runtimes(chips, settings):
-    prepare_deepface_home(settings.DEEPFACE_HOME)  # dlib-bin's client reads the linked .dat there
+    prepare_deepface_home(deepface_home())  # dlib-bin's client reads the linked .dat there
     bgr = [np.ascontiguousarray(chip[:, :, ::-1]) for _, chip in chips[:6]]
     onnx = DeepFaceEmbedder("Dlib", dlib_runtime="onnx").embed(bgr)
     native = DeepFaceEmbedder("Dlib", dlib_runtime="dlib").embed(bgr)
@@ -155,15 +156,15 @@ import json, os, sys
 import django
 django.setup()
 import cv2
-from django.conf import settings
 from faces.engine import get_engine
+from faces.engine.config import deepface_home
 engine = get_engine()
 result = engine.faces_in(cv2.imread(sys.argv[1]))
 heavy = sorted({name.split(".")[0] for name in sys.modules} & {"tensorflow", "keras", "tf_keras", "torch"})
 print(json.dumps({
     "faces": len(result.faces), "model": engine.model_name, "runtime": engine.embedder.runtime,
     "norm": float((result.faces[0].embedding ** 2).sum()) if result.faces else 0.0,
-    "heavy": heavy, "weights": sorted(os.listdir(os.path.join(settings.DEEPFACE_HOME, ".deepface", "weights"))),
+    "heavy": heavy, "weights": sorted(os.listdir(os.path.join(deepface_home(), ".deepface", "weights"))),
 }))
 """
 
@@ -174,7 +175,7 @@ def test_the_default_engine_embeds_a_photo_without_importing_tensorflow(tmp_path
     Its DeepFace home holds what `make install` put in ours (the detector's weights), except our
     converted graph, so the first use has to convert it.
     """
-    installed = Path(settings.DEEPFACE_HOME) / ".deepface" / "weights"
+    installed = Path(deepface_home()) / ".deepface" / "weights"
     home_weights = tmp_path / "home" / ".deepface" / "weights"
     home_weights.mkdir(parents=True)
     for path in installed.iterdir():

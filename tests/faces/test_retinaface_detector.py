@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -18,6 +19,7 @@ from django.conf import settings
 
 from faces.engine import FaceEngine, get_engine
 from faces.engine.alignment import DLIB_CHIP_TEMPLATE, FivePointAligner
+from faces.engine.config import EngineConfig, deepface_home
 from faces.engine.retinaface import RetinaFaceOnnx, priors
 from faces.engine.retinaface_weights import (
     INSTALL_COMMAND,
@@ -106,14 +108,14 @@ def test_no_face_photo_missed(engine, manifest):
 
 
 def test_hog_stays_selectable(manifest):
-    hog = FaceEngine(detector_name="dlib", embedder_name="Dlib", detect_max_side=800, min_face_pixels=24)
+    hog = FaceEngine(dataclasses.replace(EngineConfig.from_settings(), detector_backend="dlib"))
     image = _image(manifest["Angelina_Jolie"][0].path)
     faces = hog.detector.detect(image)
     assert len(faces) == 1 and faces[0].landmarks is None  # HOG gives no points: dlib's predictor aligns
 
 
 def test_priors_match_the_graph_for_any_size():
-    model = RetinaFaceOnnx(str(require_onnx(settings.DEEPFACE_HOME)))
+    model = RetinaFaceOnnx(str(require_onnx(deepface_home())))
     for height, width in ((480, 640), (333, 517), (150, 150), (77, 801)):
         blob = np.zeros((1, 3, height, width), np.float32)
         loc, conf, landmarks = model.session.run(None, {model.input_name: blob})

@@ -10,10 +10,10 @@ import os
 import urllib.request
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from apikeys.websocket import CLOSE_UNAUTHORIZED
+from faces.engine.config import deepface_home
 from tests.conftest import database_url
 from tests.ship.live_server import daphne
 from tests.websocket import socket_path
@@ -26,7 +26,7 @@ WAIT = 60
 @pytest.fixture
 def daphne_url(transactional_db, tmp_path):
     env = {**os.environ, "DATABASE_URL": database_url(connection.settings_dict),
-           "FACEPORTAL_VAR_DIR": str(tmp_path / "var"), "DEEPFACE_HOME": str(settings.DEEPFACE_HOME),
+           "FACEPORTAL_VAR_DIR": str(tmp_path / "var"), "DEEPFACE_HOME": str(deepface_home()),
            "FACEPORTAL_WARM_ENGINE": "0", "FACEPORTAL_ENGINE_WORKERS": "1", "ALLOWED_HOSTS": "localhost,127.0.0.1"}
     with daphne(env=env, log_path=tmp_path / "daphne.log") as server:
         server.wait_ready(path="/healthz", timeout=WAIT)
