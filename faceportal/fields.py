@@ -2,7 +2,7 @@
 
 DRF's own fields coerce ("7" becomes 7, 7 becomes "7", "yes" becomes True). A JSON client that
 sends the wrong type gets a 400 naming the field instead. Multipart forms, whose values are all
-text, are turned into JSON values first (`faceportal.api.RequestSerializer`).
+text, are turned into JSON values first (`faceportal.serializers.RequestSerializer`).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ at start) so they write to shared files and /metrics reports all of them (README
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,7 +19,6 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
 
@@ -91,45 +90,15 @@ def websocket_frame(*, outcome: str, count: int = 1) -> None:
     WEBSOCKET_FRAMES.labels(outcome=outcome).inc(count)
 
 
-class RuntimeStateCollector(Collector):
-    """Values read when scraped: model load times and the gallery sizes from the database."""
-
-    def describe(self) -> list:
-        return []  # registering must not run collect(): it queries the database
+# Collectors whose values are read when scraped (the apps register theirs at start-up, e.g.
+# faces/metrics.py); the multi-process exposition needs them again in its own registry.
+_runtime_collectors: list[Collector] = []
 
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        from faces.engine import engine_loaded
-        from faces.engine.cache import model_load_seconds
-
-        load_times = GaugeMetricFamily(
-            "faceportal_model_load_seconds", "Seconds the first load of each model took in this process.",
-            labels=["model"],
-        )
-        for model, seconds in sorted(model_load_seconds().items()):
-            load_times.add_metric([model], seconds)
-        yield load_times
-        yield GaugeMetricFamily(
-            "faceportal_model_loaded", "1 once the face models are loaded in this process.",
-            value=1.0 if engine_loaded() else 0.0,
-        )
-        yield from self._gallery_sizes()
-
-    def _gallery_sizes(self) -> Iterator[GaugeMetricFamily]:
-        from django.db import DatabaseError
-
-        from faces.models import Face, Person
-
-        try:
-            faces, people = Face.objects.count(), Person.objects.count()
-        except DatabaseError:  # /metrics must answer while the database is away; /readyz says why
-            return
-        yield GaugeMetricFamily("faceportal_faces_stored", "Faces registered, all organisations.", value=faces)
-        yield GaugeMetricFamily("faceportal_people_stored", "People registered, all organisations.", value=people)
-
-
-_runtime_collector = RuntimeStateCollector()
-REGISTRY.register(_runtime_collector)
+def register_runtime_collector(collector: Collector) -> None:
+    if collector not in _runtime_collectors:
+        _runtime_collectors.append(collector)
+        REGISTRY.register(collector)
 
 
 def exposition() -> tuple[bytes, str]:
@@ -138,6 +107,7 @@ def exposition() -> tuple[bytes, str]:
     if multiproc_dir:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=multiproc_dir)
-        registry.register(_runtime_collector)
+        for collector in _runtime_collectors:
+            registry.register(collector)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -182,6 +182,7 @@ INSTALLED_APPS = [
     "apikeys",
     "faces",
     "recognition",
+    "console",  # the staff console composes every room above, so it comes last
 ]
 
 MIDDLEWARE = [

@@ -8,7 +8,7 @@ from rest_framework import status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
-from faceportal.api import OrganizationScopedApi
+from apikeys.tenant_api import OrganizationScopedApi
 from faceportal.errors import NotFound
 from faceportal.openapi import API_KEY_AUTH, DATA_ROUTE_ERRORS, error_responses, json_or_upload
 from faceportal.serializers import ApiAuthBodySerializer

@@ -6,4 +6,8 @@ class FacesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from faceportal.metrics import register_runtime_collector
         from faces import receivers  # noqa: F401 - connects organisation lifecycle to the index
+        from faces.metrics import RuntimeStateCollector
+
+        register_runtime_collector(RuntimeStateCollector())

@@ -3,7 +3,7 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework.response import Response
 
-from faceportal.api import OrganizationScopedApi
+from apikeys.tenant_api import OrganizationScopedApi
 from faceportal.openapi import API_KEY_AUTH, DATA_ROUTE_ERRORS, error_responses, json_or_upload
 from recognition.serializers import (
     RecognizeInputSerializer,

@@ -41,19 +41,34 @@ class EmbeddedFace:
     extra: dict = field(default_factory=dict)
 
 
+# The three roles FaceEngine is built from (one class each: detection.py, alignment.py, embedder.py).
+# Each loads its model lazily, once per engine thread, and `load()` forces that (warm-up).
+
+
 class Detector(Protocol):
     name: str
+
+    def load(self) -> None: ...
 
     def detect(self, image_bgr: np.ndarray) -> list[DetectedFace]: ...
 
 
 class Aligner(Protocol):
+    def load(self) -> None: ...
+
     def align(self, image_bgr: np.ndarray, faces: list[DetectedFace]) -> list[np.ndarray]: ...
 
 
 class Embedder(Protocol):
     name: str
-    dimension: int
-    input_size: tuple[int, int]
+    cache_key: str  # the model cache's key; readiness looks for it there
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def input_size(self) -> tuple[int, int]: ...
+
+    def load(self) -> None: ...
 
     def embed(self, chips_bgr: list[np.ndarray]) -> np.ndarray: ...

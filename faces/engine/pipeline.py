@@ -18,7 +18,7 @@ import numpy as np
 from django.conf import settings
 
 from faces.engine.alignment import EyeAligner, FivePointAligner
-from faces.engine.base import DetectedFace, EmbeddedFace
+from faces.engine.base import Aligner, DetectedFace, Detector, EmbeddedFace, Embedder
 from faces.engine.cache import detector_cache_key, model_load_seconds
 from faces.engine.config import EngineConfig
 from faces.engine.detection import DeepFaceDetector
@@ -116,14 +116,18 @@ def context_crop_jpeg(image_bgr: np.ndarray, face: DetectedFace) -> bytes:
 
 
 class FaceEngine:
-    def __init__(self, config: EngineConfig, *, detect_min_side: int = 400):
+    """Detect, align and embed, from one configuration; each role can be given instead (benches,
+    tests), as long as it keeps its protocol (faces/engine/base.py)."""
+
+    def __init__(self, config: EngineConfig, *, detector: Detector | None = None, aligner: Aligner | None = None,
+                 embedder: Embedder | None = None, detect_min_side: int = 400):
         self.config = config
-        self.detector = DeepFaceDetector(config.detector_backend, max_side=config.detect_max_side,
-                                         min_side=detect_min_side, config=config)
-        self.embedder = DeepFaceEmbedder(config.embedder_model, dlib_runtime=config.dlib_runtime,
-                                         weights=config.weights)
+        self.detector: Detector = detector or DeepFaceDetector(
+            config.detector_backend, max_side=config.detect_max_side, min_side=detect_min_side, config=config)
+        self.embedder: Embedder = embedder or DeepFaceEmbedder(
+            config.embedder_model, dlib_runtime=config.dlib_runtime, weights=config.weights)
         self.min_face_pixels = config.min_face_pixels
-        self._aligner = None
+        self._aligner: Aligner | None = aligner
 
     @property
     def model_name(self) -> str:
@@ -138,7 +142,7 @@ class FaceEngine:
         return model_uncalibrated_threshold(self.embedder.name)
 
     @property
-    def aligner(self):
+    def aligner(self) -> Aligner:
         if self._aligner is None:
             if self.embedder.name == "Dlib":
                 self._aligner = FivePointAligner()

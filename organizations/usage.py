@@ -9,7 +9,7 @@ from django.db import Error as DatabaseError
 from django.db import connection
 from django.utils import timezone
 
-from recognition.models import DailyRequestCount
+from organizations.models import DailyRequestCount
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """The base view of tenant data routes, whichever app owns the route: the key's organisation
 must be the URL's, a body's `api_auth` (when given) must name the key used, and every call is
-counted for the staff overview."""
+counted for the staff overview. It lives with the keys because a key is what scopes a request to
+its tenant; faces and recognition build their routes on it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from apikeys.services import AuthenticatedKey
 from faceportal.serializers import ApiAuthBodySerializer, RequestSerializer, validated
 from organizations.models import Organization
 from organizations.selectors import organization_get
-from recognition.usage import request_count_increment
+from organizations.usage import request_count_increment
 
 
 class OrganizationScopedApi(APIView):
