@@ -86,7 +86,8 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     from apikeys.services import api_key_issue
     from faceportal.errors import FacePortalError
-    from faces.selectors import gallery_size_of, uncalibrated_threshold
+    from faces.matching import uncalibrated_threshold
+    from faces.selectors import gallery_size_of
     from faces.services import person_register
     from organizations.services import organization_create
     from recognition.services import recognize

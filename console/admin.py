@@ -17,8 +17,8 @@ from django.views.decorators.http import require_POST
 from apikeys.models import APIKey
 from faceportal.errors import FacePortalError
 from faceportal.serializers import validated
+from faces.matching import decision_in_force, uncalibrated_threshold
 from faces.models import Face, Person
-from faces.selectors import decision_in_force, uncalibrated_threshold
 from faces.serializers import RegisterInputSerializer, RegisterOutputSerializer
 from faces.services import person_register
 from organizations.admin import OrganizationAdmin

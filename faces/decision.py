@@ -34,7 +34,7 @@ CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 
 SOURCE_REQUEST = "request"
 SOURCE_CALIBRATED = "calibrated"
-SOURCE_DEFAULT = "model_default"  # no calibration file for this model: the engine's fixed default
+SOURCE_DEFAULT = "model_default"  # no calibration file for this model: its uncalibrated fallback
 
 MATCH = "match"
 UNKNOWN = "unknown"
@@ -180,6 +180,31 @@ def effective_threshold(
         source=SOURCE_CALIBRATED, value=value, similarity=min(1.0, value + offset),
         false_match_rate=false_match_rate, gallery_size=gallery_size, calibration=calibration,
     )
+
+
+# The fallback minimum similarity ((1 + cosine) / 2) per model, used only for a model without
+# calibration data. Dlib's was measured on ../shared/faces (docs/ACCURACY.md); the others start
+# from DeepFace's cosine-distance thresholds (similarity = 1 - distance / 2).
+UNCALIBRATED_THRESHOLDS = {
+    "Dlib": 0.96,
+    "Facenet512": 0.85,
+    "ArcFace": 0.66,
+    "Facenet": 0.80,
+    "SFace": 0.70,
+    "VGG-Face": 0.66,
+    "GhostFaceNet": 0.66,
+}
+
+
+
+def uncalibrated_threshold_for(model_name: str) -> float:
+    """The fallback similarity for a model without calibration data (and where no request sets
+    one): the configured FACEPORTAL_DEFAULT_THRESHOLD, else the model's published default."""
+    from django.conf import settings
+
+    if settings.FACEPORTAL_DEFAULT_THRESHOLD is not None:
+        return float(settings.FACEPORTAL_DEFAULT_THRESHOLD)
+    return UNCALIBRATED_THRESHOLDS.get(model_name, 0.85)
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,9 @@ from faces.engine.pipeline import EngineResult, prominence
 from faces.images import LoadedImage, load, request_pixel_budget
 from faces.index import VectorRecord, get_index
 from faces.index.base import cosine_to_similarity, vector_from_bytes, vector_to_bytes
+from faces.matching import decide_vectors, decision_in_force
 from faces.models import Face, Person
-from faces.selectors import decide_vectors, decision_in_force, face_vector_records, gallery_size_forget, person_get
+from faces.selectors import face_vector_records, gallery_size_forget, person_get
 from organizations.models import Organization
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from apikeys.websocket import websocket_key_still_valid
 from faceportal import parsers
 from faceportal.errors import FacePortalError, Forbidden, InvalidInput, PayloadTooLarge
 from faceportal.serializers import validated
-from faces.selectors import decision_in_force, uncalibrated_threshold
+from faces.matching import decision_in_force, uncalibrated_threshold
 from organizations.models import Organization
 from recognition.serializers import (
     DecisionInForceSerializer,

@@ -13,7 +13,8 @@ from faces.decision import Threshold
 from faces.engine import get_engine
 from faces.images import load
 from faces.index.base import cosine_to_similarity
-from faces.selectors import PersonMatch, decide_vectors, decision_in_force, person_get
+from faces.matching import decide_vectors, decision_in_force, verify_decision
+from faces.selectors import PersonMatch, person_get
 from organizations.models import Organization
 
 DEFAULT_MAX_RESULTS = 5
@@ -138,9 +139,8 @@ def verify(
         best = int(np.argmax(scores))
         similarity = float(scores[best])
         matched_person = VerifiedPerson(id=person.pk, name=person.name, face_id=faces[best].pk, box=faces[best].box)
-    chosen = decision_in_force(organization=organization, requested_threshold=threshold, gallery_size=1)
-    offset = float(chosen.calibration.offsets(probe)[0]) if chosen.calibration is not None else 0.0
-    needed = chosen.for_offset(offset)
-    return Verification(verified=similarity >= needed, similarity=similarity, threshold=needed,
-                        threshold_source=chosen.source, image_box=probe_box, image2_box=other_box,
+    decided = verify_decision(organization=organization, probe=probe, similarity=similarity,
+                              requested_threshold=threshold)
+    return Verification(verified=decided.verified, similarity=similarity, threshold=decided.threshold,
+                        threshold_source=decided.threshold_source, image_box=probe_box, image2_box=other_box,
                         person=matched_person)

@@ -5,32 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from django.conf import settings
 
 from faces.engine.cache import embedder_cache_key, thread_model
-
-# The fallback minimum similarity ((1 + cosine) / 2) per model, used only without calibration. Dlib's was calibrated on
-# ../shared/faces (README, "Accuracy"); the others start from DeepFace's cosine-distance
-# thresholds (similarity = 1 - distance / 2) until calibrated on real data.
-UNCALIBRATED_THRESHOLDS = {
-    "Dlib": 0.96,
-    "Facenet512": 0.85,
-    "ArcFace": 0.66,
-    "Facenet": 0.80,
-    "SFace": 0.70,
-    "VGG-Face": 0.66,
-    "GhostFaceNet": 0.66,
-}
-
-
-
-def model_uncalibrated_threshold(model_name: str | None = None) -> float:
-    """The fallback similarity for a model without calibration data (and where no request sets
-    one): the configured FACEPORTAL_DEFAULT_THRESHOLD, else the model's published default."""
-    if settings.FACEPORTAL_DEFAULT_THRESHOLD is not None:
-        return float(settings.FACEPORTAL_DEFAULT_THRESHOLD)
-    return UNCALIBRATED_THRESHOLDS.get(model_name or settings.DEEPFACE_EMBEDDER_MODEL, 0.85)
-
 
 # Output sizes, so callers (index creation) need not load a model to learn them.
 MODEL_DIMENSIONS = {

@@ -22,7 +22,7 @@ from faces.engine.base import Aligner, DetectedFace, Detector, EmbeddedFace, Emb
 from faces.engine.cache import detector_cache_key, model_load_seconds
 from faces.engine.config import EngineConfig
 from faces.engine.detection import DeepFaceDetector
-from faces.engine.embedder import DeepFaceEmbedder, model_uncalibrated_threshold
+from faces.engine.embedder import DeepFaceEmbedder
 from faces.engine.weights import prepare_deepface_home
 
 logger = logging.getLogger(__name__)
@@ -136,10 +136,6 @@ class FaceEngine:
     @property
     def detector_name(self) -> str:
         return self.detector.name
-
-    @property
-    def uncalibrated_threshold(self) -> float:
-        return model_uncalibrated_threshold(self.embedder.name)
 
     @property
     def aligner(self) -> Aligner:

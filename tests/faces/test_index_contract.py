@@ -24,6 +24,7 @@ from django.core.management import CommandError, call_command
 
 from faces.engine import get_engine
 from faces.index import VectorIndex, VectorRecord, get_index, reset_index
+from faces.matching import uncalibrated_threshold
 from faces.models import Face, Person
 from faces.services import person_register
 from organizations.models import Organization
@@ -261,4 +262,4 @@ def test_vectors_reembed_rewrites_embeddings_from_the_stored_crops(index, make_t
     probe = originals[next(iter(originals))]
     [hits] = settled(lambda: index.search(organization_id=org.pk, vectors=probe, k=2), lambda r: len(r[0]) == 2)
     assert {hit.face_id for hit in hits} == set(originals)
-    assert hits[0].similarity > engine.uncalibrated_threshold
+    assert hits[0].similarity > uncalibrated_threshold()

@@ -11,7 +11,7 @@ from channels.testing import WebsocketCommunicator
 
 from apikeys.services import api_key_revoke
 from apikeys.websocket import CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_KEY_REVOKED, CLOSE_UNAUTHORIZED
-from faces.selectors import uncalibrated_threshold
+from faces.matching import uncalibrated_threshold
 from faces.services import person_register
 from tests.photos import STRANGERS
 from tests.websocket import ORIGIN, application, socket_path

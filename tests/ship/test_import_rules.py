@@ -71,3 +71,24 @@ def test_no_app_borrows_another_apps_api_module():
             borrowed = {module for module in imported_modules(path)
                         if module.endswith(".apis") and module.split(".")[0] != app}
             assert not borrowed, f"{path.relative_to(REPO)} imports {borrowed}"
+
+
+# What turns a false-match rate, a calibration or a model into a similarity to reach.
+THRESHOLD_MAKERS = {"effective_threshold", "for_offset", "threshold_for", "tail_threshold", "offsets",
+                    "uncalibrated_threshold_for", "UNCALIBRATED_THRESHOLDS"}
+
+
+def test_only_the_decision_module_computes_a_threshold():
+    # faces/decision.py holds the rules and faces/matching.py applies them; faces/calibration/ and
+    # the calibration commands under faces/management build the tables the rules read.
+    home = {"faces/decision.py", "faces/matching.py"}
+    for package in (*APPS, "faceportal"):
+        for path in sources(package):
+            relative = str(path.relative_to(REPO))
+            if relative in home or relative.startswith(("faces/calibration/", "faces/management/")):
+                continue
+            tree = ast.parse(path.read_text(), filename=relative)
+            used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+            used |= {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+            used |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
+            assert not used & THRESHOLD_MAKERS, f"{relative} computes a threshold: {used & THRESHOLD_MAKERS}"
