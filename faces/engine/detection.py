@@ -16,13 +16,13 @@ from faces.engine.retinaface import RetinaFaceOnnxClient, register_with_deepface
 SELF_SCALING = {RETINAFACE_ONNX}
 
 
-def _five_points(region, scale: float) -> tuple[tuple[float, float], ...] | None:
+def _five_points(region) -> tuple[tuple[float, float], ...] | None:
     """DeepFace names points from the person's side; return them in image order, or None."""
     points = [region.right_eye, region.left_eye, getattr(region, "nose", None),
               getattr(region, "mouth_right", None), getattr(region, "mouth_left", None)]
     if any(point is None for point in points):
         return None
-    return tuple((point[0] / scale, point[1] / scale) for point in points)
+    return tuple((float(point[0]), float(point[1])) for point in points)
 
 
 class DeepFaceDetector:
@@ -68,24 +68,31 @@ class DeepFaceDetector:
         if scale != 1.0:
             interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
             work = cv2.resize(image_bgr, (round(width * scale), round(height * scale)), interpolation=interpolation)
-        regions = self._model().detect_faces(work)
+        model = self._model()
+        if isinstance(model, RetinaFaceOnnxClient):
+            # Our own detector: its boxes and points as the network gives them (image order), not
+            # through DeepFace's person-side names and back.
+            found = model.model.detect(work)
+            raw = []
+            for box, score, points in zip(found.boxes, found.scores, found.landmarks, strict=True):
+                five = tuple((float(x), float(y)) for x, y in points)
+                # The person's left eye is the one on the image's right.
+                raw.append((box, float(score), five, (five[1], five[0])))
+        else:
+            raw = [((region.x, region.y, region.x + region.w, region.y + region.h), float(region.confidence or 0.0),
+                    _five_points(region), (region.left_eye, region.right_eye)) for region in model.detect_faces(work)]
         faces = []
-        for region in regions:
-            x0 = max(0, int(round(region.x / scale)))
-            y0 = max(0, int(round(region.y / scale)))
-            x1 = min(width, int(round((region.x + region.w) / scale)))
-            y1 = min(height, int(round((region.y + region.h) / scale)))
+        for (bx0, by0, bx1, by1), confidence, points, eyes in raw:
+            x0, y0 = max(0, int(round(bx0 / scale))), max(0, int(round(by0 / scale)))
+            x1, y1 = min(width, int(round(bx1 / scale))), min(height, int(round(by1 / scale)))
             if x1 <= x0 or y1 <= y0:
                 continue
-            eyes = [region.left_eye, region.right_eye]
-            mapped = [None if eye is None else (eye[0] / scale, eye[1] / scale) for eye in eyes]
-            faces.append(
-                DetectedFace(
-                    box=FaceBox(x0, y0, x1 - x0, y1 - y0),
-                    confidence=float(region.confidence or 0.0),
-                    left_eye=mapped[0],
-                    right_eye=mapped[1],
-                    landmarks=_five_points(region, scale),
-                )
-            )
+            left_eye, right_eye = (None if eye is None else (eye[0] / scale, eye[1] / scale) for eye in eyes)
+            faces.append(DetectedFace(
+                box=FaceBox(x0, y0, x1 - x0, y1 - y0),
+                confidence=confidence,
+                left_eye=left_eye,
+                right_eye=right_eye,
+                landmarks=None if points is None else tuple((x / scale, y / scale) for x, y in points),
+            ))
         return faces
