@@ -1,4 +1,7 @@
-"""FacePortal settings: every knob is read from the environment here and nowhere else.
+"""FacePortal settings, read from the environment (docs/CONFIGURATION.md lists every variable).
+
+The engine's weights directory is the engine's own (`DEEPFACE_HOME`, faces/engine/config.py), so
+its installers read it without Django; Prometheus reads PROMETHEUS_MULTIPROC_DIR itself.
 
 Unset variables give the embedded default (SQLite, local-memory cache, in-memory channel layer,
 in-process vector index, the offline Dlib model). See README, "Configuration".
