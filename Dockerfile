@@ -19,7 +19,7 @@ WORKDIR /app
 # The runtime lock only (hashed pins; `make lock`): no test or benchmark packages in the image.
 COPY requirements-lock.txt requirements-nodeps-lock.txt ./
 # deepface, tf-keras, retina-face and mtcnn go in without their declared deps, which would replace
-# tensorflow-cpu and opencv-python-headless (README, "Install notes").
+# tensorflow-cpu and opencv-python-headless (docs/INSTALL.md).
 RUN pip install --upgrade pip \
  && pip install --require-hashes -r requirements-lock.txt \
  && pip install --no-deps --require-hashes -r requirements-nodeps-lock.txt

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 FACES_DIR ?= $(abspath ../shared/faces)
-# Loopback by default: exposing the server (HOST=0.0.0.0) needs a real SECRET_KEY (README).
+# Loopback by default: exposing the server (HOST=0.0.0.0) needs a real SECRET_KEY (README, "Serving your network").
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/faceportal
@@ -54,7 +54,7 @@ test: install system-deps
 		$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # The vector-store contract against MongoDB Atlas (both layouts); needs Atlas reachable, e.g. the
-# local container: `docker compose up -d --wait mongodb` (README, "MongoDB Atlas Vector Search").
+# local container: `docker compose up -d --wait mongodb` (docs/ATLAS.md).
 ATLAS_TEST_URI ?= mongodb://127.0.0.1:27017/?directConnection=true
 test-atlas: install
 	@bash .ci/services.sh

@@ -70,7 +70,7 @@ def timed(fn: Callable, *args, **kwargs) -> tuple[float, object]:
 
 
 def table(title: str, header: list[str], rows: list[list[object]], note: str = "") -> str:
-    """A GitHub-flavoured Markdown table (it reads fine in a terminal and pastes into the README)."""
+    """A GitHub-flavoured Markdown table (it reads fine in a terminal and pastes into docs/PERFORMANCE.md)."""
 
     def cell(value: object) -> str:
         if isinstance(value, float):

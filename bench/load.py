@@ -14,7 +14,7 @@ over the second half, which must be flat.
     # the 10-minute soak:
     ... bench/load.py ... --soak 600
 
-    # legitimate traffic alone, then the same with attacks mixed in (issue 13's classes):
+    # legitimate traffic alone, then the same with attacks mixed in (the threat classes of docs/SECURITY.md):
     ... bench/load.py ... --duration 60 --hostile
 
 With --hostile, a clean phase runs first and then a hostile phase of the same length, in which

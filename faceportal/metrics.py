@@ -3,7 +3,8 @@
 Every daphne process keeps its own counters. With one process per container (the Compose stack,
 `--scale web=N`) Prometheus scrapes each replica and `sum()` adds them up. When several processes
 share one container and port, set PROMETHEUS_MULTIPROC_DIR (an empty, writable folder, cleared
-at start) so they write to shared files and /metrics reports all of them (README, "Docker").
+at start) so they write to shared files and /metrics reports all of them (docs/ARCHITECTURE.md,
+"Several daphne processes").
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The engine's weights directory is the engine's own (`DEEPFACE_HOME`, faces/engin
 its installers read it without Django; Prometheus reads PROMETHEUS_MULTIPROC_DIR itself.
 
 Unset variables give the embedded default (SQLite, local-memory cache, in-memory channel layer,
-in-process vector index, the offline Dlib model). See README, "Configuration".
+in-process vector index, the offline Dlib model). See docs/CONFIGURATION.md.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def _sqlite_has_api_keys(path: str) -> bool:
 
 # Embedded default (SQLite, one host): SECRET_KEY and the API-key pepper are generated once into
 # var/ and never change. With a server database several hosts share the data, so a per-host file
-# would differ between them: both must come from the environment (README, "Secrets").
+# would differ between them: both must come from the environment (docs/SECRETS.md).
 SECRET_KEY_FROM_ENV = _raw("SECRET_KEY") is not None
 _missing = [name for name in ("SECRET_KEY", "FACEPORTAL_API_KEY_PEPPER") if _raw(name) is None]
 if _missing and not EMBEDDED_DATABASE:
@@ -423,7 +423,7 @@ FACEPORTAL_WS_MAX_QUEUED_FRAMES = env_int("FACEPORTAL_WS_MAX_QUEUED_FRAMES", 64)
 # --- Vector store ---------------------------------------------------------------------------------
 # Embedded store: organisations with at least this many faces are searched through a persisted
 # HNSW graph (usearch, int8, candidates re-ranked exactly) instead of exact NumPy; the search
-# expansion trades query time for recall (512: ~3 ms p50 at 1M faces on 2 cores, see README).
+# expansion trades query time for recall (docs/PERFORMANCE.md, "Gallery scale").
 FACEPORTAL_ANN_MIN_FACES = env_int("FACEPORTAL_ANN_MIN_FACES", 50_000)
 FACEPORTAL_ANN_EXPANSION_SEARCH = env_int("FACEPORTAL_ANN_EXPANSION_SEARCH", 512)
 MONGODB_URI = env_str("MONGODB_URI", "")

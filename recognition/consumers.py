@@ -1,6 +1,6 @@
 """`ws://host/ws/recognize`: real-time recognition for one organisation per connection.
 
-Protocol (messages, replies, close codes): README, "Webcam page and WebSocket". The consumer only
+Protocol (messages, replies, close codes): docs/WEBSOCKET.md. The consumer only
 authenticates, hands frames to `recognition.realtime`, and sends replies; the model runs in the
 engine pool, never on the event loop.
 """

@@ -1,4 +1,4 @@
-"""Deletes and revocation in the Django admin go through the services (issue 13, item 10).
+"""Deletes and revocation in the Django admin go through the services.
 
 Real Redis as the key cache (a private redis-server): each key is used once first so it is cached,
 then the admin acts, and the very next request must fail.

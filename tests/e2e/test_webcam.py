@@ -161,7 +161,7 @@ def test_register_from_camera_then_the_page_names_the_face(live_server_url, brow
     time.sleep(2.0)  # a representative picture: live statistics past the first frames
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "webcam.png"))
-    browser.save_screenshot(str(REPO_ROOT / "docs" / "screenshots" / "webcam.png"))  # the README's picture
+    browser.save_screenshot(str(REPO_ROOT / "docs" / "screenshots" / "webcam.png"))  # docs/WEBSOCKET.md's picture
 
     # Another window size: the box follows the picture.
     browser.set_window_size(820, 1000)

@@ -1,5 +1,5 @@
-"""Deleting a person while a registration adds a face to them leaves no orphan vector (issue 13,
-item 9). Real PostgreSQL, two connections (one thread each), interleaved explicitly: one side is
+"""Deleting a person while a registration adds a face to them leaves no orphan vector.
+Real PostgreSQL, two connections (one thread each), interleaved explicitly: one side is
 held inside its transaction by a signal until the other is seen waiting on a row lock."""
 
 from __future__ import annotations

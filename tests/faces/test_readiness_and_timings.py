@@ -1,5 +1,5 @@
 """Readiness needs both models and a clean warm-up; registration timings never add up parallel
-stages (issue 13, item 11). Real Dlib models, real photos."""
+stages. Real Dlib models, real photos."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from tests.photos import STRANGERS
 pytestmark = pytest.mark.django_db
 
 # Floors come from the figures measured on this set (189 probes): the right person is the top
-# candidate for 189/189 (issue 11's bar, rank-1 >= 0.995, allows no miss with 189 probes), and
+# candidate for 189/189 (the bar is rank-1 >= 0.995, which allows no miss with 189 probes), and
 # 163/189 are named at the default decision (false_match_rate 0.001 for this 42-person gallery,
 # docs/OPEN_SET.md: the calibrated threshold leaves some genuine photos unnamed rather than name a
 # stranger), less a margin of 2 photos for borderline scores. Re-measure and move them together

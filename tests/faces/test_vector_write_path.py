@@ -1,5 +1,5 @@
-"""The vector write path after commit (issue 13, item 8): committed faces keep their vectors when
-an after-commit step fails; graphs are built and saved in the background; graph files are
+"""The vector write path after commit: committed faces keep their vectors when an after-commit
+step fails; graphs are built and saved in the background; graph files are
 written under a cross-process lock. Real PostgreSQL, the real embedded store, real photos."""
 
 from __future__ import annotations

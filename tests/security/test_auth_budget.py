@@ -1,4 +1,4 @@
-"""The failed-authentication budget is atomic and per network, with a global ceiling (issue 13, item 4).
+"""The failed-authentication budget is atomic and per network, with a global ceiling.
 
 Real Redis (a private redis-server) and the local-memory cache both: the counters are cache.incr
 and cache.add, so the bound holds on either. Requests go through the whole Django stack, in

@@ -1,5 +1,5 @@
 """Staff passwords: refused before the password hasher once the budget is spent, and the admin
-login form locks out with django-axes (issue 13, item 5)."""
+login form locks out with django-axes."""
 
 from __future__ import annotations
 
