@@ -203,9 +203,9 @@ _WIDE_MODES = {"I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "I": 4, "F": 4}
 _RESIZABLE_WIDE = {"I;16", "I;16L", "I", "F"}  # Pillow resamples these as they are
 _ONE_BYTE_MODES = {"1", "L", "P"}  # Pillow stores every other 8-bit mode in 4 bytes a pixel
 # What a decoder holds beyond Pillow's image while it runs, in bytes per pixel, measured with
-# bench/decode_cost.py: libwebp decodes into its own canvas (and lossless into a further ARGB
+# bench/decode_cost.py: libwebp's animation decoder keeps two canvases (and lossless a further ARGB
 # buffer), which Pillow copies into a bytes object before unpacking it into the image.
-_DECODER_BYTES_PER_PIXEL = {"WEBP": 12}
+_DECODER_BYTES_PER_PIXEL = {"WEBP": 16}
 # Pillow's plan for one strip of a raw TIFF (a tuple of tuples), in bytes, measured likewise.
 _TILE_BYTES = 600
 # Allocator slack and the smaller buffers nobody models (rows, tables): measured peaks over the
@@ -227,28 +227,31 @@ def _bytes_per_pixel(mode: str) -> int:
 
 
 def _decode_cost(image: Image.Image, max_side: int, structure: Structure | None = None) -> int:
-    """Peak bytes to decode `image` as opened (after any draft) and bring it to BGR at `max_side`:
-    the decoder's own buffers, Pillow's image, one full-size conversion where `_pixels` makes
-    one, the resize's intermediate and the outputs."""
+    """Peak bytes to decode `image` as opened (after any draft) and bring it to BGR at `max_side`.
+
+    The decoded image lives until the end; on top of it the peak is the largest of three phases:
+    loading (the decoder's own buffers: libwebp's canvases, libjpeg's coefficients, Pillow's plan
+    of a TIFF's strips), resizing (a full-size conversion where `_pixels` makes one, the first
+    pass's out_width x height intermediate and the result) and the end (the small image, its
+    conversions and the arrays)."""
     structure = structure or Structure()
     width, height = image.size
     pixels = width * height
-    per_pixel = _bytes_per_pixel(image.mode) + _DECODER_BYTES_PER_PIXEL.get(image.format or "", 0)
+    held = pixels * _bytes_per_pixel(image.mode)
+    loading = (pixels * _DECODER_BYTES_PER_PIXEL.get(image.format or "", 0) + structure.coefficient_bytes
+               + structure.tiles * _TILE_BYTES)
     if image.mode in _WIDE_MODES:
-        working = 4  # resampled as 32-bit, after a conversion for the modes Pillow cannot resample
-        per_pixel += 0 if image.mode in _RESIZABLE_WIDE else 4
+        working, converted = 4, (0 if image.mode in _RESIZABLE_WIDE else pixels * 4)
     elif image.mode in ("RGB", "RGBA", "L"):
-        working = _bytes_per_pixel(image.mode)
-    else:
-        working = 4
-        per_pixel += 4  # palette, CMYK, LA...: converted to RGB at full size before resizing
+        working, converted = _bytes_per_pixel(image.mode), 0
+    else:  # palette, CMYK, LA...: converted to RGB at full size before resizing
+        working, converted = 4, pixels * 4
     out_width, out_height = _fitted(width, height, max_side)
-    # Resizing runs one pass per axis: its intermediate is out_width x height.
-    resize = (out_width * height + out_width * out_height) * working if (out_width, out_height) != (width, height) \
-        else 0
-    outputs = out_width * out_height * (4 + 3 + 3)  # RGB image, its array view's copy, BGR
-    modelled = pixels * per_pixel + resize + outputs + structure.coefficient_bytes + structure.tiles * _TILE_BYTES
-    return int(modelled * _MARGIN)
+    out_pixels = out_width * out_height
+    resizing = converted + (out_width * height + out_pixels) * working if out_pixels != pixels else converted
+    # Scaling wide greyscale takes a few float arrays of the small image; then RGB, bytes, BGR.
+    end = out_pixels * (working + (16 if image.mode in _WIDE_MODES else 0) + 4 + 3 + 3)
+    return int((held + max(loading, resizing, end)) * _MARGIN)
 
 
 def _exif_orientation(image: Image.Image) -> int:
