@@ -240,17 +240,21 @@ def _decode_cost(image: Image.Image, max_side: int, structure: Structure | None 
     held = pixels * _bytes_per_pixel(image.mode)
     loading = (pixels * _DECODER_BYTES_PER_PIXEL.get(image.format or "", 0) + structure.coefficient_bytes
                + structure.tiles * _TILE_BYTES)
-    if image.mode in _WIDE_MODES:
-        working, converted = 4, (0 if image.mode in _RESIZABLE_WIDE else pixels * 4)
-    elif image.mode in ("RGB", "RGBA", "L"):
+    if image.mode in _WIDE_MODES:  # resampled as they are, or as 32-bit "I" after a conversion
+        resizable = image.mode in _RESIZABLE_WIDE
+        working, converted = (_bytes_per_pixel(image.mode), 0) if resizable else (4, pixels * 4)
+    elif image.mode == "RGBA":  # Pillow resizes RGBA through a premultiplied full-size copy
+        working, converted = 4, pixels * 4 if (width, height) != _fitted(width, height, max_side) else 0
+    elif image.mode in ("RGB", "L"):
         working, converted = _bytes_per_pixel(image.mode), 0
     else:  # palette, CMYK, LA...: converted to RGB at full size before resizing
         working, converted = 4, pixels * 4
     out_width, out_height = _fitted(width, height, max_side)
     out_pixels = out_width * out_height
     resizing = converted + (out_width * height + out_pixels) * working if out_pixels != pixels else converted
-    # Scaling wide greyscale takes a few float arrays of the small image; then RGB, bytes, BGR.
-    end = out_pixels * (working + (16 if image.mode in _WIDE_MODES else 0) + 4 + 3 + 3)
+    # Scaling wide greyscale takes a float copy of the small image; then RGB, bytes, BGR.
+    end = out_pixels * (working + (6 if image.mode in _WIDE_MODES else 0) + (4 if image.mode == "RGBA" else 0)
+                        + 4 + 3 + 3)
     return int((held + max(loading, resizing, end)) * _MARGIN)
 
 
@@ -269,16 +273,17 @@ _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
 def _to_8bit(image: Image.Image, top: float) -> Image.Image:
     """16-bit and 32-bit greyscale to 8 bits by scaling the range (Pillow's convert saturates).
     `top` is the full image's maximum (the image may be a downscaled copy)."""
-    values = np.asarray(image)
+    # One float copy, scaled, rounded and clipped in place.
+    scaled = np.asarray(image).astype(np.float32)
     if image.mode.startswith("I;16") or 255 < top <= 65535:
-        scaled = values.astype(np.float32) * (255.0 / 65535.0)
+        scaled *= 255.0 / 65535.0
     elif image.mode == "F" and 0 < top <= 1.0:
-        scaled = values * 255.0
+        scaled *= 255.0
     elif top > 255:
-        scaled = values.astype(np.float32) * (255.0 / top)
-    else:
-        scaled = values
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+        scaled *= 255.0 / top
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, 255, out=scaled)
+    return Image.fromarray(scaled.astype(np.uint8), "L")
 
 
 def _pixels(image: Image.Image, *, max_side: int) -> tuple[np.ndarray, bool]:
