@@ -408,6 +408,14 @@ FACEPORTAL_DECODE_BUDGET_BYTES = env_int("FACEPORTAL_DECODE_BUDGET_BYTES", 320 *
 FACEPORTAL_DECODE_WAIT_SECONDS = env_float("FACEPORTAL_DECODE_WAIT_SECONDS", 10.0)
 # Decoded pixels all images of one request may add up to (decode time grows with pixels).
 FACEPORTAL_DECODE_REQUEST_PIXELS = env_int("FACEPORTAL_DECODE_REQUEST_PIXELS", 100_000_000)
+# Structure checked before any decoder runs (422 image_too_complex): work that grows with it, not
+# with pixels. A progressive JPEG has about 10 scans; each costs a pass over every block.
+FACEPORTAL_DECODE_MAX_SCANS = env_int("FACEPORTAL_DECODE_MAX_SCANS", 64)
+FACEPORTAL_DECODE_MAX_SCAN_PIXELS = env_int("FACEPORTAL_DECODE_MAX_SCAN_PIXELS", 640_000_000)
+# JPEG segments, PNG chunks, GIF extension sub-blocks, TIFF tags and strips or tiles; and of them,
+# metadata (JPEG APPn/COM, PNG ancillary chunks, GIF extensions).
+FACEPORTAL_DECODE_MAX_BLOCKS = env_int("FACEPORTAL_DECODE_MAX_BLOCKS", 16384)
+FACEPORTAL_DECODE_MAX_METADATA_BLOCKS = env_int("FACEPORTAL_DECODE_MAX_METADATA_BLOCKS", 256)
 # JSON bodies and WebSocket messages nested deeper than this are refused (400 / error reply).
 FACEPORTAL_MAX_JSON_DEPTH = env_int("FACEPORTAL_MAX_JSON_DEPTH", 32)
 

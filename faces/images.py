@@ -31,9 +31,11 @@ from urllib.parse import urljoin, urlsplit
 import numpy as np
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from faceportal.errors import InvalidImage, PayloadTooLarge, ServiceUnavailable
+from faces import image_structure
+from faces.image_structure import Structure
 
 MAX_REDIRECTS = 3
 _DATA_URI = re.compile(r"^data:image/[a-z0-9.+-]+(;[a-z0-9=.+-]+)*;base64,", re.IGNORECASE)
@@ -107,8 +109,15 @@ def _too_big(index: int) -> InvalidImage:
     return _fail(index, f"larger than the {human_size(limit)} limit", code="image_too_large")
 
 
+class ImageTooComplex(InvalidImage):
+    """Well-formed, but with more structure (scans, segments, chunks, strips) than decoding may
+    cost: 422, the image is understood and refused."""
+
+    status_code = 422
+
+
 def _fail(index: int, reason: str, *, code: str = "invalid_image") -> InvalidImage:
-    error_class = ImageTooLarge if code == "image_too_large" else InvalidImage
+    error_class = {"image_too_large": ImageTooLarge, "image_too_complex": ImageTooComplex}.get(code, InvalidImage)
     return error_class(f"Image {index}: {reason}", details={"image_index": index, "reason": reason}, code=code)
 
 
@@ -191,7 +200,17 @@ def request_pixel_budget() -> Iterator[None]:
         _request_pixels.reset(token)
 
 _WIDE_MODES = {"I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "I": 4, "F": 4}
+_RESIZABLE_WIDE = {"I;16", "I;16L", "I", "F"}  # Pillow resamples these as they are
 _ONE_BYTE_MODES = {"1", "L", "P"}  # Pillow stores every other 8-bit mode in 4 bytes a pixel
+# What a decoder holds beyond Pillow's image while it runs, in bytes per pixel, measured with
+# bench/decode_cost.py: libwebp's animation decoder keeps two canvases (and lossless a further ARGB
+# buffer), which Pillow copies into a bytes object before unpacking it into the image.
+_DECODER_BYTES_PER_PIXEL = {"WEBP": 16}
+# Pillow's plan for one strip of a raw TIFF (a tuple of tuples), in bytes, measured likewise.
+_TILE_BYTES = 600
+# Allocator slack and the smaller buffers nobody models (rows, tables): measured peaks over the
+# model stayed under this share.
+_MARGIN = 1.25
 
 
 def _fitted(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -201,52 +220,98 @@ def _fitted(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(1, round(width * ratio)), max(1, round(height * ratio))
 
 
-def _decode_cost(image: Image.Image, max_side: int) -> int:
-    """Peak bytes to decode `image` as opened (after any draft): its buffer, one conversion, output."""
-    pixels = image.size[0] * image.size[1]
-    if image.mode in _WIDE_MODES:
-        per_pixel = _WIDE_MODES[image.mode] + 1  # then scaled to 8-bit L
-    elif image.mode in _ONE_BYTE_MODES:
-        per_pixel = 1 + 4  # then converted to RGB before resizing
-    else:
-        per_pixel = 4 + (0 if image.mode in ("RGB", "RGBA") else 4)
-    out_width, out_height = _fitted(*image.size, max_side)
-    # Resizing runs one pass per axis: its intermediate is out_width x height, 4 bytes a pixel.
-    return pixels * per_pixel + out_width * image.size[1] * 4 + out_width * out_height * (4 + 3 + 3)
+def _bytes_per_pixel(mode: str) -> int:
+    if mode in _WIDE_MODES:
+        return _WIDE_MODES[mode]
+    return 1 if mode in _ONE_BYTE_MODES else 4
 
 
-def _to_8bit(image: Image.Image) -> Image.Image:
-    """16-bit and 32-bit grayscale to 8 bits by scaling the range (Pillow's convert saturates)."""
-    values = np.asarray(image)
-    top = float(values.max()) if values.size else 0.0
+def _decode_cost(image: Image.Image, max_side: int, structure: Structure | None = None) -> int:
+    """Peak bytes to decode `image` as opened (after any draft) and bring it to BGR at `max_side`.
+
+    The decoded image lives until the end; on top of it the peak is the largest of three phases:
+    loading (the decoder's own buffers: libwebp's canvases, libjpeg's coefficients, Pillow's plan
+    of a TIFF's strips), resizing (a full-size conversion where `_pixels` makes one, the first
+    pass's out_width x height intermediate and the result) and the end (the small image, its
+    conversions and the arrays)."""
+    structure = structure or Structure()
+    width, height = image.size
+    pixels = width * height
+    held = pixels * _bytes_per_pixel(image.mode)
+    loading = (pixels * _DECODER_BYTES_PER_PIXEL.get(image.format or "", 0) + structure.coefficient_bytes
+               + structure.tiles * _TILE_BYTES)
+    if image.mode in _WIDE_MODES:  # resampled as they are, or as 32-bit "I" after a conversion
+        resizable = image.mode in _RESIZABLE_WIDE
+        working, converted = (_bytes_per_pixel(image.mode), 0) if resizable else (4, pixels * 4)
+    elif image.mode == "RGBA":  # Pillow resizes RGBA through a premultiplied full-size copy
+        working, converted = 4, pixels * 4 if (width, height) != _fitted(width, height, max_side) else 0
+    elif image.mode in ("RGB", "L"):
+        working, converted = _bytes_per_pixel(image.mode), 0
+    else:  # palette, CMYK, LA...: converted to RGB at full size before resizing
+        working, converted = 4, pixels * 4
+    out_width, out_height = _fitted(width, height, max_side)
+    out_pixels = out_width * out_height
+    resizing = converted + (out_width * height + out_pixels) * working if out_pixels != pixels else converted
+    # Scaling wide greyscale takes a float copy of the small image; then RGB, bytes, BGR.
+    end = out_pixels * (working + (6 if image.mode in _WIDE_MODES else 0) + (4 if image.mode == "RGBA" else 0)
+                        + 4 + 3 + 3)
+    return int((held + max(loading, resizing, end)) * _MARGIN)
+
+
+def _exif_orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
+
+
+def _to_8bit(image: Image.Image, top: float) -> Image.Image:
+    """16-bit and 32-bit greyscale to 8 bits by scaling the range (Pillow's convert saturates).
+    `top` is the full image's maximum (the image may be a downscaled copy)."""
+    # One float copy, scaled, rounded and clipped in place.
+    scaled = np.asarray(image).astype(np.float32)
     if image.mode.startswith("I;16") or 255 < top <= 65535:
-        scaled = values.astype(np.float32) * (255.0 / 65535.0)
+        scaled *= 255.0 / 65535.0
     elif image.mode == "F" and 0 < top <= 1.0:
-        scaled = values * 255.0
+        scaled *= 255.0
     elif top > 255:
-        scaled = values.astype(np.float32) * (255.0 / top)
-    else:
-        scaled = values
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+        scaled *= 255.0 / top
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, 255, out=scaled)
+    return Image.fromarray(scaled.astype(np.uint8), "L")
 
 
 def _pixels(image: Image.Image, *, max_side: int) -> tuple[np.ndarray, bool]:
-    """Load, orient, downscale and convert to BGR uint8; returns the pixels and whether EXIF
-    orientation swapped width and height. Big buffers are dropped once the smaller one exists."""
+    """Load, downscale, convert to BGR uint8 and orient; returns the pixels and whether EXIF
+    orientation swapped width and height. Only the decoded image and, for palette or CMYK, one
+    conversion exist at full size: wide greyscale is resampled before it is scaled to 8 bits,
+    and orientation is applied to the small image."""
     image.load()
-    loaded_size = image.size
-    image = ImageOps.exif_transpose(image)
-    swapped = image.size != loaded_size
+    orientation = _exif_orientation(image)
+    top = 0.0
     if image.mode in _WIDE_MODES:
-        image = _to_8bit(image)
+        top = float(image.getextrema()[1] or 0)
+        if image.mode not in _RESIZABLE_WIDE:
+            image = image.convert("I")
     elif image.mode not in ("RGB", "RGBA", "L"):
         image = image.convert("RGB")  # palette, CMYK, LA...: resizing them directly is lossy or slow
     target = _fitted(*image.size, max_side)
     if target != image.size:
         image = image.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    if image.mode in _WIDE_MODES:
+        image = _to_8bit(image, top)
+    method = _TRANSPOSE.get(orientation)
+    if method is not None:
+        image = image.transpose(method)
     if image.mode != "RGB":
         image = image.convert("RGB")
-    return np.ascontiguousarray(np.asarray(image)[:, :, ::-1]), swapped
+    return np.ascontiguousarray(np.asarray(image)[:, :, ::-1]), method in (
+        Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270, Image.Transpose.TRANSVERSE, Image.Transpose.ROTATE_90)
 
 
 def _take_request_pixels(pixels: int) -> None:
@@ -270,6 +335,14 @@ def _run_bounded(fn, /, *args, **kwargs):
     return run_in_engine_pool(fn, *args, **kwargs).result()
 
 
+def _structure_limits() -> image_structure.Limits:
+    return image_structure.Limits(
+        max_scans=settings.FACEPORTAL_DECODE_MAX_SCANS, max_scan_pixels=settings.FACEPORTAL_DECODE_MAX_SCAN_PIXELS,
+        max_blocks=settings.FACEPORTAL_DECODE_MAX_BLOCKS,
+        max_metadata_blocks=settings.FACEPORTAL_DECODE_MAX_METADATA_BLOCKS,
+    )
+
+
 def decode(data: bytes, *, index: int, source_kind: str = "bytes") -> LoadedImage:
     if len(data) > settings.FACEPORTAL_MAX_IMAGE_BYTES:
         raise _too_big(index)
@@ -280,6 +353,11 @@ def decode(data: bytes, *, index: int, source_kind: str = "bytes") -> LoadedImag
     if image_format is None:
         raise _fail(index, "not a supported image format (JPEG, PNG, WebP, BMP, GIF, TIFF)",
                     code="unsupported_image_format")
+    try:
+        # Before Pillow's open loop, which walks segments and chunks in Python.
+        structure = image_structure.inspect(data, image_format, limits=_structure_limits())
+    except image_structure.TooComplex as refused:
+        raise _fail(index, refused.reason, code="image_too_complex") from None
     try:
         image = Image.open(io.BytesIO(data), formats=[image_format])
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error, EOFError):
@@ -303,7 +381,7 @@ def decode(data: bytes, *, index: int, source_kind: str = "bytes") -> LoadedImag
             # reaches half the target, so a 6000x6000 claim never exists at full size in memory.
             image.draft("RGB", _fitted(width, height, max(1, max_side // 2)))
         _take_request_pixels(image.size[0] * image.size[1])
-        cost = _decode_cost(image, max_side)
+        cost = _decode_cost(image, max_side, structure)
         capacity = settings.FACEPORTAL_DECODE_BUDGET_BYTES
         if cost > capacity:
             raise _fail(index, f"{width}x{height} needs more memory to decode than this server allows",

@@ -4,6 +4,7 @@ stale-frame dropping. Real PostgreSQL and Redis, the real model on real photos."
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from channels.db import database_sync_to_async
@@ -13,6 +14,7 @@ from apikeys.services import api_key_revoke
 from apikeys.websocket import CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_KEY_REVOKED, CLOSE_UNAUTHORIZED
 from faces.matching import uncalibrated_threshold
 from faces.services import person_register
+from tests.image_samples import gif_with_comments, png_with_chunks, progressive_jpeg_repeating_last_scan
 from tests.photos import STRANGERS
 from tests.websocket import ORIGIN, application, socket_path
 
@@ -337,3 +339,17 @@ async def test_origin_from_another_site_is_refused(acme_key):
     communicator = WebsocketCommunicator(application, socket_path(acme_key), headers=[(b"origin", b"http://evil.example")])
     connected, _ = await communicator.connect(timeout=TIMEOUT)
     assert not connected
+
+
+async def test_frames_too_complex_to_decode_are_refused_at_once_and_the_socket_goes_on(acme_key, obama_probe):
+    communicator, _ = await ready_socket(socket_path(acme_key))
+    for frame in (progressive_jpeg_repeating_last_scan((640, 480), 3000), gif_with_comments(30_000),
+                  png_with_chunks(30_000)):
+        started = time.perf_counter()
+        await communicator.send_to(bytes_data=frame)
+        answer = await reply(communicator)
+        assert answer["error"]["code"] == "image_too_complex", answer
+        assert time.perf_counter() - started < 5  # was tens of seconds for the scan bomb
+    await communicator.send_to(bytes_data=obama_probe.path.read_bytes())
+    assert (await reply(communicator))["faces"][0]["match"]["name"] == "Barack Obama"
+    await communicator.disconnect()

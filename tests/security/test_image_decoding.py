@@ -22,7 +22,17 @@ from faces import images
 from faces.engine import get_engine, run_in_engine_pool
 from faces.models import Face, Person
 from tests.conftest import key_client
-from tests.image_samples import jpeg_claiming
+from tests.image_samples import (
+    encoded,
+    encoded_array,
+    gif_with_comments,
+    jpeg_claiming,
+    jpeg_with_comments,
+    png_with_chunks,
+    png_with_split_idat,
+    progressive_jpeg_repeating_last_scan,
+    tiff_with_strips,
+)
 
 ACCEPTED = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}  # MPO is a JPEG with extra pictures
 # The formats the attack found decoded; each must be among the generated samples below.
@@ -270,3 +280,187 @@ def test_boxes_of_a_downscaled_photo_are_in_the_coordinates_sent(make_org, make_
     small_box, big_box = small_answer["faces"][0]["box"], big_answer["faces"][0]["box"]
     for side in ("x", "y", "w", "h"):
         assert abs(big_box[side] - small_box[side] * factor) <= 0.1 * small_box["w"] * factor, (small_box, big_box)
+
+
+# --- work that grows with structure, not pixels -------------------------------------------------------
+
+def never_opened(monkeypatch) -> None:
+    def no_decoder(*args, **kwargs):
+        raise AssertionError("Pillow opened an image that should have been refused from its structure")
+
+    monkeypatch.setattr(images.Image, "open", no_decoder)
+
+
+def assert_too_complex(data: bytes, *, index: int = 0) -> None:
+    started = time.perf_counter()
+    with pytest.raises(InvalidImage) as refused:
+        images.decode(data, index=index)
+    assert refused.value.code == "image_too_complex" and refused.value.status_code == 422, refused.value.message
+    assert refused.value.details["image_index"] == index and refused.value.details["reason"]
+    print(f"{len(data):,} bytes refused in {1000 * (time.perf_counter() - started):.1f} ms: {refused.value.message}")
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+@pytest.mark.parametrize("size", [(64, 48), (333, 250), (1024, 768)])
+def test_progressive_jpegs_repeating_a_scan_are_refused_before_any_decoder(monkeypatch, size, mode):
+    honest = progressive_jpeg_repeating_last_scan(size, 0, mode=mode)
+    assert images.decode(honest, index=0).size == size  # ordinary progressive JPEGs have about 10 scans
+    for repeats in (60, 2000):
+        bomb = progressive_jpeg_repeating_last_scan(size, repeats, mode=mode)
+        with monkeypatch.context() as patch:
+            never_opened(patch)
+            assert_too_complex(bomb, index=1)
+
+
+def test_jpeg_scan_work_is_bounded_by_scans_times_pixels(settings):
+    settings.FACEPORTAL_DECODE_MAX_SCAN_PIXELS = 20 * 512 * 512
+    assert images.decode(progressive_jpeg_repeating_last_scan((512, 512), 8), index=0).size == (512, 512)
+    assert_too_complex(progressive_jpeg_repeating_last_scan((512, 512), 12))
+    # The same scans over four times the pixels are four times the work.
+    assert_too_complex(progressive_jpeg_repeating_last_scan((1024, 1024), 0))
+    assert images.decode(progressive_jpeg_repeating_last_scan((256, 256), 40), index=0).size == (256, 256)
+
+
+STRUCTURE_BOMBS = {
+    "JPEG COM segments": lambda count, size: jpeg_with_comments(count, size),
+    "GIF comment blocks": lambda count, size: gif_with_comments(count, size),
+    "PNG tEXt chunks before the image": lambda count, size: png_with_chunks(count, size=size),
+    "PNG tEXt chunks after the image": lambda count, size: png_with_chunks(count, after_idat=True, size=size),
+    "PNG private chunks": lambda count, size: png_with_chunks(count, kind=b"prVt", size=size),
+    "PNG empty IDAT chunks": lambda count, size: png_with_split_idat(count, size=size),
+    "TIFF strips": lambda count, size: tiff_with_strips(count, width=size[0]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(STRUCTURE_BOMBS))
+@pytest.mark.parametrize("size", [(16, 16), (97, 40)])
+def test_structure_bombs_are_refused_before_pillow_opens_them(monkeypatch, kind, size):
+    for count in (20_000, 200_000):
+        bomb = STRUCTURE_BOMBS[kind](count, size)
+        with monkeypatch.context() as patch:
+            never_opened(patch)
+            assert_too_complex(bomb)
+
+
+@pytest.mark.parametrize("kind", sorted(STRUCTURE_BOMBS))
+def test_structure_within_the_limits_still_decodes(settings, kind):
+    settings.FACEPORTAL_DECODE_MAX_METADATA_BLOCKS = 12
+    settings.FACEPORTAL_DECODE_MAX_BLOCKS = 40
+    # A few blocks below each limit (the encoders' own segments count too) decode; past it, refused.
+    assert images.decode(STRUCTURE_BOMBS[kind](8, (24, 20)), index=0).pixels.shape[2] == 3
+    assert_too_complex(STRUCTURE_BOMBS[kind](60, (24, 20)))
+
+
+def test_one_long_gif_comment_is_refused_before_pillow_joins_it(monkeypatch):
+    # One comment extension of many sub-blocks: Pillow joins them with `bytes +=`.
+    data = gif_with_comments(1)
+    at = data.index(b"\x21\xfe")
+    long_comment = b"\x21\xfe" + (b"\xff" + b"c" * 255) * 2000 + b"\x00"
+    bomb = data[:at] + long_comment + data[at + 5:]
+    never_opened(monkeypatch)
+    assert_too_complex(bomb)
+
+
+@pytest.mark.django_db
+def test_a_scan_bomb_is_a_422_over_rest_and_nothing_is_stored(acme):
+    bomb = base64.b64encode(progressive_jpeg_repeating_last_scan((800, 600), 3000)).decode()
+    started = time.perf_counter()
+    answer = acme.client.post("/recognize/acme", {"image": bomb}, format="json")
+    assert answer.status_code == 422, answer.content
+    assert answer.json()["error"]["code"] == "image_too_complex"
+    assert answer.json()["error"]["details"]["image_index"] == 0
+    registered = acme.client.post("/register/acme", {"name": "Bomb", "images": [bomb, bomb]}, format="json")
+    assert registered.status_code == 422 and registered.json()["error"]["code"] == "image_too_complex"
+    assert not Person.objects.exists()
+    print(f"scan bomb answered over REST in {1000 * (time.perf_counter() - started):.0f} ms")
+
+
+# --- the budget is what decoding costs ----------------------------------------------------------------
+
+def _reserving(monkeypatch) -> list[int]:
+    """Records each reservation decode makes from the budget."""
+    reserved: list[int] = []
+    original = images.decode_budget.reserve
+
+    def spy(nbytes, **kwargs):
+        reserved.append(nbytes)
+        return original(nbytes, **kwargs)
+
+    monkeypatch.setattr(images.decode_budget, "reserve", spy)
+    return reserved
+
+
+def flat(side: int, channels: int, value=128, dtype=np.uint8) -> np.ndarray:
+    shape = (side, side) if channels == 1 else (side, side, channels)
+    return np.full(shape, value, dtype)
+
+
+COSTLY = {
+    "lossless WebP RGB 2600": lambda: encoded_array(flat(2600, 3), "RGB", "WEBP", lossless=True, method=0),
+    "lossless WebP RGBA 3000": lambda: encoded_array(flat(3000, 4), "RGBA", "WEBP", lossless=True, method=0),
+    "lossy WebP RGB 2200": lambda: encoded_array(flat(2200, 3), "RGB", "WEBP", quality=40),
+    "float TIFF 3000": lambda: encoded_array(flat(3000, 1, 0.5, np.float32), "F", "TIFF",
+                                             compression="tiff_adobe_deflate"),
+    "16-bit TIFF 2500": lambda: encoded_array(flat(2500, 1, 30000, np.uint16), "I;16", "TIFF",
+                                              compression="tiff_adobe_deflate"),
+    "16-bit PNG 3000": lambda: encoded_array(flat(3000, 1, 30000, np.uint16), "I;16", "PNG"),
+    "RGBA PNG 2800": lambda: encoded_array(flat(2800, 4), "RGBA", "PNG"),
+    "GIF 3000": lambda: encoded_array(flat(3000, 1), "L", "GIF"),
+    "4:4:4 progressive JPEG 3000": lambda: encoded_array(flat(3000, 3), "RGB", "JPEG", progressive=True,
+                                                         subsampling=0),
+    "TIFF of 16,000 strips": lambda: tiff_with_strips(16_000, width=1500),
+}
+
+
+@pytest.mark.parametrize("kind", list(COSTLY))
+def test_the_memory_a_decode_reserves_covers_what_it_really_uses(monkeypatch, kind):
+    data = COSTLY[kind]()
+    images.decode(encoded((1, 2, 3), "PNG"), index=0)  # decoder libraries loaded: not the image's cost
+    reserved = _reserving(monkeypatch)
+    with RssPeak() as memory:
+        images.decode(data, index=0)
+    used = memory.increase_mb * 2**20
+    print(f"{kind}: {len(data):,} bytes, peak RSS +{used / 2**20:.0f} MB, reserved {reserved[0] / 2**20:.0f} MB")
+    assert used <= reserved[0], f"{kind}: used {used / 2**20:.0f} MB, reserved {reserved[0] / 2**20:.0f} MB"
+
+
+def test_concurrent_decodes_together_stay_within_the_budget(monkeypatch, settings):
+    webp = COSTLY["lossless WebP RGB 2600"]()
+    reserved = _reserving(monkeypatch)
+    images.decode(webp, index=0)
+    # Room for one such decode at a time, as the budget sees it.
+    settings.FACEPORTAL_DECODE_BUDGET_BYTES = int(reserved[0] * 1.1)
+    settings.FACEPORTAL_DECODE_WAIT_SECONDS = 60
+    errors: list[Exception] = []
+
+    def work() -> None:
+        try:
+            images.decode(webp, index=0)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work) for _ in range(6)]
+    with RssPeak() as memory:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    print(f"6 concurrent lossless WebPs ({len(webp)} bytes, 2600x2600): peak RSS +{memory.increase_mb:.0f} MB, "
+          f"budget {settings.FACEPORTAL_DECODE_BUDGET_BYTES / 2**20:.0f} MB")
+    assert not errors, errors
+    assert memory.increase_mb * 2**20 <= settings.FACEPORTAL_DECODE_BUDGET_BYTES
+
+
+@pytest.mark.django_db
+def test_a_register_request_of_ten_webps_stays_under_the_memory_bound(acme, settings):
+    sides = [4000, 4000, 3400] + [1200] * 7  # 54 M pixels together, within the request's budget
+    webps = [base64.b64encode(encoded_array(flat(side, 4), "RGBA", "WEBP", lossless=True, method=0)).decode()
+             for side in sides]
+    images.decode(encoded((1, 2, 3), "WEBP"), index=0)
+    with RssPeak() as memory:
+        response = acme.client.post("/register/acme", {"name": "WebPs", "images": webps}, format="json")
+    print(f"10 lossless WebPs ({sum(len(w) for w in webps) * 3 // 4:,} bytes together): "
+          f"RSS +{memory.increase_mb:.0f} MB at peak")
+    assert response.status_code == 422, response.content  # flat colour: no face, nothing stored
+    assert memory.increase_mb <= BOMB_MEMORY_BOUND_MB
+    assert not Person.objects.exists()

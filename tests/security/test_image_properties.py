@@ -20,7 +20,16 @@ from faces import images
 from faces.serializers import PersonRenameInputSerializer, RegisterInputSerializer
 from organizations.services import validate_slug
 from recognition.serializers import RecognitionOptionsSerializer
-from tests.image_samples import encoded, png_claiming
+from tests.image_samples import (
+    encoded,
+    gif_with_comments,
+    jpeg_with_comments,
+    png_claiming,
+    png_with_chunks,
+    png_with_split_idat,
+    progressive_jpeg_repeating_last_scan,
+    tiff_with_strips,
+)
 
 OURS = (InvalidImage, InvalidInput, PayloadTooLarge)
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -68,6 +77,41 @@ def test_decoding_any_bytes_gives_an_image_or_our_error(data):
         height, width, channels = loaded.pixels.shape
         assert channels == 3 and loaded.pixels.dtype == np.uint8
         assert 0 < width * height <= 40_000_000
+
+
+STRUCTURED = {
+    "jpeg-com": lambda count, side: jpeg_with_comments(count, (side, side)),
+    "jpeg-scans": lambda count, side: progressive_jpeg_repeating_last_scan((side, side), count),
+    "gif-comments": lambda count, side: gif_with_comments(count, (side, side)),
+    "png-text": lambda count, side: png_with_chunks(count, size=(side, side)),
+    "png-text-after": lambda count, side: png_with_chunks(count, after_idat=True, size=(side, side)),
+    "png-idat": lambda count, side: png_with_split_idat(count, size=(side, side)),
+    "tiff-strips": lambda count, side: tiff_with_strips(count + 1, width=side),
+}
+
+
+@PROPERTY
+@given(kind=st.sampled_from(sorted(STRUCTURED)), count=st.integers(0, 120), side=st.integers(1, 64),
+       flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=3))
+def test_structure_counts_give_an_image_or_a_clear_refusal(settings, kind, count, side, flips):
+    """Below the limits an image, past them image_too_complex, and with bytes damaged anywhere
+    still only our own errors (the walk follows what Pillow would, and leaves the rest to it)."""
+    settings.FACEPORTAL_DECODE_MAX_METADATA_BLOCKS = 12
+    settings.FACEPORTAL_DECODE_MAX_BLOCKS = 40
+    settings.FACEPORTAL_DECODE_MAX_SCANS = 24
+    data = bytearray(STRUCTURED[kind](count, side))
+    for position, value in flips:
+        data[position % len(data)] = value
+    try:
+        loaded = images.decode(bytes(data), index=0)
+    except OURS as refused:
+        assert 400 <= refused.status_code < 500
+        if not flips:
+            assert count > 8 and refused.code == "image_too_complex", (count, refused.code, refused.message)
+        return
+    assert loaded.pixels.shape[2] == 3
+    if not flips:
+        assert count <= 40, "decoded past every limit"
 
 
 @PROPERTY
