@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
-from tests.ship.live_server import daphne, default_env, manage, REPO_ROOT
+from tests.ship.live_server import REPO_ROOT, daphne, default_env, manage
 
 SMALL_LIMIT = 64 * 1024
 IMAGE_LIMIT = 2 * 1024 * 1024
