@@ -65,4 +65,4 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"]
 # -v 0: no plain-text access log; the app writes one JSON line per request and per WebSocket.
-CMD ["sh", "-c", "exec daphne -v 0 --bind 0.0.0.0 --port \"${PORT}\" --proxy-headers faceportal.asgi:application"]
+CMD ["sh", "-c", "exec python -m faceportal.server -v 0 --bind 0.0.0.0 --port \"${PORT}\" --proxy-headers faceportal.asgi:application"]

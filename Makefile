@@ -37,12 +37,13 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 
 # faceportal.startup refuses an unsafe bind, migrates (creating var/ and the SQLite file) and prints
-# the banner in one process; daphne's plain-text access log stays off (-v 0): the app logs one JSON
-# line per request and per WebSocket.
+# the banner in one process; faceportal.server is daphne with per-route body limits and header/body
+# deadlines (docs/SECURITY.md); daphne's plain-text access log stays off (-v 0): the app logs one
+# JSON line per request and per WebSocket.
 run: install
 	@mkdir -p var
 	@$(PY) -m faceportal.startup --host $(HOST) --port $(PORT)
-	exec $(VENV)/bin/daphne -v 0 -b $(HOST) -p $(PORT) faceportal.asgi:application
+	exec $(PY) -m faceportal.server -v 0 -b $(HOST) -p $(PORT) faceportal.asgi:application
 
 # Browser tests need Debian's chromium and chromium-driver; installed here when missing (root).
 system-deps:

@@ -307,6 +307,17 @@ WHITENOISE_USE_FINDERS = True
 # Base64 inflates by 4/3; the body cap leaves room for FACEPORTAL_MAX_IMAGES_PER_REQUEST images.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("FACEPORTAL_MAX_BODY_BYTES", 40 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
+# The server (faceportal.server) refuses bodies before reading them: image routes take
+# FACEPORTAL_MAX_BODY_BYTES, every other route FACEPORTAL_MAX_SMALL_BODY_BYTES.
+FACEPORTAL_MAX_SMALL_BODY_BYTES = env_int("FACEPORTAL_MAX_SMALL_BODY_BYTES", 1024 * 1024)
+FACEPORTAL_IMAGE_ROUTES = frozenset({
+    "register", "recognize", "verify",
+    "admin:organizations_organization_try_recognize", "admin:organizations_organization_try_register",
+})
+# A request's headers must all arrive within this many seconds of its first byte, and its body
+# within the second figure after them (408 otherwise). 0 turns a deadline off.
+FACEPORTAL_HTTP_HEADER_TIMEOUT = env_float("FACEPORTAL_HTTP_HEADER_TIMEOUT", 10.0)
+FACEPORTAL_HTTP_BODY_TIMEOUT = env_float("FACEPORTAL_HTTP_BODY_TIMEOUT", 120.0)
 
 # --- REST framework -------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -109,8 +109,9 @@ class Server:
 def daphne(*, env: dict[str, str], log_path: Path) -> Server:
     """daphne from this checkout on a free port, with exactly `env` (not started yet)."""
     port = free_port()
-    # -v 0 as in `make run`: no plain-text access log beside the JSON request lines.
-    return Server([sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port),
+    # daphne through faceportal.server and -v 0, as in `make run`: its request limits, and no
+    # plain-text access log beside the JSON request lines.
+    return Server([sys.executable, "-m", "faceportal.server", "-v", "0", "-b", "127.0.0.1", "-p", str(port),
                    "faceportal.asgi:application"],
                   cwd=REPO_ROOT, env=env, port=port, log_path=log_path)
 
