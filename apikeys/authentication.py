@@ -11,7 +11,7 @@ from axes.backends import AxesStandaloneBackend
 from rest_framework import authentication, exceptions, permissions
 
 from apikeys.services import AuthenticatedKey, api_key_verify
-from apikeys.throttling import FailedAuthBudget
+from apikeys.throttling import FailedAuthBudget, remember_staff_network
 
 
 class APIKeyPrincipal:
@@ -72,7 +72,7 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         if raw_key is None:
             explain_unusable_authorization(request.META.get("HTTP_AUTHORIZATION", ""))
             return None
-        budget = reserve_attempt(request, raw_key=raw_key)
+        budget = reserve_attempt(FailedAuthBudget.for_request(request))
         with released_unless_refused(budget):
             identity = api_key_verify(raw_key=raw_key)
             if identity is None:  # the reservation stays taken: that is the failure, counted
@@ -83,13 +83,12 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
 
-def reserve_attempt(request, *, password: bool = False, raw_key: str | None = None) -> FailedAuthBudget:
-    """Take this attempt's place in the failed-auth budgets, or refuse with 429.
+def reserve_attempt(budget: FailedAuthBudget) -> FailedAuthBudget:
+    """Take this attempt's place in `budget`, or refuse with 429.
 
     Before the credential is looked at, so a blocked client learns nothing about what it presents
     and costs no database query or password hash; atomic, so concurrent guesses cannot overshoot.
     """
-    budget = FailedAuthBudget.for_request(request, password=password, raw_key=raw_key)
     if not budget.reserve():
         raise exceptions.Throttled(
             wait=budget.wait(), detail="Too many failed authentication attempts from this address; try again later."
@@ -115,13 +114,13 @@ def released_unless_refused(budget: FailedAuthBudget) -> Iterator[None]:
 
 
 class ThrottledBasicAuthentication(authentication.BasicAuthentication):
-    """Staff basic auth with the same failed-attempt limit as API keys (passwords are guessable)."""
+    """Staff basic auth: the address's failed-attempt budget (as API keys), and the username's."""
 
     def authenticate(self, request):
         if not request.META.get("HTTP_AUTHORIZATION", "").lower().startswith("basic "):
             return None
         # Throttled before the password hasher runs: each wrong guess costs a deliberately slow hash.
-        budget = reserve_attempt(request, password=True)
+        budget = reserve_attempt(FailedAuthBudget.for_request(request))
         with released_unless_refused(budget):
             return super().authenticate(request)
 
@@ -129,8 +128,17 @@ class ThrottledBasicAuthentication(authentication.BasicAuthentication):
         # PostgreSQL refuses NUL in text (a 500); such a credential can never be valid anyway.
         if "\x00" in userid or "\x00" in password:
             raise exceptions.AuthenticationFailed("Invalid username/password.")
-        return super().authenticate_credentials(userid, password, request)
-
+        # Guesses at one username from many networks share its budget; a network that signed in as
+        # that user before is not held by it (the victim keeps working, the sources are refused).
+        budget = FailedAuthBudget.for_username(request, username=userid)
+        if not budget.reserve():
+            raise exceptions.Throttled(
+                wait=budget.wait(), detail="Too many failed sign-ins for this user; try again later."
+            )
+        with released_unless_refused(budget):
+            result = super().authenticate_credentials(userid, password, request)
+        remember_staff_network(request, username=userid)
+        return result
 
 class AdminLoginLockoutBackend(AxesStandaloneBackend):
     """django-axes' lock-out check (settings.AUTHENTICATION_BACKENDS, before ModelBackend).

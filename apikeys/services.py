@@ -156,16 +156,6 @@ def api_key_verify(*, raw_key: str) -> AuthenticatedKey | None:
     return identity
 
 
-def api_key_cached(*, raw_key: str) -> bool:
-    """Whether the cache holds a valid key under `raw_key`'s prefix (says nothing of its secret).
-
-    Such a key is in active use, and checking a guess against it costs one HMAC and no query, so
-    the global failed-auth budget does not hold it up (apikeys/throttling.py).
-    """
-    parsed = _parse(raw_key)
-    return parsed is not None and isinstance(cache.get(_cache_key(parsed[0])), dict)
-
-
 def _forget(prefix: str) -> None:
     try:
         cache.delete(_cache_key(prefix))

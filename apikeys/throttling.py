@@ -5,15 +5,20 @@ Rate limits, each a DRF rate such as "600/min", set from the environment in sett
 - `address`: per client address, for every request, authenticated or not;
 - `auth_failure`: failed authentications per client *network*: an IPv4 address, or an IPv6 /64
   (one host usually holds a whole /64, so single IPv6 addresses are free to rotate);
-- `auth_failure_global`: failed authentications from all addresses together, so rotating source
-  addresses (a botnet, or 127/8 on a shared host) cannot multiply the per-address budget;
-- `password_failure_global`: failed staff passwords (Basic auth) from all addresses together:
-  each one costs a deliberately slow password hash.
+- `password_failure_user`: failed staff passwords (Basic auth) per username, from all networks
+  together: passwords are guessable, so guesses spread over many addresses stay bounded.
 
-The failure budgets are atomic counters (`cache.incr`, created by `cache.add` with the window as
-expiry), and an attempt *reserves* its place before the credential is checked: concurrent guesses
-can never get more checks than the budget, and a credential that turns out valid gives its place
-back. While a budget is spent, every attempt it covers gets 429 before any credential is checked.
+There is no budget that every client shares. An API key's secret has 256 bits and is checked with
+one HMAC, so guesses from many addresses together gain nothing and need no common ceiling: each
+network's own budget bounds what it costs. A username's spent budget locks out the *sources*, not
+the person: it refuses networks that have not signed in as that user before, while a network that
+did (within `FACEPORTAL_STAFF_KNOWN_NETWORK_DAYS`) keeps its own per-network budget.
+
+The failure budgets are atomic counters (`incr`, created by `add` with the window as expiry) in a
+cache alias of their own (`auth_budget`), so nothing else that is cached can evict them. An
+attempt *reserves* its place before the credential is checked: concurrent guesses can never get
+more checks than the budget, and a credential that turns out valid gives its place back. While a
+budget is spent, every attempt it covers gets 429 before any credential is checked.
 
 Failures are never counted per key prefix: prefixes are public, so a lock-out per prefix would let
 anyone lock a tenant out of its own key. A cache outage lets requests through (counts read as
@@ -22,15 +27,17 @@ unknown) rather than turning a Redis failure into an API outage.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from dataclasses import dataclass
-from urllib.parse import parse_qs
 
-from django.core.cache import cache
+from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
-from apikeys.services import AuthenticatedKey, api_key_cached
+from apikeys.services import AuthenticatedKey
 
 
 class _SettingsRateThrottle(SimpleRateThrottle):
@@ -109,58 +116,70 @@ def _rate(scope: str) -> tuple[int, int] | None:
     return SimpleRateThrottle.parse_rate(None, rate)
 
 
+def budget_cache() -> BaseCache:
+    """The failure counters' own cache (settings `auth_budget`), never shared with other entries."""
+    return caches["auth_budget"] if "auth_budget" in settings.CACHES else caches["default"]
+
+
 def _take(key: str, window: int) -> int | None:
     """Atomically count one more in `key` (created with `window` as expiry); None if unknown."""
+    store = budget_cache()
     for _ in range(2):
         try:
-            return cache.incr(key)
+            return store.incr(key)
         except ValueError:  # no counter yet (or it just expired): start one at 1
-            if cache.add(key, 1, timeout=window):
+            if store.add(key, 1, timeout=window):
                 return 1
     return None  # the cache does not answer (django-redis ignores outages): let the request through
 
 
 def _give_back(key: str) -> None:
     try:
-        cache.decr(key)
+        budget_cache().decr(key)
     except ValueError:  # the window ended meanwhile; nothing to give back
         pass
 
 
+def _username_digest(username: str) -> str:
+    # Hashed: a username is attacker-chosen text of any length; the digest is a safe, short key.
+    return hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 class FailedAuthBudget:
-    """The failed-authentication budgets one attempt from one address draws on.
+    """The failed-authentication budgets one attempt draws on.
 
     `reserve()` before checking a credential (False: refuse with 429), `release()` once it proved
-    valid. Unreleased reservations are the failures.
+    valid. Unreleased reservations are the failures. `for_address` covers every credential;
+    `for_username` adds, for a staff password, the username's budget.
     """
 
-    def __init__(self, ident: str, *, password: bool = False, cached_key: bool = False) -> None:
-        self.network = address_bucket(ident)
-        scopes = [("auth_failure", f"authfail:v2:net:{self.network}")]
-        # A key the cache holds as valid is checked with one HMAC and no query, and its 256-bit
-        # secret is not guessable: the global budget does not hold it up, so an attack spending
-        # that budget from many addresses does not lock out every tenant's active keys.
-        if not cached_key:
-            scopes.append(("auth_failure_global", "authfail:v2:all"))
-        if password:
-            scopes.append(("password_failure_global", "authfail:v2:passwords"))
-        self.budgets = [
-            _Budget(key=key, limit=rate[0], window=rate[1])
-            for scope, key in scopes
-            if (rate := _rate(scope)) is not None
-        ]
+    def __init__(self, budgets: list[_Budget]) -> None:
+        self.budgets = budgets
         self.reserved: list[_Budget] = []
         self.spent: _Budget | None = None
 
     @classmethod
-    def for_request(cls, request, *, password: bool = False, raw_key: str | None = None) -> FailedAuthBudget:
+    def for_address(cls, ident: str) -> FailedAuthBudget:
+        network = address_bucket(ident)
+        rate = _rate("auth_failure")
+        return cls([_Budget(key=f"authfail:v3:net:{network}", limit=rate[0], window=rate[1])] if rate else [])
+
+    @classmethod
+    def for_request(cls, request) -> FailedAuthBudget:
         # DRF's ident trusts X-Forwarded-For only through NUM_PROXIES (settings: 0 by default), so a
         # client cannot pick a fresh address per request.
-        cached_key = bool(raw_key) and api_key_cached(raw_key=raw_key)
-        return cls(BaseThrottle().get_ident(request) or "", password=password, cached_key=cached_key)
+        return cls.for_address(BaseThrottle().get_ident(request) or "")
+
+    @classmethod
+    def for_username(cls, request, *, username: str) -> FailedAuthBudget:
+        """The username's budget, or none at all from a network that signed in as this user before."""
+        known = _known_network_key(request, username=username)
+        rate = _rate("password_failure_user")
+        if rate is None or budget_cache().get(known) is not None:
+            return cls([])
+        return cls([_Budget(key=f"authfail:v3:user:{_username_digest(username)}", limit=rate[0], window=rate[1])])
 
     def reserve(self) -> bool:
-        # Per network first: one noisy address spends its own budget, not everyone's global one.
         for budget in self.budgets:
             count = _take(budget.key, budget.window)
             if count is None:
@@ -168,8 +187,8 @@ class FailedAuthBudget:
             self.reserved.append(budget)
             if count > budget.limit:
                 self.spent = budget
-                # Budgets checked before this one give their place back: a refusal by the global
-                # budget must not also spend this address's own budget.
+                # Budgets checked before this one give their place back: a refusal by one budget
+                # must not also spend another.
                 for earlier in self.reserved[:-1]:
                     _give_back(earlier.key)
                 self.reserved = []
@@ -181,28 +200,27 @@ class FailedAuthBudget:
             _give_back(budget.key)
         self.reserved = []
 
-    def is_spent(self) -> bool:
-        """Whether some budget is already spent, without taking anything (WebSocket handshakes)."""
-        counts = cache.get_many([budget.key for budget in self.budgets])
-        for budget in self.budgets:
-            if int(counts.get(budget.key) or 0) >= budget.limit:
-                self.spent = budget
-                return True
-        return False
-
-    def record_failure(self) -> None:
-        for budget in self.budgets:
-            _take(budget.key, budget.window)
-
     def wait(self) -> int:
         """Seconds until the spent budget's window ends (its whole length when the cache can't say)."""
         if self.spent is None:
             return 1
-        ttl = getattr(cache, "ttl", None)
+        ttl = getattr(budget_cache(), "ttl", None)
         remaining = ttl(self.spent.key) if ttl is not None else None
         if isinstance(remaining, int) and 0 < remaining <= self.spent.window:
             return remaining
         return self.spent.window
+
+
+def _known_network_key(request, *, username: str) -> str:
+    network = address_bucket(BaseThrottle().get_ident(request) or "")
+    return f"authok:v1:user:{_username_digest(username)}:net:{network}"
+
+
+def remember_staff_network(request, *, username: str) -> None:
+    """After a right password: this network may go on trying while the username's budget is spent."""
+    days = settings.FACEPORTAL_STAFF_KNOWN_NETWORK_DAYS
+    if days > 0:
+        budget_cache().set(_known_network_key(request, username=username), 1, timeout=days * 86400)
 
 
 # --- WebSocket handshakes (the same failed-authentication budget; close codes and slots: apikeys.websocket) ---
@@ -218,22 +236,12 @@ class _HandshakeRequest:
         }
 
 
-def websocket_handshake_blocked(scope: dict) -> bool:
-    """True when this address has spent its failed-authentication budget (same one as REST).
+def websocket_handshake_reserve(scope: dict) -> FailedAuthBudget | None:
+    """Take this handshake's place in its address's budget (the REST one), or None when spent.
 
-    A handshake has no place to give a reservation back, so it checks, then counts a failure
-    atomically afterwards: concurrent bad handshakes can exceed the budget by their concurrency.
+    The caller releases it once the key proved valid or the handshake failed for another reason;
+    kept, it is the failure. Reserved before the key is looked at, so concurrent bad handshakes
+    get no more checks than the budget.
     """
-    return FailedAuthBudget.for_request(_HandshakeRequest(scope), raw_key=_handshake_token(scope)).is_spent()
-
-
-def websocket_handshake_failed(scope: dict) -> None:
-    FailedAuthBudget.for_request(_HandshakeRequest(scope), raw_key=_handshake_token(scope)).record_failure()
-
-
-def _handshake_token(scope: dict) -> str | None:
-    try:
-        values = parse_qs((scope.get("query_string") or b"").decode("utf-8"), max_num_fields=20).get("token")
-    except (UnicodeDecodeError, ValueError):
-        return None
-    return values[-1].strip() if values else None
+    budget = FailedAuthBudget.for_request(_HandshakeRequest(scope))
+    return budget if budget.reserve() else None

@@ -256,6 +256,15 @@ if REDIS_URL:
             },
         }
     }
+    # Failed-authentication counters: an alias of their own (its own key prefix, and its own Redis
+    # when FACEPORTAL_AUTH_BUDGET_REDIS_URL names one), so nothing else that is cached can push
+    # them out. That Redis must not evict keys (maxmemory-policy noeviction or volatile-*).
+    CACHES["auth_budget"] = {
+        **CACHES["default"],
+        "LOCATION": env_str("FACEPORTAL_AUTH_BUDGET_REDIS_URL", REDIS_URL),
+        "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "faceportal") + ":authbudget",
+        "TIMEOUT": None,
+    }
     DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
     CHANNEL_LAYERS = {
         "default": {
@@ -264,7 +273,13 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        # In memory but never culled while live: the default's 300 entries would let any anonymous
+        # request push a failure counter out and so reset the budget (apikeys/budget_cache.py).
+        "auth_budget": {"BACKEND": "apikeys.budget_cache.ExpiringOnlyLocMemCache", "LOCATION": "auth-budget",
+                        "TIMEOUT": None},
+    }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # --- Auth, i18n, static -------------------------------------------------------------------------
@@ -344,11 +359,11 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "api_key": env_rate("FACEPORTAL_THROTTLE_KEY_RATE", "6000/min"),
         "address": env_rate("FACEPORTAL_THROTTLE_ADDRESS_RATE", "12000/min"),
-        # Failed authentications per IPv4 address / IPv6 /64, and from all addresses together.
+        # Failed authentications per IPv4 address / IPv6 /64 (API keys and staff passwords).
         "auth_failure": env_rate("FACEPORTAL_THROTTLE_AUTH_FAILURE_RATE", "30/min"),
-        "auth_failure_global": env_rate("FACEPORTAL_THROTTLE_AUTH_FAILURE_GLOBAL_RATE", "300/min"),
-        # Failed staff passwords (Basic auth) from all addresses: each costs a slow password hash.
-        "password_failure_global": env_rate("FACEPORTAL_THROTTLE_PASSWORD_FAILURE_GLOBAL_RATE", "30/min"),
+        # Failed staff passwords (Basic auth) per username from all addresses together; networks
+        # that signed in as that user within FACEPORTAL_STAFF_KNOWN_NETWORK_DAYS are not held by it.
+        "password_failure_user": env_rate("FACEPORTAL_THROTTLE_PASSWORD_FAILURE_USER_RATE", "30/min"),
     },
     # Proxies in front of daphne whose X-Forwarded-For to trust; 0 = the socket address only.
     "NUM_PROXIES": env_int("FACEPORTAL_NUM_PROXIES", 0),
@@ -457,6 +472,7 @@ FACEPORTAL_VECTOR_STORE = env_choice(
 )
 
 # --- API keys -------------------------------------------------------------------------------------
+FACEPORTAL_STAFF_KNOWN_NETWORK_DAYS = env_int("FACEPORTAL_STAFF_KNOWN_NETWORK_DAYS", 30)
 API_KEY_CACHE_TTL = env_int("FACEPORTAL_API_KEY_CACHE_TTL", 60)
 # How long a prefix that names no usable key is remembered as absent (guesses then cost no query).
 API_KEY_NEGATIVE_CACHE_TTL = env_int("FACEPORTAL_API_KEY_NEGATIVE_CACHE_TTL", 10)

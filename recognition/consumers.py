@@ -16,7 +16,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from apikeys.throttling import websocket_handshake_blocked, websocket_handshake_failed
+from apikeys.throttling import websocket_handshake_reserve
 from apikeys.websocket import (
     CLOSE_AUTH_THROTTLED,
     CLOSE_BUSY,
@@ -95,7 +95,11 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
             await self._close(CLOSE_BUSY, "Server busy: too many live connections; try again shortly.")
             return
         self.counted = True
-        if await sync_to_async(websocket_handshake_blocked)(self.scope):
+        # The handshake's place in its address's failed-auth budget, taken before the key is
+        # looked at (concurrent bad handshakes get no more checks than the budget); kept only
+        # when the key is refused.
+        budget = await sync_to_async(websocket_handshake_reserve)(self.scope)
+        if budget is None:
             await self._close(CLOSE_AUTH_THROTTLED, "Too many failed authentication attempts; try again later.")
             return
         try:
@@ -104,10 +108,14 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
                 credentials=credentials
             )
         except WebSocketAuthError as exc:
-            if exc.close_code == CLOSE_UNAUTHORIZED:  # a wrong key, not a malformed URL
-                await sync_to_async(websocket_handshake_failed)(self.scope)
+            if exc.close_code != CLOSE_UNAUTHORIZED:  # a malformed URL or a wrong organisation: no guess
+                await sync_to_async(budget.release)()
             await self._close(exc.close_code, exc.reason)
             return
+        except BaseException:
+            await sync_to_async(budget.release)()  # no failed guess (the database is down, say)
+            raise
+        await sync_to_async(budget.release)()
         if not websocket_slots.acquire(self.identity.key_id, limit=settings.FACEPORTAL_WS_MAX_CONNECTIONS_PER_KEY):
             await self._close(CLOSE_TOO_MANY_FOR_KEY, "Too many live connections for this API key; close one first.")
             return

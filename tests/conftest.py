@@ -18,7 +18,6 @@ from typing import NamedTuple
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
@@ -130,11 +129,19 @@ def manifest(faces_dir) -> dict[str, list[Photo]]:
     return load_manifest(faces_dir)
 
 
+def _clear_caches() -> None:
+    from django.conf import settings
+    from django.core.cache import caches
+
+    for alias in settings.CACHES:
+        caches[alias].clear()
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache():
-    cache.clear()
+    _clear_caches()
     yield
-    cache.clear()
+    _clear_caches()
 
 
 @pytest.fixture

@@ -50,15 +50,15 @@ class RedisProcess:
 
 
 def redis_cache_settings(url: str) -> dict:
-    return {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": url,
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "IGNORE_EXCEPTIONS": True,
-                "SOCKET_CONNECT_TIMEOUT": 0.3,
-                "SOCKET_TIMEOUT": 0.3,
-            },
-        }
+    default = {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": url,
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "IGNORE_EXCEPTIONS": True,
+            "SOCKET_CONNECT_TIMEOUT": 0.3,
+            "SOCKET_TIMEOUT": 0.3,
+        },
     }
+    # The failed-auth counters' alias, as settings.py builds it: same server, own key prefix.
+    return {"default": default, "auth_budget": {**default, "KEY_PREFIX": "authbudget", "TIMEOUT": None}}

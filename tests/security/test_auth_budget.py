@@ -1,8 +1,8 @@
-"""The failed-authentication budget is atomic and per network, with a global ceiling.
+"""The failed-authentication budget is atomic and per network, and no budget is shared by all.
 
-Real Redis (a private redis-server) and the local-memory cache both: the counters are cache.incr
-and cache.add, so the bound holds on either. Requests go through the whole Django stack, in
-threads released together by a barrier.
+Real Redis (a private redis-server) and the local-memory cache both: the counters are incr and
+add in the `auth_budget` cache, so the bound holds on either. Requests go through the whole Django
+stack, in threads released together by a barrier.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.core.cache import cache
+from django.conf import settings as settings_module
+from django.core.cache import cache, caches
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
@@ -28,11 +29,19 @@ def counting_cache(request, settings):
     if request.param == "redis":
         request.getfixturevalue("private_redis")
     else:
-        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-                                       "LOCATION": "auth-budget-tests"}}
-    cache.clear()  # the autouse clean-up cleared the cache configured before this switch
+        settings.CACHES = {
+            "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "auth-budget-tests"},
+            "auth_budget": {"BACKEND": "apikeys.budget_cache.ExpiringOnlyLocMemCache",
+                            "LOCATION": "auth-budget-tests-counters", "TIMEOUT": None},
+        }
+    clear_all()  # the autouse clean-up cleared the caches configured before this switch
     yield request.param
-    cache.clear()
+    clear_all()
+
+
+def clear_all() -> None:
+    for alias in settings_module.CACHES:
+        caches[alias].clear()
 
 
 def concurrent_statuses(attempts: list[dict]) -> list[int]:
@@ -66,40 +75,78 @@ def test_32_concurrent_bad_keys_from_one_address_get_at_most_the_limit_of_401s(
     assert statuses.count(429) == 22
 
 
-def test_rotating_addresses_across_127_8_is_bounded_by_the_global_budget(counting_cache, rates, make_org, make_key):
-    rates(auth_failure="5/min", auth_failure_global="20/min")
+def attacking_addresses(family: str, count: int) -> list[str]:
+    if family == "ipv4-127/8":
+        return [f"127.{n // 256}.{n % 256}.9" for n in range(1, count + 1)]
+    if family == "ipv6-64s":
+        return [f"2001:db8:{n:x}::1" for n in range(1, count + 1)]
+    return [f"198.51.{n}.7" if n % 2 else f"2001:db8:beef:{n:x}::5" for n in range(1, count + 1)]
+
+
+@pytest.mark.parametrize(("family", "count"), [("ipv4-127/8", 60), ("ipv6-64s", 40), ("mixed", 35)])
+def test_guesses_from_many_addresses_do_not_lock_out_an_idle_key(counting_cache, default_rates, make_org, make_key,
+                                                                  family, count):
+    # The shipped rates but for 10 failures per network: 350 to 600 guesses in the minute.
+    default_rates(auth_failure="10/min")
     organization = make_org("acme")
-    valid, active = make_key(organization), make_key(organization, name="active")
-    assert key_client(active).get(PEOPLE).status_code == 200  # in use: the cache holds it
+    idle = make_key(organization, name="idle")  # never used: the cache does not hold it
+    known_prefix = idle.api_key.prefix
     client = APIClient()
-    statuses = [
-        client.get(PEOPLE, HTTP_AUTHORIZATION=f"Bearer fp_{n:012x}_guess", REMOTE_ADDR=f"127.{n // 256}.{n % 256}.9")
-        .status_code
-        for n in range(1, 61)
-    ]
-    assert statuses == [401] * 20 + [429] * 40
-    # While the global budget is spent every check that would need the database waits, the right
-    # key included when it is not cached (the price of bounding guesses from many addresses) ...
-    response = key_client(valid).get(PEOPLE, REMOTE_ADDR="198.51.100.20")
-    assert response.status_code == 429
-    assert response.json()["error"]["code"] == "throttled"
-    # ... but a key in active use (cached: one HMAC, no query) goes on working from anywhere, and
-    # wrong secrets for its public prefix still meet each address's own budget.
-    assert key_client(active).get(PEOPLE, REMOTE_ADDR="198.51.100.21").status_code == 200
-    wrong = f"Bearer fp_{active.api_key.prefix}_wrong"
-    codes = [client.get(PEOPLE, HTTP_AUTHORIZATION=wrong, REMOTE_ADDR="198.51.100.22").status_code for _ in range(6)]
-    assert codes == [401] * 5 + [429]
+    statuses = []
+    for n, address in enumerate(attacking_addresses(family, count)):
+        for attempt in range(11):  # one more than each network's budget
+            prefix = known_prefix if attempt == 5 else f"{n * 16 + attempt:012x}"
+            statuses.append(
+                client.get(PEOPLE, HTTP_AUTHORIZATION=f"Bearer fp_{prefix}_guess{attempt}", REMOTE_ADDR=address)
+                .status_code
+            )
+    # Each network gets exactly its own budget of checks, then 429: bounded per source ...
+    assert statuses == ([401] * 10 + [429]) * count
+    # ... and no budget is shared, so the idle key, from any network that did not guess, works.
+    from apikeys.services import _cache_key
+
+    cache.delete(_cache_key(known_prefix))  # as after the cache TTL: the key is read from the database
+    assert key_client(idle).get(PEOPLE, REMOTE_ADDR="192.0.2.200").status_code == 200
+    assert key_client(idle).get(PEOPLE, REMOTE_ADDR="2001:db8:ffff::1").status_code == 200
+    # The sources stay locked out, the right key included (nothing learnt from a blocked address).
+    assert key_client(idle).get(PEOPLE, REMOTE_ADDR=attacking_addresses(family, count)[0]).status_code == 429
 
 
-def test_a_refusal_by_the_global_budget_does_not_spend_the_address_budget(rates, make_org, make_key):
-    rates(auth_failure="3/min", auth_failure_global="2/min")
+@pytest.mark.parametrize("filler", [400, 1000])
+def test_other_cached_entries_cannot_evict_the_failure_counters(counting_cache, rates, make_org, filler):
+    # Whatever else requests leave in the default cache (absent prefixes, throttle counts, cached
+    # keys) once culled the failure counters on locmem's 300 entries, and so reset the budget.
+    # The counters live in a cache of their own.
+    rates(auth_failure="5/min")
+    make_org("acme")
+    client = APIClient()
+    codes = []
+    for n in range(8):
+        codes.append(
+            client.get(PEOPLE, HTTP_AUTHORIZATION=f"Bearer fp_{n:012x}_x", REMOTE_ADDR="203.0.113.77").status_code
+        )
+        # Traffic from elsewhere between two guesses: a made-up key, then what the cache fills with.
+        client.get(PEOPLE, HTTP_AUTHORIZATION=f"Bearer fp_{n + 100:012x}_x", REMOTE_ADDR=f"10.1.{n}.1")
+        for m in range(filler):
+            cache.set(f"filler:{n}:{m}", m)
+    assert codes == [401] * 5 + [429] * 3
+
+
+def test_a_refusal_by_the_username_budget_does_not_spend_the_address_budget(rates):
+    from django.contrib.auth import get_user_model
+
+    from tests.security.test_staff_auth import basic
+
+    get_user_model().objects.create_user("staff", password="staff-pass-123", is_staff=True)
+    rates(auth_failure="3/min", password_failure_user="2/min")
     client = APIClient()
     codes = [
-        client.get(PEOPLE, HTTP_AUTHORIZATION=f"Bearer fp_{n:012x}_x", REMOTE_ADDR="203.0.113.5").status_code
+        client.post("/orgs", {"organization": "x"}, format="json", HTTP_AUTHORIZATION=basic("staff", f"w{n}"),
+                    REMOTE_ADDR="203.0.113.5").status_code
         for n in range(4)
     ]
     assert codes == [401, 401, 429, 429]
-    assert cache.get("authfail:v2:net:v4:203.0.113.5") == 2
+    assert caches["auth_budget"].get("authfail:v3:net:v4:203.0.113.5") == 2
 
 
 def test_ipv6_addresses_in_one_64_share_a_count(counting_cache, rates, make_org, make_key):

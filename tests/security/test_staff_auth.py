@@ -52,16 +52,41 @@ def test_after_n_wrong_passwords_the_next_attempt_is_refused_without_hashing(rat
     assert hasher.calls == 4
 
 
-def test_guesses_from_many_addresses_are_bounded_by_the_global_password_budget(rates, staff, hasher):
-    rates(auth_failure="5/min", password_failure_global="4/min")
+@pytest.mark.parametrize(
+    "addresses", [["198.51.100.{n}"], ["2001:db8:{n:x}::1"], ["10.9.{n}.1", "2001:db8:a:{n:x}::2"]]
+)
+def test_guesses_at_one_user_from_many_addresses_are_bounded_without_locking_the_user_out(
+    rates, staff, hasher, addresses
+):
+    rates(auth_failure="5/min", password_failure_user="4/min")
     client = APIClient()
-    codes = [post_org(client, basic("staff", f"guess{n}"), f"198.51.100.{n}") for n in range(1, 13)]
-    assert codes == [401] * 4 + [429] * 8
-    assert hasher.calls == 4
+    # The staff member signed in from home before the attack.
+    assert post_org(client, basic("staff", "staff-pass-123"), "192.0.2.99", slug="before") == 201
+    hasher.calls = 0
+    sources = [pattern.format(n=n) for n in range(1, 13) for pattern in addresses]
+    codes = [post_org(client, basic("staff", f"guess{n}"), address) for n, address in enumerate(sources)]
+    assert codes == [401] * 4 + [429] * (len(sources) - 4)
+    assert hasher.calls == 4  # the username's budget bounds the hashes, whatever the source
+    # The sources are refused, the right password included; the user from a known network is not.
+    assert post_org(client, basic("staff", "staff-pass-123"), sources[-1]) == 429
+    assert post_org(client, basic("staff", "staff-pass-123"), "192.0.2.99", slug="during") == 201
+    assert hasher.calls == 5
+
+
+@pytest.mark.parametrize("wrong", [30, 41])
+def test_wrong_passwords_from_one_address_lock_out_no_other_staff_member(default_rates, staff, hasher, wrong):
+    get_user_model().objects.create_user("other", password="other-pass-456", is_staff=True)
+    default_rates(auth_failure=f"{wrong}/min")  # the shipped rates otherwise
+    client = APIClient()
+    codes = [post_org(client, basic(f"user{n}", "x"), "203.0.113.8") for n in range(wrong + 3)]
+    assert codes == [401] * wrong + [429] * 3
+    # Every other staff member signs in from anywhere else, known network or not.
+    assert post_org(client, basic("other", "other-pass-456"), "203.0.113.9") == 201
+    assert post_org(client, basic("staff", "staff-pass-123"), "2001:db8:77::1", slug="neworg2") == 201
 
 
 def test_successful_staff_requests_give_their_reservation_back(rates, staff, hasher):
-    rates(auth_failure="2/min", password_failure_global="2/min")
+    rates(auth_failure="2/min", password_failure_user="2/min")
     client = APIClient()
     for n in range(5):
         assert post_org(client, basic("staff", "staff-pass-123"), "127.0.0.1", slug=f"org{n}") == 201

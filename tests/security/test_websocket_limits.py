@@ -3,6 +3,7 @@ and the key of one organisation never opens another's socket (same answer whethe
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -109,3 +110,44 @@ async def test_failed_rest_attempts_and_socket_attempts_share_one_budget(rates, 
     assert await sync_to_async(guess_over_rest)() == [401, 401]
     blocked = await connect(socket_path(valid), client="198.51.100.9")
     await assert_closed_with(blocked, CLOSE_AUTH_THROTTLED)
+
+
+async def closing_code(communicator: WebsocketCommunicator) -> int:
+    message = await first_message(communicator)
+    if message["type"] == "websocket.send":
+        final = json.loads(message["text"])
+        if final.get("type") == "ready":
+            await communicator.disconnect()
+            return 0
+        message = await first_message(communicator)
+    return message["code"]
+
+
+@pytest.mark.parametrize(("budget", "burst"), [(3, 12), (5, 30), (10, 36)])
+async def test_a_burst_of_bad_handshakes_gets_no_more_checks_than_the_budget(rates, acme_keys, budget, burst):
+    rates(auth_failure=f"{budget}/min")
+    valid = acme_keys[0]
+    paths = [socket_path(valid, token=f"fp_{valid.api_key.prefix if n % 2 else f'{n:012x}'}_guess{n}")
+             for n in range(burst)]
+    communicators = await asyncio.gather(*(connect(path, client="198.51.100.30") for path in paths))
+    codes = await asyncio.gather(*(closing_code(communicator) for communicator in communicators))
+    assert codes.count(CLOSE_UNAUTHORIZED) == budget, codes
+    assert codes.count(CLOSE_AUTH_THROTTLED) == burst - budget, codes
+
+
+@pytest.mark.parametrize("networks", [["198.18.{n}.1"], ["2001:db8:{n:x}::1"], ["198.18.{n}.1", "2001:db8:{n:x}::7"]])
+async def test_bad_handshakes_from_many_networks_leave_an_idle_key_working(default_rates, acme_keys, networks):
+    default_rates(auth_failure="5/min")  # the shipped rates otherwise: 400 to 800 failures in the minute
+    idle, guessed = acme_keys
+    sources = [pattern.format(n=n) for n in range(1, 81) for pattern in networks]
+    for n, source in enumerate(sources):
+        for attempt in range(6):
+            token = f"fp_{n * 8 + attempt:012x}_guess" if attempt != 2 else f"fp_{guessed.api_key.prefix}_x{n}"
+            await closing_code(await connect(socket_path(guessed, token=token), client=source))
+    # The idle key (never used, not in the cache) connects from a network that did not guess ...
+    fresh = await connect(socket_path(idle), client="192.0.2.222")
+    await assert_ready(fresh)
+    await fresh.disconnect()
+    # ... while the sources are held: the right key from one of them gets 4430.
+    held = await connect(socket_path(idle), client=sources[0])
+    await assert_closed_with(held, CLOSE_AUTH_THROTTLED)
