@@ -2,7 +2,7 @@
 
 Both run through the engine's own detector wrapper (bounded copy, boxes mapped back), pinned to one
 CPU, on the same images one after the other. Prints a Markdown table of median ms and faces found,
-and the ratio HOG / RetinaFace (how many times faster the new default is).
+and the ratio HOG / RetinaFace (how many times faster the default is).
 
     python bench/detect.py [--rounds 15]
 

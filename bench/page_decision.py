@@ -1,14 +1,14 @@
 """Strangers named over the WebSocket, driven as the webcam page drives it, against `POST /recognize`.
 
-The webcam page used to read `ready`'s fixed fallback threshold into its slider and send it back
-as a `settings` threshold, so every frame was decided by that similarity instead of the
-organisation's false-match rate. Now it sends no threshold unless the user ticks "Override".
+The webcam page sends no threshold unless the user ticks "Override", so the organisation's
+false-match rate decides its frames; a client that reads `ready`'s uncalibrated fallback and sends
+it back as a `settings` threshold has every frame decided by that fixed similarity instead.
 This enrols one photo each of `--people` LFW people into a throwaway organisation (a temporary
 SQLite database and vector store) and sends one photo each of `--strangers` other LFW people:
 
 - over REST (`recognition.services.recognize`, what `POST /recognize` runs);
-- over the socket as the page does now: read `ready`, send frames;
-- over the socket as the page did: read `ready`, send `{"type": "settings", "threshold": <the
+- over the socket as the page does: read `ready`, send frames;
+- over the socket with a fixed threshold: read `ready`, send `{"type": "settings", "threshold": <the
   uncalibrated fallback>}`, then frames.
 
 Prints the share of strangers named by each, measured in the same process on the same photos.
@@ -112,8 +112,8 @@ def main() -> None:
             for photo in probes]
     issued = api_key_issue(organization=organization, user="bench", name="page-decision")
     fallback = uncalibrated_threshold()
-    now, ready = asyncio.run(over_socket(issued, probes, threshold=None))
-    before, _ = asyncio.run(over_socket(issued, probes, threshold=fallback))
+    page, ready = asyncio.run(over_socket(issued, probes, threshold=None))
+    fixed, _ = asyncio.run(over_socket(issued, probes, threshold=fallback))
 
     def share(named: list[bool]) -> str:
         return f"{sum(named) / len(named):.1%} ({sum(named)}/{len(named)})"
@@ -124,8 +124,8 @@ def main() -> None:
         [
             ["POST /recognize", f"{ready['threshold_source']}: false_match_rate {ready['false_match_rate']}, "
              f"threshold {ready['threshold']}", share(rest)],
-            ["webcam page now (socket, no settings)", ready["threshold_source"], share(now)],
-            ["webcam page before (socket, settings = ready's fixed default)", f"request: {fallback}", share(before)],
+            ["webcam page (socket, no settings)", ready["threshold_source"], share(page)],
+            ["socket, settings = ready's uncalibrated fallback", f"request: {fallback}", share(fixed)],
         ],
         note="Same photos, same process. The LFW photos are the calibration's own set (see the docstring).",
     )

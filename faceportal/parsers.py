@@ -3,7 +3,7 @@ form and multipart text that is UTF-8 or refused.
 
 Every JSON body (DRF's parser below) and every WebSocket text message goes through `loads`.
 `json.loads` recurses once per nesting level, so 100,000 `[` raise RecursionError, which is not
-a ValueError and used to escape as a 500 (or kill a socket). Nesting is counted before parsing,
+a ValueError and would escape as a 500 (or kill a socket). Nesting is counted before parsing,
 without recursion, and refused past FACEPORTAL_MAX_JSON_DEPTH. A `\\ud800` escape decodes to a
 lone surrogate that no UTF-8 consumer (PostgreSQL, logs) can encode, so it is refused here too.
 

@@ -65,7 +65,7 @@ def browser(tmp_path, group_photo):
 
 def resize(driver, size: str) -> None:
     """desktop: a 1400x900 window; phone: a 390x844 CSS-pixel screen, emulated as a mobile device
-    (the size of the phones the issue was seen on), so the viewport itself is 390x844."""
+    (a common phone size), so the viewport itself is 390x844."""
     width, height = SIZES[size]
     if size == "phone":
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {

@@ -1,6 +1,6 @@
 """What only a real daphne shows: Twisted's own form parsing (a multipart body without a boundary
-used to get a bare 400 with no body) and close frames whose reason daphne drops (the final error
-message carries it instead)."""
+gets Twisted's bare 400 with no body unless it is switched off) and close frames whose reason
+daphne drops (the final error message carries it instead)."""
 
 from __future__ import annotations
 

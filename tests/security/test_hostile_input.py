@@ -1,4 +1,4 @@
-"""Classes of hostile input that used to give 500s, generated rather than listed: JSON nested to
+"""Classes of hostile input that could give 500s, generated rather than listed: JSON nested to
 any depth (every JSON route, at the parser), arbitrary Unicode in names and searches (lone UTF-16
 surrogates and NUL included), server paths of any length (ENAMETOOLONG, and the client's path
 never in a log). Real PostgreSQL; the model never runs for these (all are refused before it)."""
