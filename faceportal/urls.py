@@ -12,7 +12,7 @@ from faces.apis import (
     PersonListApi,
     RegisterApi,
 )
-from organizations.apis import OrganizationCreateApi
+from organizations.apis import OrganizationCreateApi, OrganizationDetailApi
 from recognition import views as recognition_views
 from recognition.apis import RecognizeApi, VerifyApi
 
@@ -36,6 +36,7 @@ def api_route(route: str, view, name: str) -> list:
 
 api_routes = [
     *api_route("orgs", OrganizationCreateApi.as_view(), "org-create"),
+    *api_route("orgs/<str:organization>", OrganizationDetailApi.as_view(), "org-detail"),
     *api_route("orgs/<str:organization>/api-key", ApiKeyApi.as_view(), "api-key"),
     *api_route("register/<str:organization>", RegisterApi.as_view(), "register"),
     *api_route("recognize/<str:organization>", RecognizeApi.as_view(), "recognize"),

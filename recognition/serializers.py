@@ -78,6 +78,9 @@ class RecognizedFaceSerializer(serializers.Serializer):
     threshold = RoundedFloatField(help_text="The similarity this face's best candidate had to reach")
     match = MatchSerializer(allow_null=True)
     candidates = MatchSerializer(many=True)
+    unknown_face = serializers.IntegerField(
+        allow_null=True, help_text="The id of the kept unknown face (GET /orgs/{org}/unknown-faces), when this "
+        "face was unknown and kept; else null.")
 
 
 class ImageSizeSerializer(serializers.Serializer):
@@ -103,6 +106,8 @@ class RecognizeOutputSerializer(serializers.Serializer):
     model = serializers.CharField()
     detector = serializers.CharField()
     image = ImageSizeSerializer(help_text="The image's size as sent")
+    keep_unknown_faces = serializers.BooleanField(
+        help_text="Whether the organisation keeps faces decided unknown (docs/UNKNOWN_FACES.md)")
     timings_ms = TimingsField()
 
     def to_representation(self, recognition):

@@ -15,6 +15,8 @@ pytestmark = pytest.mark.django_db
 
 DOCUMENTED = {
     ("/orgs", "post"),
+    ("/orgs/{organization}", "get"),
+    ("/orgs/{organization}", "patch"),
     ("/orgs/{organization}/api-key", "post"),
     ("/orgs/{organization}/api-key", "delete"),
     ("/register/{organization}", "post"),
