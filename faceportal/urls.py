@@ -15,6 +15,14 @@ from faces.apis import (
 from organizations.apis import OrganizationCreateApi, OrganizationDetailApi
 from recognition import views as recognition_views
 from recognition.apis import RecognizeApi, VerifyApi
+from unknowns.apis import (
+    UnknownClusterAssignApi,
+    UnknownClusterDismissApi,
+    UnknownClusterListApi,
+    UnknownFaceDetailApi,
+    UnknownFaceListApi,
+    UnknownFaceThumbnailApi,
+)
 
 
 def slash_alias(view):
@@ -47,6 +55,16 @@ api_routes = [
                "face-detail"),
     *api_route("orgs/<str:organization>/people/<int:person_id>/faces/<int:face_id>/thumbnail",
                FaceThumbnailApi.as_view(), "face-thumbnail"),
+    *api_route("orgs/<str:organization>/unknown-faces", UnknownFaceListApi.as_view(), "unknown-face-list"),
+    *api_route("orgs/<str:organization>/unknown-faces/<int:unknown_id>", UnknownFaceDetailApi.as_view(),
+               "unknown-face-detail"),
+    *api_route("orgs/<str:organization>/unknown-faces/<int:unknown_id>/thumbnail",
+               UnknownFaceThumbnailApi.as_view(), "unknown-face-thumbnail"),
+    *api_route("orgs/<str:organization>/unknown-clusters", UnknownClusterListApi.as_view(), "unknown-cluster-list"),
+    *api_route("orgs/<str:organization>/unknown-clusters/<int:cluster_id>/assign",
+               UnknownClusterAssignApi.as_view(), "unknown-cluster-assign"),
+    *api_route("orgs/<str:organization>/unknown-clusters/<int:cluster_id>/dismiss",
+               UnknownClusterDismissApi.as_view(), "unknown-cluster-dismiss"),
 ]
 
 urlpatterns = [

@@ -216,7 +216,6 @@ def person_register(
     loaded, outcomes = _load_each(images)
     wanted_per_index = boxes or [None] * len(images)
     wanted = [wanted_per_index[image.index] for image in loaded]
-    engine = get_engine()
     accepted: list[tuple[ImageOutcome, EmbeddedFace]] = []
     timings = {"detect": 0.0, "align": 0.0, "embed": 0.0}
     # Images are independent: examine them on all engine threads at once.
@@ -232,11 +231,37 @@ def person_register(
         if chosen is not None:
             accepted.append((outcome, chosen))
     outcomes.sort(key=lambda o: o.index)
+    return _store_accepted(organization=organization, name=name, accepted=accepted, outcomes=outcomes,
+                           timings=timings, content_hashes=content_hashes, allow_duplicate=allow_duplicate)
+
+
+def person_register_embedded(
+    *, organization: Organization, name: str, accepted: list[tuple[ImageOutcome, EmbeddedFace]],
+    allow_duplicate: bool = False, on_stored: Callable[[list[ImageOutcome]], None] | None = None,
+) -> RegistrationResult:
+    """Register faces already detected, gated and embedded (kept unknown faces being named), by the
+    same rules as `person_register` from there on: the person's own copies are skipped, a face
+    matching someone else is a 409 unless `allow_duplicate`. `on_stored` runs inside the
+    transaction that stores the faces, with every outcome, so what it writes commits with them."""
+    outcomes = sorted((outcome for outcome, _ in accepted), key=lambda o: o.index)
+    return _store_accepted(organization=organization, name=name, accepted=list(accepted), outcomes=outcomes,
+                           timings={}, content_hashes=None, allow_duplicate=allow_duplicate, on_stored=on_stored)
+
+
+def _store_accepted(
+    *, organization: Organization, name: str, accepted: list[tuple[ImageOutcome, EmbeddedFace]],
+    outcomes: list[ImageOutcome], timings: dict[str, float], content_hashes: list[str] | None,
+    allow_duplicate: bool, on_stored: Callable[[list[ImageOutcome]], None] | None = None,
+) -> RegistrationResult:
+    engine = get_engine()
     if accepted:
         accepted = _drop_same_images(organization=organization, name=name, accepted=accepted)
         if not accepted:  # nothing new: every usable image is already stored for this person
             person = person_get(organization=organization,
                                 person_id=Person.objects.get(organization=organization, name=name).pk)
+            if on_stored is not None:
+                with transaction.atomic():
+                    on_stored(outcomes)
             return RegistrationResult(person=person, created=False, outcomes=outcomes, timings_ms=timings)
     if not accepted:
         codes = {o.code for o in outcomes}
@@ -278,6 +303,8 @@ def person_register(
         index.add(organization_id=organization.pk, records=records)
         # Counted once the faces are committed: a rolled-back registration added none.
         transaction.on_commit(lambda: metrics.faces_registered(count=len(records)))
+        if on_stored is not None:
+            on_stored(outcomes)
     gallery_size_forget(organization_id=organization.pk)
     logger.info(
         "person registered",

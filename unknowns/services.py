@@ -16,10 +16,14 @@ from django.db.models import F
 from django.utils import timezone
 
 from apikeys.services import AuthenticatedKey
+from faceportal.errors import NotFound
 from faces import quality
-from faces.engine.base import EmbeddedFace
+from faces.engine.base import DetectedFace, EmbeddedFace, FaceBox
 from faces.index.base import vector_to_bytes
+from faces.models import Person
+from faces.services import ImageOutcome, person_register_embedded
 from organizations.models import Organization
+from unknowns.clustering import Cluster
 from unknowns.models import UnknownFace, UnknownState
 
 logger = logging.getLogger(__name__)
@@ -118,3 +122,61 @@ def unknown_faces_purge(*, now=None) -> int:
     if total:
         logger.info("expired unknown faces purged", extra={"deleted": total})
     return total
+
+
+@dataclass(frozen=True)
+class AssignedFace:
+    unknown_face: int
+    accepted: bool
+    face_id: int | None
+    code: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ClusterAssignment:
+    person: Person
+    created: bool
+    faces_added: int
+    faces: list[AssignedFace]
+
+
+def unknown_cluster_assign(
+    *, organization: Organization, cluster: Cluster, name: str | None = None, person: Person | None = None,
+    allow_duplicate: bool = False,
+) -> ClusterAssignment:
+    """Make a cluster's faces a person's faces: a new person `name` (or the existing one of that
+    name), or `person`. Registration's rules apply (faces.services.person_register_embedded): a face
+    the person already has is skipped, a face matching somebody else refuses the whole cluster
+    (409) unless `allow_duplicate`. The assigned faces leave the inbox in the same transaction."""
+    unknowns = list(UnknownFace.objects.filter(organization=organization, id__in=cluster.face_ids)
+                    .order_by("seen_at", "id"))
+    if not unknowns:
+        raise NotFound("Unknown-face cluster not found.", code="unknown_cluster_not_found")
+    accepted = []
+    for index, unknown in enumerate(unknowns):
+        box = FaceBox(**unknown.box)
+        embedded = EmbeddedFace(detection=DetectedFace(box=box, confidence=unknown.detection_confidence),
+                                embedding=unknown.vector, crop_jpeg=bytes(unknown.crop))
+        outcome = ImageOutcome(index=index, accepted=True, box=unknown.box, faces_detected=1,
+                               detection_confidence=round(unknown.detection_confidence, 4), quality=unknown.quality)
+        accepted.append((outcome, embedded))
+
+    def leave_inbox(outcomes: list[ImageOutcome]) -> None:
+        done = [unknowns[o.index].pk for o in outcomes if o.accepted or o.code == "duplicate_image"]
+        UnknownFace.objects.filter(organization=organization, id__in=done).delete()
+        unknowns_changed(organization_id=organization.pk)
+
+    result = person_register_embedded(organization=organization, name=person.name if person else name,
+                                      accepted=accepted, allow_duplicate=allow_duplicate, on_stored=leave_inbox)
+    faces = [AssignedFace(unknown_face=unknowns[o.index].pk, accepted=o.accepted, face_id=o.face_id, code=o.code,
+                          reason=o.reason) for o in result.outcomes]
+    logger.info("unknown cluster assigned", extra={"organization": organization.slug,
+                                                    "person_id": result.person.pk, "faces": result.accepted_count})
+    return ClusterAssignment(person=result.person, created=result.created, faces_added=result.accepted_count,
+                             faces=faces)
+
+
+def unknown_cluster_dismiss(*, organization: Organization, cluster: Cluster) -> int:
+    """Not a person of interest: the cluster's faces leave the inbox without enrolling anyone."""
+    return unknown_faces_delete(organization=organization, ids=cluster.face_ids)

@@ -27,6 +27,12 @@ DOCUMENTED = {
     ("/orgs/{organization}/people/{person_id}", "patch"),
     ("/orgs/{organization}/people/{person_id}", "delete"),
     ("/orgs/{organization}/people/{person_id}/faces/{face_id}", "delete"),
+    ("/orgs/{organization}/unknown-faces", "get"),
+    ("/orgs/{organization}/unknown-faces", "delete"),
+    ("/orgs/{organization}/unknown-faces/{unknown_id}", "delete"),
+    ("/orgs/{organization}/unknown-clusters", "get"),
+    ("/orgs/{organization}/unknown-clusters/{cluster_id}/assign", "post"),
+    ("/orgs/{organization}/unknown-clusters/{cluster_id}/dismiss", "post"),
     ("/healthz", "get"),
     ("/readyz", "get"),
 }
