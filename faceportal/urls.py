@@ -7,9 +7,11 @@ from apikeys.apis import ApiKeyApi
 from faceportal import views as site_views
 from faces.apis import (
     FaceDetailApi,
+    FaceMoveApi,
     FaceThumbnailApi,
     PersonDetailApi,
     PersonListApi,
+    PersonMergeApi,
     RegisterApi,
 )
 from organizations.apis import OrganizationCreateApi, OrganizationDetailApi
@@ -53,6 +55,9 @@ api_routes = [
     *api_route("orgs/<str:organization>/people/<int:person_id>", PersonDetailApi.as_view(), "person-detail"),
     *api_route("orgs/<str:organization>/people/<int:person_id>/faces/<int:face_id>", FaceDetailApi.as_view(),
                "face-detail"),
+    *api_route("orgs/<str:organization>/people/<int:person_id>/merge", PersonMergeApi.as_view(), "person-merge"),
+    *api_route("orgs/<str:organization>/people/<int:person_id>/faces/<int:face_id>/move", FaceMoveApi.as_view(),
+               "face-move"),
     *api_route("orgs/<str:organization>/people/<int:person_id>/faces/<int:face_id>/thumbnail",
                FaceThumbnailApi.as_view(), "face-thumbnail"),
     *api_route("orgs/<str:organization>/unknown-faces", UnknownFaceListApi.as_view(), "unknown-face-list"),

@@ -65,6 +65,7 @@ class MatchSerializer(serializers.Serializer):
 
     person = serializers.IntegerField(source="person_id")
     name = serializers.CharField()
+    external_id = serializers.CharField(allow_null=True, help_text="The person's external_id, if set")
     similarity = RoundedFloatField()
 
 
@@ -139,6 +140,7 @@ class DecisionInForceSerializer(serializers.Serializer):
 class VerifiedPersonSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
+    external_id = serializers.CharField(allow_null=True)
     face_id = serializers.IntegerField(help_text="The person's face closest to the probe")
     box = BoxSerializer(help_text="That face's box in the photo it was registered from")
 

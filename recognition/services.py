@@ -132,6 +132,7 @@ class VerifiedPerson:
     name: str
     face_id: int  # the person's face closest to the probe
     box: dict[str, int]
+    external_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,8 @@ def verify(
         scores = cosine_to_similarity(gallery @ probe)
         best = int(np.argmax(scores))
         similarity = float(scores[best])
-        matched_person = VerifiedPerson(id=person.pk, name=person.name, face_id=faces[best].pk, box=faces[best].box)
+        matched_person = VerifiedPerson(id=person.pk, name=person.name, face_id=faces[best].pk, box=faces[best].box,
+                                        external_id=person.external_id)
     chosen = decision_in_force(organization=organization, requested_threshold=threshold, gallery_size=1)
     offset = float(chosen.calibration.offsets(probe)[0]) if chosen.calibration is not None else 0.0
     needed = chosen.for_offset(offset)

@@ -27,7 +27,8 @@ MISSING_ID = 987654321
 def tenants(make_org, make_key, manifest):
     acme, globex = make_org("acme"), make_org("globex")
     photos = manifest["Angelina_Jolie"]
-    registered = person_register(organization=globex, name="Angelina Jolie", images=[p.b64() for p in photos[:2]])
+    registered = person_register(organization=globex, name="Angelina Jolie", images=[p.b64() for p in photos[:2]],
+                                 external_id="b-1")
     own = person_register(organization=acme, name="Tony Blair", images=[manifest["Tony_Blair"][0].b64()])
     b_person = registered.person
     # B keeps unknowns: a stranger's face is in B's inbox (and is its own cluster).
@@ -70,6 +71,10 @@ def requests_against(org: str, *, person_id: int, face_id: int, tenants, probe_b
     auth = api_auth(tenants["a_key"])
     unknown, cluster = tenants["b_unknown"], tenants["b_cluster"]
     return {
+        "merge people": client.post(f"/orgs/{org}/people/{person_id}/merge", {"from": person_id}, format="json"),
+        "move a face": client.post(f"/orgs/{org}/people/{person_id}/faces/{face_id}/move", {"to": person_id},
+                                   format="json"),
+        "find by external_id": client.get(f"/orgs/{org}/people", {"external_id": "b-1"}),
         "list unknown faces": client.get(f"/orgs/{org}/unknown-faces"),
         "list a cluster's faces": client.get(f"/orgs/{org}/unknown-faces", {"cluster": cluster}),
         "unknown thumbnail": client.get(f"/orgs/{org}/unknown-faces/{unknown}/thumbnail"),
@@ -113,6 +118,7 @@ def test_b_ids_under_a_slug_answer_exactly_like_missing_ids(tenants):
     before = snapshot_of_b(tenants)
     client = key_client(tenants["a_key"])
     b_person, b_face, a_person = tenants["b_person"].pk, tenants["b_face"].pk, tenants["a_person"].pk
+    a_face = tenants["a_person"].faces.first().pk
     probe = tenants["b_probe"].b64()
     pairs = {
         "get person": lambda pid: client.get(f"/orgs/acme/people/{pid}"),
@@ -122,6 +128,15 @@ def test_b_ids_under_a_slug_answer_exactly_like_missing_ids(tenants):
             f"/orgs/acme/people/{pid}/faces/{b_face if pid == b_person else MISSING_ID}", format="json"),
         "verify against person": lambda pid: client.post("/verify/acme", {"image": probe, "person": pid},
                                                          format="json"),
+        "merge b's person into a's": lambda pid: client.post(f"/orgs/acme/people/{a_person}/merge", {"from": pid},
+                                                             format="json"),
+        "merge a's person into b's": lambda pid: client.post(f"/orgs/acme/people/{pid}/merge", {"from": a_person},
+                                                             format="json"),
+        "move a's face to b's person": lambda pid: client.post(
+            f"/orgs/acme/people/{a_person}/faces/{a_face}/move", {"to": pid}, format="json"),
+        "move b's face under b's person id": lambda pid: client.post(
+            f"/orgs/acme/people/{pid}/faces/{b_face if pid == b_person else MISSING_ID}/move", {"to": a_person},
+            format="json"),
         "assign a cluster to b's person": lambda pid: client.post(
             f"/orgs/acme/unknown-clusters/{a_cluster}/assign", {"person": pid}, format="json"),
     }
@@ -158,8 +173,9 @@ def test_b_ids_under_a_slug_answer_exactly_like_missing_ids(tenants):
 def test_b_names_and_faces_never_surface_in_a(tenants):
     before = snapshot_of_b(tenants)
     client = key_client(tenants["a_key"])
-    # Searching A for B's person's name finds nothing.
+    # Searching A for B's person's name or external_id finds nothing.
     assert client.get("/orgs/acme/people", {"search": "Angelina"}).json()["results"] == []
+    assert client.get("/orgs/acme/people", {"external_id": "b-1"}).json()["results"] == []
     # Recognising B's person's photo in A names nobody of B, not even as a candidate.
     result = client.post("/recognize/acme", {"image": tenants["b_probe"].b64()}, format="json").json()
     names = {c["name"] for face in result["faces"] for c in face["candidates"]}

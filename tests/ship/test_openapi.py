@@ -27,6 +27,8 @@ DOCUMENTED = {
     ("/orgs/{organization}/people/{person_id}", "patch"),
     ("/orgs/{organization}/people/{person_id}", "delete"),
     ("/orgs/{organization}/people/{person_id}/faces/{face_id}", "delete"),
+    ("/orgs/{organization}/people/{person_id}/merge", "post"),
+    ("/orgs/{organization}/people/{person_id}/faces/{face_id}/move", "post"),
     ("/orgs/{organization}/unknown-faces", "get"),
     ("/orgs/{organization}/unknown-faces", "delete"),
     ("/orgs/{organization}/unknown-faces/{unknown_id}", "delete"),

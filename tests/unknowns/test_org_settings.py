@@ -59,3 +59,19 @@ def test_bad_values_are_a_400_and_change_nothing(staff_client, make_org, field, 
     assert response.status_code == 400, (field, value, response.content)
     assert response.json()["error"]["code"] == "invalid_input"
     assert Organization.objects.filter(pk=org.pk).values().get() == before
+
+
+def test_staff_turn_keeping_on_in_the_admin(admin_client, make_org):
+    org = make_org("acme")
+    change = f"/admin/organizations/organization/{org.pk}/change/"
+    page = admin_client.get(change)
+    for field in (b"keep_unknown_faces", b"unknown_retention_days", b"unknown_max_kept"):
+        assert b'name="' + field + b'"' in page.content
+    form = {"slug": "acme", "name": org.name, "is_active": "on", "false_match_rate": "0.001",
+            "keep_unknown_faces": "on", "unknown_retention_days": "14", "unknown_max_kept": "2000"}
+    assert admin_client.post(change, form).status_code == 302
+    org.refresh_from_db()
+    assert (org.keep_unknown_faces, org.unknown_retention_days, org.unknown_max_kept) == (True, 14, 2000)
+    assert admin_client.post(change, {**form, "unknown_retention_days": "0"}).status_code == 200  # refused
+    org.refresh_from_db()
+    assert org.unknown_retention_days == 14

@@ -89,3 +89,13 @@ def test_the_server_purges_on_its_own(make_org, tmp_path):
             time.sleep(0.5)
     assert not UnknownFace.objects.filter(id__in=expired).exists(), (tmp_path / "daphne.log").read_text()[-2000:]
     assert list(UnknownFace.objects.values_list("id", flat=True)) == fresh
+
+
+def test_deleting_an_organisation_deletes_its_unknowns(make_org):
+    from organizations.services import organization_delete
+
+    gone, stays = make_org("acme"), make_org("globex")
+    keep(gone, days_ago=1, count=2)
+    kept = keep(stays, days_ago=1)
+    organization_delete(organization=gone)
+    assert list(UnknownFace.objects.values_list("id", flat=True)) == kept
