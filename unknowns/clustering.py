@@ -22,6 +22,7 @@ import numpy as np
 from django.core.cache import cache
 from scipy.sparse import csr_matrix
 from sklearn.cluster import DBSCAN
+from threadpoolctl import threadpool_limits
 
 from faces.decision import SOURCE_CALIBRATED, Threshold
 from faces.index.base import vector_from_bytes
@@ -94,8 +95,10 @@ def cluster_labels(*, vectors: np.ndarray, threshold: Threshold) -> np.ndarray:
     if len(vectors) == 0:
         return np.zeros(0, dtype=np.int64)
     needed, offsets = link_rule(threshold=threshold, vectors=vectors)
-    graph, eps = neighbour_graph(vectors=vectors, offsets=offsets, needed=needed)
-    return DBSCAN(eps=eps, min_samples=1, metric="precomputed").fit(graph).labels_
+    # One BLAS thread: a grouping must not take the cores recognition is running on.
+    with threadpool_limits(limits=1):
+        graph, eps = neighbour_graph(vectors=vectors, offsets=offsets, needed=needed)
+        return DBSCAN(eps=eps, min_samples=1, metric="precomputed", n_jobs=1).fit(graph).labels_
 
 
 def grouping_threshold(*, organization: Organization, kept: int) -> Threshold:
