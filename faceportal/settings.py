@@ -454,6 +454,12 @@ FACEPORTAL_WS_MAX_CONNECTIONS_PER_KEY = env_int("FACEPORTAL_WS_MAX_CONNECTIONS_P
 # Frames a connection may queue when it opts out of stale-frame dropping (`drop_stale=0`).
 FACEPORTAL_WS_MAX_QUEUED_FRAMES = env_int("FACEPORTAL_WS_MAX_QUEUED_FRAMES", 64)
 
+# --- Kept unknown faces (docs/UNKNOWN_FACES.md) -----------------------------------------------------
+# A socket keeps at most one unknown face per this many seconds: a face in view is not kept per frame.
+FACEPORTAL_UNKNOWN_KEEP_INTERVAL = env_float("FACEPORTAL_UNKNOWN_KEEP_INTERVAL", 2.0)
+# How often the server purges expired unknowns (0 = never in the server; run `manage.py purge_unknown_faces`).
+FACEPORTAL_UNKNOWN_SWEEP_SECONDS = env_float("FACEPORTAL_UNKNOWN_SWEEP_SECONDS", 3600.0)
+
 # --- Vector store ---------------------------------------------------------------------------------
 # Embedded store: organisations with at least this many faces are searched through a persisted
 # HNSW graph (usearch, int8, candidates re-ranked exactly) instead of exact NumPy; the search

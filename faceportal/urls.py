@@ -8,14 +8,24 @@ from faceportal import views as site_views
 from faceportal.schema_view import CachedSchemaView
 from faces.apis import (
     FaceDetailApi,
+    FaceMoveApi,
     FaceThumbnailApi,
     PersonDetailApi,
     PersonListApi,
+    PersonMergeApi,
     RegisterApi,
 )
-from organizations.apis import OrganizationCreateApi
+from organizations.apis import OrganizationCreateApi, OrganizationDetailApi
 from recognition import views as recognition_views
 from recognition.apis import RecognizeApi, VerifyApi
+from unknowns.apis import (
+    UnknownClusterAssignApi,
+    UnknownClusterDismissApi,
+    UnknownClusterListApi,
+    UnknownFaceDetailApi,
+    UnknownFaceListApi,
+    UnknownFaceThumbnailApi,
+)
 
 
 def slash_alias(view):
@@ -37,6 +47,7 @@ def api_route(route: str, view, name: str) -> list:
 
 api_routes = [
     *api_route("orgs", OrganizationCreateApi.as_view(), "org-create"),
+    *api_route("orgs/<str:organization>", OrganizationDetailApi.as_view(), "org-detail"),
     *api_route("orgs/<str:organization>/api-key", ApiKeyApi.as_view(), "api-key"),
     *api_route("register/<str:organization>", RegisterApi.as_view(), "register"),
     *api_route("recognize/<str:organization>", RecognizeApi.as_view(), "recognize"),
@@ -45,8 +56,21 @@ api_routes = [
     *api_route("orgs/<str:organization>/people/<int:person_id>", PersonDetailApi.as_view(), "person-detail"),
     *api_route("orgs/<str:organization>/people/<int:person_id>/faces/<int:face_id>", FaceDetailApi.as_view(),
                "face-detail"),
+    *api_route("orgs/<str:organization>/people/<int:person_id>/merge", PersonMergeApi.as_view(), "person-merge"),
+    *api_route("orgs/<str:organization>/people/<int:person_id>/faces/<int:face_id>/move", FaceMoveApi.as_view(),
+               "face-move"),
     *api_route("orgs/<str:organization>/people/<int:person_id>/faces/<int:face_id>/thumbnail",
                FaceThumbnailApi.as_view(), "face-thumbnail"),
+    *api_route("orgs/<str:organization>/unknown-faces", UnknownFaceListApi.as_view(), "unknown-face-list"),
+    *api_route("orgs/<str:organization>/unknown-faces/<int:unknown_id>", UnknownFaceDetailApi.as_view(),
+               "unknown-face-detail"),
+    *api_route("orgs/<str:organization>/unknown-faces/<int:unknown_id>/thumbnail",
+               UnknownFaceThumbnailApi.as_view(), "unknown-face-thumbnail"),
+    *api_route("orgs/<str:organization>/unknown-clusters", UnknownClusterListApi.as_view(), "unknown-cluster-list"),
+    *api_route("orgs/<str:organization>/unknown-clusters/<int:cluster_id>/assign",
+               UnknownClusterAssignApi.as_view(), "unknown-cluster-assign"),
+    *api_route("orgs/<str:organization>/unknown-clusters/<int:cluster_id>/dismiss",
+               UnknownClusterDismissApi.as_view(), "unknown-cluster-dismiss"),
 ]
 
 urlpatterns = [

@@ -15,15 +15,17 @@ from faceportal.serializers import ApiAuthBodySerializer
 from faces.models import Face
 from faces.selectors import face_get, person_get, person_list
 from faces.serializers import (
+    FaceMoveInputSerializer,
     PersonDetailOutputSerializer,
     PersonListItemSerializer,
+    PersonMergeInputSerializer,
     PersonPageSerializer,
     PersonRenameInputSerializer,
     PersonSearchSerializer,
     RegisterInputSerializer,
     RegisterOutputSerializer,
 )
-from faces.services import face_delete, person_delete, person_register, person_rename
+from faces.services import face_delete, face_move, person_delete, person_merge, person_register, person_update
 
 FACE_BOX = {"x": 84, "y": 61, "w": 112, "h": 112}
 REGISTER_RESPONSE_EXAMPLE = {
@@ -74,7 +76,8 @@ class RegisterApi(OrganizationScopedApi):
         data = self.validated_body(RegisterInputSerializer)
         result = person_register(
             organization=self.organization(), name=data["name"], images=data["images"], boxes=data["boxes"],
-            allow_duplicate=data["allow_duplicate"],
+            allow_duplicate=data["allow_duplicate"], external_id=data.get("external_id"),
+            metadata=data.get("metadata"),
         )
         return Response(RegisterOutputSerializer(result).data, status=status.HTTP_201_CREATED)
 
@@ -95,7 +98,8 @@ class PersonListApi(OrganizationScopedApi):
     )
     def get(self, request, organization: str):
         query = self.validated_query(PersonSearchSerializer)
-        queryset = person_list(organization=self.organization(), search=query.get("search"))
+        queryset = person_list(organization=self.organization(), search=query.get("search"),
+                               external_id=query.get("external_id"))
         first_face = Face.objects.filter(person=OuterRef("pk")).exclude(crop=b"").order_by("id").values("id")[:1]
         queryset = queryset.annotate(thumbnail_face_id=Subquery(first_face))
         paginator = PeoplePagination()
@@ -114,12 +118,16 @@ class PersonDetailApi(OrganizationScopedApi):
     @extend_schema(request=PersonRenameInputSerializer,
                    responses={200: PersonDetailOutputSerializer,
                               **error_responses(400, 401, 403, 404, 409, 415, 429, 503)},
-                   summary="Rename a person", operation_id="person_rename", tags=["faces"], auth=API_KEY_AUTH,
-                   examples=[OpenApiExample("New name", value={"name": "Ada King"}, request_only=True)])
+                   summary="Rename a person, or set their external_id and metadata", operation_id="person_rename",
+                   tags=["faces"], auth=API_KEY_AUTH,
+                   examples=[OpenApiExample("New name", value={"name": "Ada King"}, request_only=True),
+                             OpenApiExample("Your own id and data", value={"external_id": "emp-1042",
+                                            "metadata": {"team": "analytics"}}, request_only=True)])
     def patch(self, request, organization: str, person_id: int):
         data = self.validated_body(PersonRenameInputSerializer)
         org = self.organization()
-        person = person_rename(person=person_get(organization=org, person_id=person_id), name=data["name"])
+        changes = {name: data[name] for name in ("name", "external_id", "metadata") if name in data}
+        person = person_update(person=person_get(organization=org, person_id=person_id), **changes)
         person = person_get(organization=org, person_id=person.pk)
         return Response(PersonDetailOutputSerializer(person, context={"organization_slug": organization}).data)
 
@@ -156,3 +164,37 @@ class FaceThumbnailApi(OrganizationScopedApi):
         # A face's crop never changes; private: it is one tenant's data, fetched with its key.
         response["Cache-Control"] = "private, max-age=300"
         return response
+
+
+class PersonMergeApi(OrganizationScopedApi):
+    @extend_schema(request=PersonMergeInputSerializer,
+                   responses={200: PersonDetailOutputSerializer, **error_responses(400, 401, 403, 404, 415, 429, 503)},
+                   summary="Merge another person into this one", operation_id="person_merge",
+                   description="Every face of 'from' moves to this person, with its vector; 'from' is deleted. This "
+                   "person keeps its name (and its external_id, or takes the other's when it has none).",
+                   tags=["faces"], auth=API_KEY_AUTH,
+                   examples=[OpenApiExample("Merge 12 into this person", value={"from": 12}, request_only=True)])
+    def post(self, request, organization: str, person_id: int):
+        data = self.validated_body(PersonMergeInputSerializer)
+        org = self.organization()
+        person = person_get(organization=org, person_id=person_id)
+        other = person_get(organization=org, person_id=data["from"])
+        merged = person_merge(person=person, other=other)
+        return Response(PersonDetailOutputSerializer(merged, context={"organization_slug": organization}).data)
+
+
+class FaceMoveApi(OrganizationScopedApi):
+    @extend_schema(request=FaceMoveInputSerializer,
+                   responses={200: PersonDetailOutputSerializer, **error_responses(400, 401, 403, 404, 415, 429, 503)},
+                   summary="Move one face to another person", operation_id="face_move",
+                   description="The face (and its vector) becomes the other person's; the answer is that person.",
+                   tags=["faces"], auth=API_KEY_AUTH,
+                   examples=[OpenApiExample("To person 9", value={"to": 9}, request_only=True)])
+    def post(self, request, organization: str, person_id: int, face_id: int):
+        data = self.validated_body(FaceMoveInputSerializer)
+        org = self.organization()
+        face = face_get(organization=org, person_id=person_id, face_id=face_id)
+        target = person_get(organization=org, person_id=data["to"])
+        face_move(face=face, to=target)
+        target = person_get(organization=org, person_id=target.pk)
+        return Response(PersonDetailOutputSerializer(target, context={"organization_slug": organization}).data)

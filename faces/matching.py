@@ -126,7 +126,8 @@ def _template_rescored(
     rescored = []
     for vector, row in zip(vectors, matches, strict=True):
         scored = [
-            PersonMatch(m.person_id, m.name, float(cosine_to_similarity(templates[m.person_id] @ vector)), m.face_id)
+            PersonMatch(m.person_id, m.name, float(cosine_to_similarity(templates[m.person_id] @ vector)), m.face_id,
+                        m.external_id)
             for m in row if m.person_id in templates
         ]
         rescored.append(sorted(scored, key=lambda match: match.similarity, reverse=True))

@@ -5,17 +5,27 @@ from faces.index.base import vector_from_bytes
 from organizations.models import Organization
 
 MAX_NAME_LENGTH = 200
+MAX_EXTERNAL_ID_LENGTH = 200
+MAX_METADATA_BYTES = 8192  # a person's metadata, as compact JSON
 
 
 class Person(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="people")
     name = models.CharField(max_length=MAX_NAME_LENGTH)
+    # The client's own id for this person (unique per organisation), and its free-form data.
+    external_id = models.CharField(max_length=MAX_EXTERNAL_ID_LENGTH, null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["name", "id"]
-        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="unique_person_name_per_org")]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="unique_person_name_per_org"),
+            models.UniqueConstraint(fields=["organization", "external_id"],
+                                    condition=models.Q(external_id__isnull=False),
+                                    name="unique_person_external_id_per_org"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.organization.slug})"

@@ -15,12 +15,16 @@ from faces.models import Face, Person
 from organizations.models import Organization
 
 
-def person_list(*, organization: Organization, search: str | None = None) -> QuerySet[Person]:
+def person_list(
+    *, organization: Organization, search: str | None = None, external_id: str | None = None
+) -> QuerySet[Person]:
     queryset = Person.objects.filter(organization=organization).annotate(face_count=Count("faces"))
-    if search and "\x00" in search:
+    if (search and "\x00" in search) or (external_id and "\x00" in external_id):
         return queryset.none()  # no name holds a NUL (refused on write), and PostgreSQL cannot take one
     if search:
         queryset = queryset.filter(name__icontains=search)
+    if external_id is not None:
+        queryset = queryset.filter(external_id=external_id)
     return queryset.order_by("name", "id")
 
 
@@ -54,6 +58,7 @@ class PersonMatch:
     name: str
     similarity: float
     face_id: int
+    external_id: str | None = None
 
 
 def matches_for_hits(*, organization: Organization, hits: list[list[Hit]], per_query: int) -> list[list[PersonMatch]]:
@@ -64,18 +69,18 @@ def matches_for_hits(*, organization: Organization, hits: list[list[Hit]], per_q
     """
     face_ids = {hit.face_id for row in hits for hit in row}
     rows = Face.objects.filter(organization=organization, id__in=face_ids).values_list(
-        "id", "person_id", "person__name"
+        "id", "person_id", "person__name", "person__external_id"
     )
-    owner = {face_id: (person_id, name) for face_id, person_id, name in rows}
+    owner = {face_id: (person_id, name, external_id) for face_id, person_id, name, external_id in rows}
     results = []
     for row in hits:
         best: dict[int, PersonMatch] = {}
         for hit in row:
             if hit.face_id not in owner:
                 continue
-            person_id, name = owner[hit.face_id]
+            person_id, name, external_id = owner[hit.face_id]
             if person_id not in best or hit.similarity > best[person_id].similarity:
-                best[person_id] = PersonMatch(person_id, name, hit.similarity, hit.face_id)
+                best[person_id] = PersonMatch(person_id, name, hit.similarity, hit.face_id, external_id)
         ranked = sorted(best.values(), key=lambda match: match.similarity, reverse=True)
         results.append(ranked[:per_query])
     return results

@@ -4,19 +4,50 @@ what the OpenAPI schema shows."""
 
 from __future__ import annotations
 
+import json
+
 from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
-from faceportal.fields import ImageSourceField, PlainTextField, StrictBooleanField, TimingsField
+from faceportal.fields import (
+    ImageSourceField,
+    PlainTextField,
+    StrictBooleanField,
+    StrictIntegerField,
+    TimingsField,
+)
 from faceportal.serializers import ApiAuthSerializer, BoxSerializer, RequestSerializer
 from faces.engine.base import FaceBox
-from faces.models import MAX_NAME_LENGTH, Face, Person
+from faces.models import MAX_EXTERNAL_ID_LENGTH, MAX_METADATA_BYTES, MAX_NAME_LENGTH, Face, Person
 
 
 class PersonNameField(PlainTextField):
     def __init__(self, **kwargs):
         super().__init__(max_length=MAX_NAME_LENGTH, **kwargs)
+
+
+class ExternalIdField(PlainTextField):
+    def __init__(self, **kwargs):
+        super().__init__(max_length=MAX_EXTERNAL_ID_LENGTH, **kwargs)
+
+
+class MetadataField(serializers.JSONField):
+    """A JSON object of at most MAX_METADATA_BYTES as compact JSON."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        try:
+            size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode())
+        except (TypeError, ValueError, UnicodeEncodeError):  # a lone surrogate cannot be stored
+            raise serializers.ValidationError("Must be valid JSON text.") from None
+        if size > MAX_METADATA_BYTES:
+            raise serializers.ValidationError(f"At most {MAX_METADATA_BYTES} bytes as JSON ({size} given).")
+        if "\\u0000" in json.dumps(value):  # PostgreSQL's jsonb cannot hold a NUL
+            raise serializers.ValidationError("Must not contain NUL characters.")
+        return value
 
 
 def person_name_validate(name: str) -> str:
@@ -38,6 +69,9 @@ class RegisterInputSerializer(RequestSerializer):
     allow_duplicate = StrictBooleanField(
         required=False, default=False,
         help_text="Register even when a face already matches a different person (otherwise 409).")
+    external_id = ExternalIdField(required=False, allow_null=True,
+                                  help_text="Your own id for this person (unique in the organisation)")
+    metadata = MetadataField(required=False, help_text=f"A JSON object (at most {MAX_METADATA_BYTES} bytes)")
     api_auth = ApiAuthSerializer(required=False, help_text="Optional (a JSON string in a multipart form).")
 
     def validate_images(self, images: list) -> list:
@@ -59,13 +93,37 @@ class RegisterInputSerializer(RequestSerializer):
 
 
 class PersonRenameInputSerializer(RequestSerializer):
-    name = PersonNameField()
+    """PATCH a person: any of name, external_id (null clears it) and metadata (replaced whole)."""
+
+    name = PersonNameField(required=False)
+    external_id = ExternalIdField(required=False, allow_null=True)
+    metadata = MetadataField(required=False)
+    api_auth = ApiAuthSerializer(required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        if not {"name", "external_id", "metadata"} & set(attrs):
+            raise serializers.ValidationError({"name": ["Give at least one of 'name', 'external_id', 'metadata'."]})
+        return attrs
+
+
+class PersonMergeInputSerializer(RequestSerializer):
+    api_auth = ApiAuthSerializer(required=False)
+
+    def get_fields(self):
+        # "from" is a Python keyword: the field is declared here rather than as a class attribute.
+        return {"from": StrictIntegerField(min_value=1, help_text="The person whose faces move here; deleted"),
+                **super().get_fields()}
+
+
+class FaceMoveInputSerializer(RequestSerializer):
+    to = StrictIntegerField(min_value=1, help_text="The person the face moves to")
     api_auth = ApiAuthSerializer(required=False)
 
 
 class PersonSearchSerializer(RequestSerializer):
     search = PlainTextField(required=False, allow_blank=True, max_length=MAX_NAME_LENGTH,
                             help_text="Case-insensitive name filter")
+    external_id = ExternalIdField(required=False, help_text="Only the person with this external_id")
     page = serializers.IntegerField(required=False, min_value=1)
     page_size = serializers.IntegerField(required=False, min_value=1)
 
@@ -109,7 +167,7 @@ class PersonOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Person
-        fields = ["id", "name", "face_count", "created_at", "updated_at"]
+        fields = ["id", "name", "external_id", "metadata", "face_count", "created_at", "updated_at"]
 
 
 class PersonListItemSerializer(PersonOutputSerializer):

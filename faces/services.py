@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from faceportal import metrics
-from faceportal.errors import Conflict, InvalidImage, PayloadTooLarge, Unprocessable
+from faceportal.errors import Conflict, InvalidImage, InvalidInput, NotFound, PayloadTooLarge, Unprocessable
 from faces import quality
 from faces.decision import MATCH
 from faces.engine import get_engine, map_in_engine_pool
@@ -202,6 +203,7 @@ def _drop_same_images(
 def person_register(
     *, organization: Organization, name: str, images: list[Any], content_hashes: list[str] | None = None,
     boxes: list[FaceBox | None] | None = None, allow_duplicate: bool = False,
+    external_id: str | None = None, metadata: dict[str, Any] | None = None,
 ) -> RegistrationResult:
     """Register a person (or add faces to the existing one of that name) from several photos.
 
@@ -212,12 +214,13 @@ def person_register(
     `allow_duplicate`. When no image yields a usable face, nothing is stored (422).
     `content_hashes` (one per image) are recorded on the faces so bulk enrolment can resume.
     Takes validated input (`faces.serializers.RegisterInputSerializer`): a clean name, and
-    `boxes` with one entry per image when given.
+    `boxes` with one entry per image when given. `external_id` and `metadata`, when given, are set
+    on the person (409 when another person of the organisation has that external_id).
     """
+    _check_external_id_free(organization=organization, external_id=external_id, name=name)
     loaded, outcomes = _load_each(images)
     wanted_per_index = boxes or [None] * len(images)
     wanted = [wanted_per_index[image.index] for image in loaded]
-    engine = get_engine()
     accepted: list[tuple[ImageOutcome, EmbeddedFace]] = []
     timings = {"detect": 0.0, "align": 0.0, "embed": 0.0}
     # Images are independent: examine them on all engine threads at once.
@@ -233,11 +236,65 @@ def person_register(
         if chosen is not None:
             accepted.append((outcome, chosen))
     outcomes.sort(key=lambda o: o.index)
+    return _store_accepted(organization=organization, name=name, accepted=accepted, outcomes=outcomes,
+                           timings=timings, content_hashes=content_hashes, allow_duplicate=allow_duplicate,
+                           details=_details(external_id=external_id, metadata=metadata))
+
+
+def _details(*, external_id: str | None, metadata: dict[str, Any] | None) -> dict[str, Any]:
+    details: dict[str, Any] = {}
+    if external_id is not None:
+        details["external_id"] = external_id
+    if metadata is not None:
+        details["metadata"] = metadata
+    return details
+
+
+def _external_id_taken(external_id: str) -> Conflict:
+    return Conflict(f"Another person already has external_id '{external_id}'.", code="external_id_exists",
+                    details={"field": "external_id"})
+
+
+def _check_external_id_free(*, organization: Organization, external_id: str | None, name: str,
+                            person_id: int | None = None) -> None:
+    if external_id is None:
+        return
+    others = Person.objects.filter(organization=organization, external_id=external_id)
+    others = others.exclude(pk=person_id) if person_id is not None else others.exclude(name=name)
+    if others.exists():
+        raise _external_id_taken(external_id)
+
+
+def person_register_embedded(
+    *, organization: Organization, name: str, accepted: list[tuple[ImageOutcome, EmbeddedFace]],
+    allow_duplicate: bool = False, on_stored: Callable[[list[ImageOutcome]], None] | None = None,
+) -> RegistrationResult:
+    """Register faces already detected, gated and embedded (kept unknown faces being named), by the
+    same rules as `person_register` from there on: the person's own copies are skipped, a face
+    matching someone else is a 409 unless `allow_duplicate`. `on_stored` runs inside the
+    transaction that stores the faces, with every outcome, so what it writes commits with them."""
+    outcomes = sorted((outcome for outcome, _ in accepted), key=lambda o: o.index)
+    return _store_accepted(organization=organization, name=name, accepted=list(accepted), outcomes=outcomes,
+                           timings={}, content_hashes=None, allow_duplicate=allow_duplicate, on_stored=on_stored)
+
+
+def _store_accepted(
+    *, organization: Organization, name: str, accepted: list[tuple[ImageOutcome, EmbeddedFace]],
+    outcomes: list[ImageOutcome], timings: dict[str, float], content_hashes: list[str] | None,
+    allow_duplicate: bool, on_stored: Callable[[list[ImageOutcome]], None] | None = None,
+    details: dict[str, Any] | None = None,
+) -> RegistrationResult:
+    details = details or {}
     if accepted:
         accepted = _drop_same_images(organization=organization, name=name, accepted=accepted)
         if not accepted:  # nothing new: every usable image is already stored for this person
             person = person_get(organization=organization,
                                 person_id=Person.objects.get(organization=organization, name=name).pk)
+            if on_stored is not None:
+                with transaction.atomic():
+                    on_stored(outcomes)
+            if details:
+                person = person_update(person=person, **details)
             return RegistrationResult(person=person, created=False, outcomes=outcomes, timings_ms=timings)
     if not accepted:
         codes = {o.code for o in outcomes}
@@ -252,11 +309,37 @@ def person_register(
     if not allow_duplicate:
         _check_not_someone_else(organization=organization, name=name, accepted=accepted)
 
+    undo: list[Callable[[], None]] = []
+    try:
+        person, created, faces = _store_faces(
+            organization=organization, name=name, accepted=accepted, undo=undo, content_hashes=content_hashes,
+            details=details, on_stored=(lambda: on_stored(outcomes)) if on_stored is not None else None)
+    except IntegrityError as exc:  # another person took the external_id meanwhile
+        raise _external_id_taken(details.get("external_id", "")) from exc
+    gallery_size_forget(organization_id=organization.pk)
+    logger.info(
+        "person registered",
+        extra={"organization": organization.slug, "person_id": person.pk, "faces": len(faces)},
+    )
+    return RegistrationResult(person=person_get(organization=organization, person_id=person.pk), created=created,
+                              outcomes=outcomes, timings_ms=timings)
+
+
+def _store_faces(
+    *, organization: Organization, name: str, accepted: list[tuple[ImageOutcome, EmbeddedFace]],
+    undo: list[Callable[[], None]], content_hashes: list[str] | None, details: dict[str, Any],
+    on_stored: Callable[[], None] | None,
+) -> tuple[Person, bool, list]:
+    engine = get_engine()
     index = get_index()
     index.ensure_organization(organization_id=organization.pk, dimension=engine.dimension)
-    undo: list[Callable[[], None]] = []
     with mirrored_write(undo):
-        person, created = Person.objects.select_for_update().get_or_create(organization=organization, name=name)
+        person, created = Person.objects.select_for_update().get_or_create(
+            organization=organization, name=name, defaults=details)
+        if not created and details:
+            for field_name, value in details.items():
+                setattr(person, field_name, value)
+            person.save(update_fields=[*details, "updated_at"])
         faces = []
         for outcome, embedded in accepted:
             face = Face.objects.create(
@@ -271,7 +354,7 @@ def person_register(
             )
             outcome.face_id = face.pk
             faces.append((face, embedded.embedding))
-        if not created:
+        if not created and not details:
             person.save(update_fields=["updated_at"])
         records = [VectorRecord(face_id=face.pk, person_id=person.pk, vector=vector) for face, vector in faces]
         # Registered before the call: a store that fails midway (Atlas) may have written part of it.
@@ -279,13 +362,9 @@ def person_register(
         index.add(organization_id=organization.pk, records=records)
         # Counted once the faces are committed: a rolled-back registration added none.
         transaction.on_commit(lambda: metrics.faces_registered(count=len(records)))
-    gallery_size_forget(organization_id=organization.pk)
-    logger.info(
-        "person registered",
-        extra={"organization": organization.slug, "person_id": person.pk, "faces": len(faces)},
-    )
-    return RegistrationResult(person=person_get(organization=organization, person_id=person.pk), created=created,
-                              outcomes=outcomes, timings_ms=timings)
+        if on_stored is not None:
+            on_stored()
+    return person, created, faces
 
 
 def _load_each(sources: list[Any]) -> tuple[list[LoadedImage], list[ImageOutcome]]:
@@ -313,16 +392,33 @@ def _load_each(sources: list[Any]) -> tuple[list[LoadedImage], list[ImageOutcome
     return loaded, [outcome for outcome, _ in refused]
 
 
-def person_rename(*, person: Person, name: str) -> Person:
-    if name == person.name:
+_UNSET: Any = object()
+
+
+def person_update(
+    *, person: Person, name: str = _UNSET, external_id: str | None = _UNSET, metadata: dict[str, Any] = _UNSET,
+) -> Person:
+    """Change what is given: the name, the external_id (None clears it), the metadata (replaced whole)."""
+    changes = {field_name: value for field_name, value in
+               (("name", name), ("external_id", external_id), ("metadata", metadata))
+               if value is not _UNSET and getattr(person, field_name) != value}
+    if not changes:
         return person
     try:
         with transaction.atomic():
-            person.name = name
-            person.save(update_fields=["name", "updated_at"])
+            for field_name, value in changes.items():
+                setattr(person, field_name, value)
+            person.save(update_fields=[*changes, "updated_at"])
     except IntegrityError as exc:
-        raise Conflict(f"A person named '{name}' already exists.", code="person_exists") from exc
+        if "name" in changes and Person.objects.filter(organization_id=person.organization_id,
+                                                       name=changes["name"]).exclude(pk=person.pk).exists():
+            raise Conflict(f"A person named '{name}' already exists.", code="person_exists") from exc
+        raise _external_id_taken(str(changes.get("external_id"))) from exc
     return person
+
+
+def person_rename(*, person: Person, name: str) -> Person:
+    return person_update(person=person, name=name)
 
 
 def person_delete(*, person: Person) -> int:
@@ -366,3 +462,68 @@ def _restore_vectors(*, organization_id: int, records: list[VectorRecord]) -> No
     missing = [record for record in records if record.face_id not in present]
     if missing:
         index.add(organization_id=organization_id, records=missing)
+
+
+def _move_vectors(*, organization_id: int, records: list[VectorRecord], to_person_id: int,
+                  undo: list[Callable[[], None]]) -> None:
+    """Inside a mirrored write: the vectors of `records` now belong to `to_person_id`."""
+    if not records:
+        return
+    index = get_index()
+    moved = [VectorRecord(face_id=r.face_id, person_id=to_person_id, vector=r.vector) for r in records]
+    face_ids = [r.face_id for r in records]
+
+    def put_back() -> None:
+        index.remove(organization_id=organization_id, face_ids=face_ids)
+        index.add(organization_id=organization_id, records=records)
+
+    undo.append(put_back)
+    index.remove(organization_id=organization_id, face_ids=face_ids)
+    index.add(organization_id=organization_id, records=moved)
+
+
+def _lock_people(*people: Person) -> None:
+    # In id order, so two merges of the same pair in opposite directions cannot deadlock.
+    ids = sorted(person.pk for person in people)
+    if len(list(Person.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))) != len(ids):
+        raise NotFound("Person not found.", code="person_not_found")  # deleted meanwhile
+
+
+def person_merge(*, person: Person, other: Person) -> Person:
+    """All of `other`'s faces become `person`'s and `other` is deleted, vectors moved in the same
+    mirrored write. `person` keeps its name and external_id (taking `other`'s when it has none);
+    metadata is combined, `person`'s keys winning."""
+    if other.pk == person.pk:
+        raise InvalidInput("A person cannot be merged into themselves.", details={"field": "from"})
+    organization_id = person.organization_id
+    undo: list[Callable[[], None]] = []
+    with mirrored_write(undo):
+        _lock_people(person, other)
+        records = list(face_vector_records(faces=Face.objects.filter(person_id=other.pk)))
+        Face.objects.filter(person_id=other.pk).update(person_id=person.pk)
+        external_id = person.external_id or other.external_id
+        metadata = {**(other.metadata or {}), **(person.metadata or {})}
+        other.delete()
+        person.external_id, person.metadata = external_id, metadata
+        person.save(update_fields=["external_id", "metadata", "updated_at"])
+        _move_vectors(organization_id=organization_id, records=records, to_person_id=person.pk, undo=undo)
+    gallery_size_forget(organization_id=organization_id)
+    logger.info("people merged", extra={"organization_id": organization_id, "person_id": person.pk,
+                                        "faces": len(records)})
+    return person_get(organization=person.organization, person_id=person.pk)
+
+
+def face_move(*, face: Face, to: Person) -> Face:
+    """The face becomes `to`'s, its vector with it (same mirrored write)."""
+    if to.pk == face.person_id:
+        raise InvalidInput("The face already belongs to that person.", details={"field": "to"})
+    organization_id = face.organization_id
+    undo: list[Callable[[], None]] = []
+    with mirrored_write(undo):
+        _lock_people(to, Person(pk=face.person_id))
+        records = [VectorRecord(face_id=face.pk, person_id=face.person_id, vector=face.vector)]
+        Face.objects.filter(pk=face.pk).update(person_id=to.pk)
+        Person.objects.filter(pk__in=[to.pk, face.person_id]).update(updated_at=timezone.now())
+        _move_vectors(organization_id=organization_id, records=records, to_person_id=to.pk, undo=undo)
+    face.person_id = to.pk
+    return face

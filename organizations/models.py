@@ -6,6 +6,11 @@ SLUG_MAX_LENGTH = 64
 # The chance that a search for someone not enrolled names somebody; 1 in 1,000 by default
 # (docs/OPEN_SET.md). The server turns it into a similarity threshold for the current gallery.
 DEFAULT_FALSE_MATCH_RATE = 0.001
+# Kept unknown faces (docs/UNKNOWN_FACES.md): off until staff turn it on.
+DEFAULT_UNKNOWN_RETENTION_DAYS = 30
+DEFAULT_UNKNOWN_MAX_KEPT = 10_000
+MAX_UNKNOWN_RETENTION_DAYS = 3650
+MAX_UNKNOWN_MAX_KEPT = 100_000
 
 
 class Organization(models.Model):
@@ -23,6 +28,21 @@ class Organization(models.Model):
         validators=[MinValueValidator(1e-6), MaxValueValidator(0.5)],
         help_text="Chance that a search for a stranger returns a match (0.001 = 1 in 1,000). The match "
         "threshold is derived from it and the number of people enrolled; a request's 'threshold' overrides it.",
+    )
+    keep_unknown_faces = models.BooleanField(
+        default=False,
+        help_text="Keep faces that recognition decides are unknown (crop, embedding, when, which key), "
+        "so staff can group and name them. Off by default.",
+    )
+    unknown_retention_days = models.PositiveIntegerField(
+        default=DEFAULT_UNKNOWN_RETENTION_DAYS,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_UNKNOWN_RETENTION_DAYS)],
+        help_text="Kept unknown faces older than this many days are purged.",
+    )
+    unknown_max_kept = models.PositiveIntegerField(
+        default=DEFAULT_UNKNOWN_MAX_KEPT,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_UNKNOWN_MAX_KEPT)],
+        help_text="At most this many unknown faces are kept; the newest win.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

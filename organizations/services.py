@@ -51,6 +51,23 @@ def organization_deactivate(*, organization: Organization) -> Organization:
     return organization
 
 
+def organization_update(*, organization: Organization, is_active: bool | None = None, **changes) -> Organization:
+    """Set the fields given (validated by `OrganizationUpdateInputSerializer`); deactivating goes
+    through `organization_deactivate`, so the keys stop working at once."""
+    with transaction.atomic():
+        fields = [name for name in changes if getattr(organization, name) != changes[name]]
+        for name in fields:
+            setattr(organization, name, changes[name])
+        if is_active is True and not organization.is_active:
+            organization.is_active = True
+            fields.append("is_active")
+        if fields:
+            organization.save(update_fields=fields)
+        if is_active is False and organization.is_active:
+            organization_deactivate(organization=organization)
+    return organization
+
+
 def organization_delete(*, organization: Organization) -> None:
     """Delete a tenant completely: keys, people, faces (database) and its vectors (via signal).
 

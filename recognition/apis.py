@@ -3,6 +3,7 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework.response import Response
 
+from apikeys.authentication import request_key
 from apikeys.tenant_api import OrganizationScopedApi
 from faceportal.openapi import API_KEY_AUTH, DATA_ROUTE_ERRORS, error_responses, json_or_upload
 from recognition.serializers import (
@@ -23,6 +24,7 @@ RECOGNIZE_RESPONSE_EXAMPLE = {
             "match": {"person": 7, "name": "Ada Lovelace", "similarity": 0.9812},
             "candidates": [{"person": 7, "name": "Ada Lovelace", "similarity": 0.9812},
                            {"person": 3, "name": "Grace Hopper", "similarity": 0.9104}],
+            "unknown_face": None,
         }
     ],
     "threshold": 0.9511,
@@ -32,6 +34,7 @@ RECOGNIZE_RESPONSE_EXAMPLE = {
     "model": "Dlib",
     "detector": "dlib",
     "image": {"width": 640, "height": 480},
+    "keep_unknown_faces": False,
     "timings_ms": {"decode": 3.2, "detect": 88.1, "align": 4.3, "embed": 20.6, "search": 2.3,
                    "total": 119.8},
 }
@@ -58,7 +61,7 @@ class RecognizeApi(OrganizationScopedApi):
         data = self.validated_body(RecognizeInputSerializer)
         result = recognize(
             organization=self.organization(), image=data["image"], threshold=data.get("threshold"),
-            max_results=data.get("max_results") or DEFAULT_MAX_RESULTS,
+            max_results=data.get("max_results") or DEFAULT_MAX_RESULTS, seen_by=request_key(request),
         )
         return Response(RecognizeOutputSerializer(result).data)
 

@@ -41,6 +41,7 @@ from recognition.realtime import (
     FrameRateExceeded,
     FrameRateLimiter,
     FrameSettings,
+    KeepThrottle,
     KeyRevoked,
     decision_for_connection,
     error_reply,
@@ -130,6 +131,7 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
             max_queued=settings.FACEPORTAL_WS_MAX_QUEUED_FRAMES,
         )
         self.limiter = FrameRateLimiter(rate=settings.FACEPORTAL_WS_MAX_FPS)
+        self.keep = KeepThrottle(interval=settings.FACEPORTAL_UNKNOWN_KEEP_INTERVAL)
         self.wakeup = asyncio.Event()
         self.worker = asyncio.create_task(self._work())
         engine = await sync_to_async(get_engine, thread_sensitive=False)()
@@ -215,7 +217,8 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
         try:
             # Not thread-sensitive: connections must not queue behind each other on one thread.
             result = await database_sync_to_async(recognize_frame, thread_sensitive=False)(
-                organization=self.organization, token=self.token, identity=self.identity, frame=frame
+                organization=self.organization, token=self.token, identity=self.identity, frame=frame,
+                keep=self.keep,
             )
         except KeyRevoked:
             self.counters.rejected += 1

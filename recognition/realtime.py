@@ -31,6 +31,7 @@ from recognition.serializers import (
     RecognizeOutputSerializer,
 )
 from recognition.services import DEFAULT_MAX_RESULTS, recognize
+from unknowns.models import SOURCE_WEBSOCKET
 
 
 class FrameRateExceeded(FacePortalError):
@@ -91,6 +92,21 @@ class FrameRateLimiter:
             self.tokens -= 1.0
             return True
         return False
+
+
+class KeepThrottle:
+    """One connection keeps at most one unknown face per interval: a face that stays in view is kept
+    once per FACEPORTAL_UNKNOWN_KEEP_INTERVAL seconds, not once per frame."""
+
+    def __init__(self, *, interval: float):
+        self.interval = interval
+        self.last_kept: float | None = None
+
+    def may_keep(self) -> bool:
+        return self.last_kept is None or time.monotonic() - self.last_kept >= self.interval
+
+    def kept(self) -> None:
+        self.last_kept = time.monotonic()
 
 
 class FrameQueue:
@@ -188,7 +204,7 @@ def decision_for_connection(*, organization: Organization) -> dict[str, Any]:
 
 
 def recognize_frame(*, organization: Organization, token: str, identity: AuthenticatedKey,
-                    frame: Frame) -> dict[str, Any]:
+                    frame: Frame, keep: KeepThrottle | None = None) -> dict[str, Any]:
     """Re-check the key (a cache hit), then the same recognition as `POST /recognize`, in the
     same shape.
 
@@ -197,7 +213,10 @@ def recognize_frame(*, organization: Organization, token: str, identity: Authent
     if not websocket_key_still_valid(token=token, identity=identity):
         raise KeyRevoked()
     result = recognize(organization=organization, image=frame.image, threshold=frame.threshold,
-                       max_results=frame.max_results or DEFAULT_MAX_RESULTS)
+                       max_results=frame.max_results or DEFAULT_MAX_RESULTS, seen_by=identity,
+                       source=SOURCE_WEBSOCKET, may_keep=keep is not None and keep.may_keep())
+    if keep is not None and any(face.unknown_face is not None for face in result.faces):
+        keep.kept()
     return RecognizeOutputSerializer(result).data
 
 

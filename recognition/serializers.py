@@ -65,6 +65,7 @@ class MatchSerializer(serializers.Serializer):
 
     person = serializers.IntegerField(source="person_id")
     name = serializers.CharField()
+    external_id = serializers.CharField(allow_null=True, help_text="The person's external_id, if set")
     similarity = RoundedFloatField()
 
 
@@ -78,6 +79,9 @@ class RecognizedFaceSerializer(serializers.Serializer):
     threshold = RoundedFloatField(help_text="The similarity this face's best candidate had to reach")
     match = MatchSerializer(allow_null=True)
     candidates = MatchSerializer(many=True)
+    unknown_face = serializers.IntegerField(
+        allow_null=True, help_text="The id of the kept unknown face (GET /orgs/{org}/unknown-faces), when this "
+        "face was unknown and kept; else null.")
 
 
 class ImageSizeSerializer(serializers.Serializer):
@@ -103,6 +107,8 @@ class RecognizeOutputSerializer(serializers.Serializer):
     model = serializers.CharField()
     detector = serializers.CharField()
     image = ImageSizeSerializer(help_text="The image's size as sent")
+    keep_unknown_faces = serializers.BooleanField(
+        help_text="Whether the organisation keeps faces decided unknown (docs/UNKNOWN_FACES.md)")
     timings_ms = TimingsField()
 
     def to_representation(self, recognition):
@@ -134,6 +140,7 @@ class DecisionInForceSerializer(serializers.Serializer):
 class VerifiedPersonSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
+    external_id = serializers.CharField(allow_null=True)
     face_id = serializers.IntegerField(help_text="The person's face closest to the probe")
     box = BoxSerializer(help_text="That face's box in the photo it was registered from")
 

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from apikeys.services import AuthenticatedKey
 from faceportal.errors import Unprocessable
-from faces.decision import Threshold
+from faces.decision import SOURCE_REQUEST, UNKNOWN, Threshold
 from faces.engine import get_engine
 from faces.images import load
 from faces.index.base import cosine_to_similarity
 from faces.matching import decide_vectors, decision_in_force, verify_decision
 from faces.selectors import PersonMatch, person_get
 from organizations.models import Organization
+from unknowns.models import SOURCE_REST
+from unknowns.services import UnknownCandidate, unknown_faces_keep
 
 DEFAULT_MAX_RESULTS = 5
 
@@ -28,6 +32,7 @@ class RecognizedFace:
     threshold: float  # the similarity this face's best candidate had to reach
     match: PersonMatch | None
     candidates: list[PersonMatch]
+    unknown_face: int | None = None  # the kept unknown face's id, when this one was kept
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,18 @@ class Recognition:
     detector: str
     image: ImageSize
     timings_ms: dict[str, float]
+    keep_unknown_faces: bool = False  # whether the organisation keeps faces decided unknown
+
+
+def _keepable(*, organization: Organization, vectors: np.ndarray, decided: list, chosen: Threshold) -> list[bool]:
+    """Which faces are unknown at the organisation's own decision: a request's threshold cannot
+    make an enrolled person's face unknown enough to be kept."""
+    unknown = [outcome.decision == UNKNOWN for outcome in decided]
+    if chosen.source != SOURCE_REQUEST or not any(unknown):
+        return unknown
+    own = decide_vectors(organization=organization, vectors=vectors,
+                         threshold=decision_in_force(organization=organization), max_results=2)
+    return [was and outcome.decision == UNKNOWN for was, outcome in zip(unknown, own, strict=True)]
 
 
 def _ms(started: float) -> float:
@@ -52,15 +69,20 @@ def _ms(started: float) -> float:
 
 def recognize(
     *, organization: Organization, image: Any, threshold: float | None = None,
-    max_results: int = DEFAULT_MAX_RESULTS,
+    max_results: int = DEFAULT_MAX_RESULTS, seen_by: AuthenticatedKey | None = None, source: str = SOURCE_REST,
+    may_keep: bool = True,
 ) -> Recognition:
     """Every face in `image`, each with its decision. Takes validated options
-    (`recognition.serializers.RecognitionOptionsSerializer`); `image` is read here."""
+    (`recognition.serializers.RecognitionOptionsSerializer`); `image` is read here.
+
+    When the organisation keeps unknown faces (and `may_keep`: the socket keeps one per interval),
+    faces decided unknown that pass the enrolment gates are kept, seen by `seen_by`."""
     started = time.perf_counter()
     loaded = load(image, index=0)
     timings = {"decode": _ms(started)}
     engine = get_engine()
-    result = engine.faces_in(loaded.pixels)
+    keeping = organization.keep_unknown_faces and may_keep
+    result = engine.faces_in(loaded.pixels, with_crops=keeping)
     timings.update(result.timings_ms)
     search_started = time.perf_counter()
     chosen = decision_in_force(organization=organization, requested_threshold=threshold)
@@ -77,11 +99,23 @@ def recognize(
             )
             for face, outcome in zip(result.faces, decided, strict=True)
         ]
+        if keeping:
+            keepable = _keepable(organization=organization, vectors=vectors, decided=decided, chosen=chosen)
+            picked = [i for i, ok in enumerate(keepable) if ok]
+            if picked:
+                kept = unknown_faces_keep(
+                    organization=organization, pixels=loaded.pixels, model_name=engine.model_name,
+                    candidates=[UnknownCandidate(embedded=result.faces[i], box=faces[i].box) for i in picked],
+                    seen_by=seen_by, source=source,
+                )
+                for i, unknown_id in zip(picked, kept, strict=True):
+                    faces[i] = dataclasses.replace(faces[i], unknown_face=unknown_id)
     timings["search"] = _ms(search_started) if result.faces else 0.0
     timings["total"] = _ms(started)
     width, height = loaded.size  # as sent: decoding may have downscaled the pixels
     return Recognition(faces=faces, threshold=chosen, model=engine.model_name, detector=engine.detector_name,
-                       image=ImageSize(width=width, height=height), timings_ms=timings)
+                       image=ImageSize(width=width, height=height), timings_ms=timings,
+                       keep_unknown_faces=organization.keep_unknown_faces)
 
 
 def _single_face(image: Any, *, index: int) -> tuple[np.ndarray, dict[str, int]]:
@@ -99,6 +133,7 @@ class VerifiedPerson:
     name: str
     face_id: int  # the person's face closest to the probe
     box: dict[str, int]
+    external_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +173,8 @@ def verify(
         scores = cosine_to_similarity(gallery @ probe)
         best = int(np.argmax(scores))
         similarity = float(scores[best])
-        matched_person = VerifiedPerson(id=person.pk, name=person.name, face_id=faces[best].pk, box=faces[best].box)
+        matched_person = VerifiedPerson(id=person.pk, name=person.name, face_id=faces[best].pk, box=faces[best].box,
+                                        external_id=person.external_id)
     decided = verify_decision(organization=organization, probe=probe, similarity=similarity,
                               requested_threshold=threshold)
     return Verification(verified=decided.verified, similarity=similarity, threshold=decided.threshold,

@@ -121,7 +121,8 @@ def test_staff_set_the_rate_in_admin(admin_client, make_org):
     org = make_org("acme")
     page = admin_client.get(f"/admin/organizations/organization/{org.pk}/change/")
     assert page.status_code == 200 and b'name="false_match_rate"' in page.content
-    form = {"slug": "acme", "name": org.name, "is_active": "on", "false_match_rate": "0.0005"}
+    form = {"slug": "acme", "name": org.name, "is_active": "on", "false_match_rate": "0.0005",
+            "unknown_retention_days": "30", "unknown_max_kept": "10000"}
     saved = admin_client.post(f"/admin/organizations/organization/{org.pk}/change/", form)
     assert saved.status_code == 302, saved.content[:500]
     org.refresh_from_db()

@@ -12,8 +12,11 @@ from apikeys.websocket import CLOSE_FORBIDDEN
 from faces.index import get_index
 from faces.models import Face, Person
 from faces.services import person_register
+from recognition.services import recognize
 from tests.conftest import api_auth, key_client
 from tests.websocket import ORIGIN, application, socket_path
+from unknowns.clustering import unknown_grouping
+from unknowns.models import UnknownFace
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,10 +27,19 @@ MISSING_ID = 987654321
 def tenants(make_org, make_key, manifest):
     acme, globex = make_org("acme"), make_org("globex")
     photos = manifest["Angelina_Jolie"]
-    registered = person_register(organization=globex, name="Angelina Jolie", images=[p.b64() for p in photos[:2]])
+    registered = person_register(organization=globex, name="Angelina Jolie", images=[p.b64() for p in photos[:2]],
+                                 external_id="b-1")
     own = person_register(organization=acme, name="Tony Blair", images=[manifest["Tony_Blair"][0].b64()])
     b_person = registered.person
+    # B keeps unknowns: a stranger's face is in B's inbox (and is its own cluster).
+    globex.keep_unknown_faces = True
+    globex.save()
+    (seen,) = recognize(organization=globex, image=manifest["Simon_Helberg"][0].b64()).faces
+    b_unknown = seen.unknown_face
+    assert b_unknown is not None
     return {
+        "b_unknown": b_unknown,
+        "b_cluster": unknown_grouping(organization=globex).clusters[0].id,
         "a_key": make_key(acme, user="alice", name="a-key"),
         "b_key": make_key(globex, user="bob", name="b-key"),
         "a_person": own.person,
@@ -44,6 +56,7 @@ def snapshot_of_b(tenants) -> dict:
         "people": sorted(Person.objects.filter(organization=globex).values_list("id", "name")),
         "faces": sorted(Face.objects.filter(organization=globex).values_list("id", flat=True)),
         "vectors": sorted(get_index().face_ids(organization_id=globex.pk)),
+        "unknowns": sorted(UnknownFace.objects.filter(organization=globex).values_list("id", flat=True)),
     }
 
 
@@ -56,7 +69,21 @@ def same_answer(first, second) -> None:
 def requests_against(org: str, *, person_id: int, face_id: int, tenants, probe_b64: str) -> dict:
     client = key_client(tenants["a_key"])
     auth = api_auth(tenants["a_key"])
+    unknown, cluster = tenants["b_unknown"], tenants["b_cluster"]
     return {
+        "merge people": client.post(f"/orgs/{org}/people/{person_id}/merge", {"from": person_id}, format="json"),
+        "move a face": client.post(f"/orgs/{org}/people/{person_id}/faces/{face_id}/move", {"to": person_id},
+                                   format="json"),
+        "find by external_id": client.get(f"/orgs/{org}/people", {"external_id": "b-1"}),
+        "list unknown faces": client.get(f"/orgs/{org}/unknown-faces"),
+        "list a cluster's faces": client.get(f"/orgs/{org}/unknown-faces", {"cluster": cluster}),
+        "unknown thumbnail": client.get(f"/orgs/{org}/unknown-faces/{unknown}/thumbnail"),
+        "delete unknown": client.delete(f"/orgs/{org}/unknown-faces/{unknown}", format="json"),
+        "delete all unknowns": client.delete(f"/orgs/{org}/unknown-faces", format="json"),
+        "list clusters": client.get(f"/orgs/{org}/unknown-clusters"),
+        "assign cluster": client.post(f"/orgs/{org}/unknown-clusters/{cluster}/assign", {"name": "X"},
+                                      format="json"),
+        "dismiss cluster": client.post(f"/orgs/{org}/unknown-clusters/{cluster}/dismiss", {}, format="json"),
         "list people": client.get(f"/orgs/{org}/people"),
         "search people": client.get(f"/orgs/{org}/people", {"search": "Angelina"}),
         "get person": client.get(f"/orgs/{org}/people/{person_id}"),
@@ -91,6 +118,7 @@ def test_b_ids_under_a_slug_answer_exactly_like_missing_ids(tenants):
     before = snapshot_of_b(tenants)
     client = key_client(tenants["a_key"])
     b_person, b_face, a_person = tenants["b_person"].pk, tenants["b_face"].pk, tenants["a_person"].pk
+    a_face = tenants["a_person"].faces.first().pk
     probe = tenants["b_probe"].b64()
     pairs = {
         "get person": lambda pid: client.get(f"/orgs/acme/people/{pid}"),
@@ -100,9 +128,40 @@ def test_b_ids_under_a_slug_answer_exactly_like_missing_ids(tenants):
             f"/orgs/acme/people/{pid}/faces/{b_face if pid == b_person else MISSING_ID}", format="json"),
         "verify against person": lambda pid: client.post("/verify/acme", {"image": probe, "person": pid},
                                                          format="json"),
+        "merge b's person into a's": lambda pid: client.post(f"/orgs/acme/people/{a_person}/merge", {"from": pid},
+                                                             format="json"),
+        "merge a's person into b's": lambda pid: client.post(f"/orgs/acme/people/{pid}/merge", {"from": a_person},
+                                                             format="json"),
+        "move a's face to b's person": lambda pid: client.post(
+            f"/orgs/acme/people/{a_person}/faces/{a_face}/move", {"to": pid}, format="json"),
+        "move b's face under b's person id": lambda pid: client.post(
+            f"/orgs/acme/people/{pid}/faces/{b_face if pid == b_person else MISSING_ID}/move", {"to": a_person},
+            format="json"),
+        "assign a cluster to b's person": lambda pid: client.post(
+            f"/orgs/acme/unknown-clusters/{a_cluster}/assign", {"person": pid}, format="json"),
     }
+    # A keeps unknowns too, so A's own cluster exists for the assign-to-B's-person attempt.
+    acme = tenants["a_person"].organization
+    acme.keep_unknown_faces = True
+    acme.save()
+    recognize(organization=acme, image=probe)
+    a_cluster = unknown_grouping(organization=acme).clusters[0].id
     for route, call in pairs.items():
         real, missing = call(b_person), call(MISSING_ID)
+        assert real.status_code == 404, (route, real.content)
+        same_answer(real, missing)
+    # B's unknown face and cluster ids under A's slug answer exactly like missing ones.
+    unknown_routes = {
+        "unknown thumbnail": lambda uid: client.get(f"/orgs/acme/unknown-faces/{uid}/thumbnail"),
+        "delete unknown": lambda uid: client.delete(f"/orgs/acme/unknown-faces/{uid}", format="json"),
+        "a cluster's faces": lambda cid: client.get("/orgs/acme/unknown-faces", {"cluster": cid}),
+        "assign cluster": lambda cid: client.post(f"/orgs/acme/unknown-clusters/{cid}/assign", {"name": "X"},
+                                                  format="json"),
+        "dismiss cluster": lambda cid: client.post(f"/orgs/acme/unknown-clusters/{cid}/dismiss", {}, format="json"),
+    }
+    for route, call in unknown_routes.items():
+        b_id = tenants["b_unknown"] if "unknown" in route else tenants["b_cluster"]
+        real, missing = call(b_id), call(MISSING_ID)
         assert real.status_code == 404, (route, real.content)
         same_answer(real, missing)
     # B's face id under A's own person is "no such face", exactly like a missing face id.
@@ -114,13 +173,17 @@ def test_b_ids_under_a_slug_answer_exactly_like_missing_ids(tenants):
 def test_b_names_and_faces_never_surface_in_a(tenants):
     before = snapshot_of_b(tenants)
     client = key_client(tenants["a_key"])
-    # Searching A for B's person's name finds nothing.
+    # Searching A for B's person's name or external_id finds nothing.
     assert client.get("/orgs/acme/people", {"search": "Angelina"}).json()["results"] == []
+    assert client.get("/orgs/acme/people", {"external_id": "b-1"}).json()["results"] == []
     # Recognising B's person's photo in A names nobody of B, not even as a candidate.
     result = client.post("/recognize/acme", {"image": tenants["b_probe"].b64()}, format="json").json()
     names = {c["name"] for face in result["faces"] for c in face["candidates"]}
     ids = {c["person"] for face in result["faces"] for c in face["candidates"]}
     assert "Angelina Jolie" not in names and tenants["b_person"].pk not in ids
+    # B's kept unknowns never appear in A's inbox or clusters.
+    assert client.get("/orgs/acme/unknown-faces").json()["count"] == 0
+    assert client.get("/orgs/acme/unknown-clusters").json()["count"] == 0
     # Registering B's person's name in A makes a new person of A; B's is untouched.
     response = client.post("/register/acme", {"name": "Angelina Jolie", "images": [tenants["b_probe"].b64()]},
                            format="json")

@@ -15,6 +15,8 @@ pytestmark = pytest.mark.django_db
 
 DOCUMENTED = {
     ("/orgs", "post"),
+    ("/orgs/{organization}", "get"),
+    ("/orgs/{organization}", "patch"),
     ("/orgs/{organization}/api-key", "post"),
     ("/orgs/{organization}/api-key", "delete"),
     ("/register/{organization}", "post"),
@@ -25,6 +27,14 @@ DOCUMENTED = {
     ("/orgs/{organization}/people/{person_id}", "patch"),
     ("/orgs/{organization}/people/{person_id}", "delete"),
     ("/orgs/{organization}/people/{person_id}/faces/{face_id}", "delete"),
+    ("/orgs/{organization}/people/{person_id}/merge", "post"),
+    ("/orgs/{organization}/people/{person_id}/faces/{face_id}/move", "post"),
+    ("/orgs/{organization}/unknown-faces", "get"),
+    ("/orgs/{organization}/unknown-faces", "delete"),
+    ("/orgs/{organization}/unknown-faces/{unknown_id}", "delete"),
+    ("/orgs/{organization}/unknown-clusters", "get"),
+    ("/orgs/{organization}/unknown-clusters/{cluster_id}/assign", "post"),
+    ("/orgs/{organization}/unknown-clusters/{cluster_id}/dismiss", "post"),
     ("/healthz", "get"),
     ("/readyz", "get"),
 }
