@@ -2,7 +2,7 @@
 
 1. Purity and completeness. Photos of LFW people (`../shared/lfw-train`) nobody enrolled are kept
    as unknowns, as recognition keeps them (most prominent face, the enrolment quality gates), and
-   grouped by unknowns.clustering at the organisation's default false_match_rate. Reported: how
+   grouped by faces.unknowns.clustering at the organisation's default false_match_rate. Reported: how
    many clusters, how many mix two or more people (the thing that must not happen), purity (share
    of faces whose cluster's majority is their own person), how many people with 2+ kept faces were
    split over several clusters, and scikit-learn's homogeneity / completeness.
@@ -124,15 +124,16 @@ def synthesise(vectors: np.ndarray, names: list[str], size: int) -> np.ndarray:
 def purity_section(vectors: np.ndarray, names: list[str]) -> str:
     from faces.decision import effective_threshold
     from faces.engine import get_engine
+    from faces.matching import uncalibrated_threshold
+    from faces.unknowns.clustering import cluster_labels
     from organizations.models import DEFAULT_FALSE_MATCH_RATE
-    from unknowns.clustering import cluster_labels
 
     engine = get_engine()
     rows = []
     for label, gallery in (("shipped: gallery = faces kept", len(vectors)), ("gallery of 1", 1)):
         threshold = effective_threshold(model=engine.model_name, requested=None, gallery_size=gallery,
                                         false_match_rate=DEFAULT_FALSE_MATCH_RATE,
-                                        model_default=engine.default_threshold)
+                                        model_default=uncalibrated_threshold())
         ms, labels = timed(cluster_labels, vectors=vectors, threshold=threshold)
         q = quality_of(labels, names)
         rows.append([label, round(threshold.similarity, 4), q["clusters"], q["mixed"], f"{q['purity']:.1%}",
@@ -154,13 +155,13 @@ def scale_section(vectors: np.ndarray, names: list[str]) -> str:
 
     from apikeys.services import api_key_issue
     from faces.index.base import vector_to_bytes
+    from faces.models import UnknownFace
+    from faces.unknowns.clustering import cluster_labels, grouping_threshold, unknown_grouping
+    from faces.unknowns.services import unknowns_changed
     from organizations.models import Organization
     from organizations.services import organization_create, organization_delete
     from recognition.services import recognize
     from tests.photos import STRANGERS, load_manifest
-    from unknowns.clustering import cluster_labels, grouping_threshold, unknown_grouping
-    from unknowns.models import UnknownFace
-    from unknowns.services import unknowns_changed
 
     existing = Organization.objects.filter(slug="bench-unknowns").first()
     if existing is not None:

@@ -17,7 +17,7 @@ from faceportal.parsers import disable_twisted_form_parsing  # noqa: E402
 from faceportal.routing import websocket_urlpatterns  # noqa: E402
 from faceportal.websocket_observe import HandshakeRefusalLog  # noqa: E402
 from faces.engine import warm_in_background  # noqa: E402
-from unknowns.sweep import start_sweeper  # noqa: E402
+from faces.unknowns.sweep import start_sweeper  # noqa: E402
 
 disable_twisted_form_parsing()  # Django parses bodies, and answers bad ones in the error shape
 warm_in_background()

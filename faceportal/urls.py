@@ -15,10 +15,7 @@ from faces.apis import (
     PersonMergeApi,
     RegisterApi,
 )
-from organizations.apis import OrganizationCreateApi, OrganizationDetailApi
-from recognition import views as recognition_views
-from recognition.apis import RecognizeApi, VerifyApi
-from unknowns.apis import (
+from faces.unknowns.apis import (
     UnknownClusterAssignApi,
     UnknownClusterDismissApi,
     UnknownClusterListApi,
@@ -26,6 +23,9 @@ from unknowns.apis import (
     UnknownFaceListApi,
     UnknownFaceThumbnailApi,
 )
+from organizations.apis import OrganizationCreateApi, OrganizationDetailApi
+from recognition import views as recognition_views
+from recognition.apis import RecognizeApi, VerifyApi
 
 
 def slash_alias(view):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faces.decision import MATCH, Threshold, decide, effective_threshold, uncalibrated_threshold_for
+from faces.decision import MATCH, SOURCE_CALIBRATED, Threshold, decide, effective_threshold, uncalibrated_threshold_for
 from faces.engine import get_engine
 from faces.index import get_index
 from faces.index.base import cosine_to_similarity, vector_from_bytes
@@ -103,6 +103,16 @@ def verify_decision(
     offset = float(chosen.calibration.offsets(probe)[0]) if chosen.calibration is not None else 0.0
     needed = chosen.for_offset(offset)
     return VerifyDecision(verified=similarity >= needed, threshold=needed, threshold_source=chosen.source)
+
+
+def link_rule(*, threshold: Threshold, vectors: np.ndarray) -> tuple[float, np.ndarray]:
+    """Two faces are one person when their similarity, less half of each one's cohort offset, reaches
+    the returned score: the decision's rule for a pair (grouping unknown faces). Returns that score
+    and each face's offset (0 when the calibration does not normalise)."""
+    calibration = threshold.calibration
+    if threshold.source == SOURCE_CALIBRATED and calibration is not None and calibration.normalise:
+        return float(threshold.value), calibration.offsets(vectors)
+    return float(threshold.for_offset(0.0)), np.zeros(len(vectors), dtype=np.float64)
 
 
 def _template_rescored(

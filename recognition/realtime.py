@@ -23,6 +23,7 @@ from faceportal import parsers
 from faceportal.errors import FacePortalError, Forbidden, InvalidInput, PayloadTooLarge
 from faceportal.serializers import validated
 from faces.matching import decision_in_force, uncalibrated_threshold
+from faces.models import SOURCE_WEBSOCKET
 from organizations.models import Organization
 from recognition.serializers import (
     DecisionInForceSerializer,
@@ -31,7 +32,6 @@ from recognition.serializers import (
     RecognizeOutputSerializer,
 )
 from recognition.services import DEFAULT_MAX_RESULTS, recognize
-from unknowns.models import SOURCE_WEBSOCKET
 
 
 class FrameRateExceeded(FacePortalError):

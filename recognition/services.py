@@ -16,10 +16,10 @@ from faces.engine import get_engine
 from faces.images import load
 from faces.index.base import cosine_to_similarity
 from faces.matching import decide_vectors, decision_in_force, verify_decision
+from faces.models import SOURCE_REST
 from faces.selectors import PersonMatch, person_get
+from faces.unknowns.services import UnknownCandidate, unknown_faces_keep
 from organizations.models import Organization
-from unknowns.models import SOURCE_REST
-from unknowns.services import UnknownCandidate, unknown_faces_keep
 
 DEFAULT_MAX_RESULTS = 5
 

@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('faces', '0002_perf_vector_version_content_hash'),
-        ('organizations', '0003_unknown_face_settings'),
+        ('organizations', '0004_unknown_face_settings'),
     ]
 
     operations = [

@@ -10,13 +10,12 @@ from channels.testing import WebsocketCommunicator
 
 from apikeys.websocket import CLOSE_FORBIDDEN
 from faces.index import get_index
-from faces.models import Face, Person
+from faces.models import Face, Person, UnknownFace
 from faces.services import person_register
+from faces.unknowns.clustering import unknown_grouping
 from recognition.services import recognize
 from tests.conftest import api_auth, key_client
 from tests.websocket import ORIGIN, application, socket_path
-from unknowns.clustering import unknown_grouping
-from unknowns.models import UnknownFace
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

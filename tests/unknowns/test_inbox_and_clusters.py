@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from faces.models import Face, Person
-from unknowns.models import UnknownFace
+from faces.models import Face, Person, UnknownFace
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

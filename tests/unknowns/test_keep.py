@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from channels.testing import WebsocketCommunicator
 
+from faces.models import UnknownFace
 from tests.websocket import ORIGIN, application, socket_path
-from unknowns.models import UnknownFace
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,16 +11,16 @@ from io import StringIO
 
 import numpy as np
 import pytest
-from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
+from faces.engine.config import deepface_home
 from faces.index.base import vector_to_bytes
+from faces.models import SweepState, UnknownFace
+from faces.unknowns.sweep import PURGE, purge_if_due
 from tests.conftest import database_url
 from tests.ship.live_server import daphne
-from unknowns.models import SweepState, UnknownFace
-from unknowns.sweep import PURGE, purge_if_due
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -80,7 +80,7 @@ def test_the_server_purges_on_its_own(make_org, tmp_path):
     expired = keep(org, days_ago=31, count=3)
     fresh = keep(org, days_ago=1)
     env = {**os.environ, "DATABASE_URL": database_url(connection.settings_dict),
-           "FACEPORTAL_VAR_DIR": str(tmp_path / "var"), "DEEPFACE_HOME": str(settings.DEEPFACE_HOME),
+           "FACEPORTAL_VAR_DIR": str(tmp_path / "var"), "DEEPFACE_HOME": str(deepface_home()),
            "FACEPORTAL_WARM_ENGINE": "0", "FACEPORTAL_ENGINE_WORKERS": "1", "ALLOWED_HOSTS": "localhost,127.0.0.1",
            "FACEPORTAL_UNKNOWN_SWEEP_SECONDS": "1"}
     with daphne(env=env, log_path=tmp_path / "daphne.log"):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from faceportal.errors import NotFound
+from faces.models import UnknownFace
+from faces.unknowns.clustering import Cluster, unknown_grouping
 from organizations.models import Organization
-from unknowns.clustering import Cluster, unknown_grouping
-from unknowns.models import UnknownFace
 
 
 def unknown_face_list(*, organization: Organization, cluster_id: int | None = None) -> QuerySet[UnknownFace]:

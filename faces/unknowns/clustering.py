@@ -24,11 +24,11 @@ from scipy.sparse import csr_matrix
 from sklearn.cluster import DBSCAN
 from threadpoolctl import threadpool_limits
 
-from faces.decision import SOURCE_CALIBRATED, Threshold
+from faces.decision import Threshold
 from faces.index.base import vector_from_bytes
-from faces.selectors import decision_in_force
+from faces.matching import decision_in_force, link_rule
+from faces.models import UnknownFace, UnknownState
 from organizations.models import Organization
-from unknowns.models import UnknownFace, UnknownState
 
 BLOCK = 1024  # rows of the similarity matrix computed at once (BLOCK x N float32)
 CACHE_TTL = 24 * 3600  # a grouping also goes stale with its version; this only bounds the memory
@@ -59,14 +59,6 @@ class Grouping:
 
     def cluster(self, cluster_id: int) -> Cluster | None:
         return next((c for c in self.clusters if c.id == cluster_id), None)
-
-
-def link_rule(*, threshold: Threshold, vectors: np.ndarray) -> tuple[float, np.ndarray]:
-    """The score two faces must reach to be linked, and each face's offset (0 when not normalising)."""
-    calibration = threshold.calibration
-    if threshold.source == SOURCE_CALIBRATED and calibration is not None and calibration.normalise:
-        return float(threshold.value), calibration.offsets(vectors)
-    return float(threshold.for_offset(0.0)), np.zeros(len(vectors), dtype=np.float64)
 
 
 def neighbour_graph(*, vectors: np.ndarray, offsets: np.ndarray, needed: float) -> tuple[csr_matrix, float]:

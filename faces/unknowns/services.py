@@ -20,11 +20,10 @@ from faceportal.errors import NotFound
 from faces import quality
 from faces.engine.base import DetectedFace, EmbeddedFace, FaceBox
 from faces.index.base import vector_to_bytes
-from faces.models import Person
+from faces.models import Person, UnknownFace, UnknownState
 from faces.services import ImageOutcome, person_register_embedded
+from faces.unknowns.clustering import Cluster
 from organizations.models import Organization
-from unknowns.clustering import Cluster
-from unknowns.models import UnknownFace, UnknownState
 
 logger = logging.getLogger(__name__)
 

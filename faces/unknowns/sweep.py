@@ -17,8 +17,8 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
-from unknowns.models import SweepState
-from unknowns.services import unknown_faces_purge
+from faces.models import SweepState
+from faces.unknowns.services import unknown_faces_purge
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from rest_framework import serializers
 
 from faceportal.fields import StrictBooleanField, StrictIntegerField
 from faceportal.serializers import ApiAuthSerializer, BoxSerializer, RequestSerializer
+from faces.models import UnknownFace
 from faces.serializers import PersonNameField, PersonOutputSerializer
-from unknowns.models import UnknownFace
 
 
 def thumbnail_url(slug: str, unknown_id: int) -> str:

@@ -9,17 +9,17 @@ from rest_framework import status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
-from faceportal.api import OrganizationScopedApi
+from apikeys.tenant_api import OrganizationScopedApi
 from faceportal.openapi import API_KEY_AUTH, error_responses
 from faceportal.serializers import ApiAuthBodySerializer
 from faces.selectors import person_get
-from unknowns.selectors import (
+from faces.unknowns.selectors import (
     unknown_cluster_get,
     unknown_cluster_list,
     unknown_face_get,
     unknown_face_list,
 )
-from unknowns.serializers import (
+from faces.unknowns.serializers import (
     ClusterAssignInputSerializer,
     ClusterAssignOutputSerializer,
     ClusterDismissOutputSerializer,
@@ -31,7 +31,7 @@ from unknowns.serializers import (
     UnknownFaceOutputSerializer,
     UnknownFacePageSerializer,
 )
-from unknowns.services import (
+from faces.unknowns.services import (
     unknown_cluster_assign,
     unknown_cluster_dismiss,
     unknown_face_delete,

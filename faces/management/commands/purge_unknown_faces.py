@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from unknowns.sweep import purge_now
+from faces.unknowns.sweep import purge_now
 
 
 class Command(BaseCommand):
