@@ -15,7 +15,7 @@ import time
 import numpy as np
 import psutil
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from faceportal.errors import InvalidImage, PayloadTooLarge, ServiceUnavailable
 from faces import images
@@ -464,3 +464,24 @@ def test_a_register_request_of_ten_webps_stays_under_the_memory_bound(acme, sett
     assert response.status_code == 422, response.content  # flat colour: no face, nothing stored
     assert memory.increase_mb <= BOMB_MEMORY_BOUND_MB
     assert not Person.objects.exists()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_exif_transpose_would(settings, fmt, orientation):
+    # Oriented after downscaling (cheaper): the pixels and sizes are those of the image as shown.
+    settings.FACEPORTAL_DECODE_MAX_SIDE = 60
+    values = np.zeros((90, 150, 3), np.uint8)
+    values[:30, :50] = (250, 20, 20)  # a red corner: where it lands shows the orientation
+    values[60:, 100:] = (20, 20, 250)
+    image = Image.fromarray(values, "RGB")
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, exif=exif, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+    shown = ImageOps.exif_transpose(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    loaded = images.decode(buffer.getvalue(), index=0)
+    assert loaded.size == shown.size
+    expected = np.asarray(shown.resize((loaded.pixels.shape[1], loaded.pixels.shape[0]), Image.Resampling.BILINEAR))
+    difference = np.abs(loaded.pixels[:, :, ::-1].astype(int) - expected.astype(int))
+    assert np.median(difference) <= 4 and np.percentile(difference, 90) <= 40, (fmt, orientation)
