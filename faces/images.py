@@ -185,6 +185,63 @@ class DecodeBudget:
 
 
 decode_budget = DecodeBudget()
+
+
+class TenantDecodeSlots:
+    """Decodes one tenant may have on the engine pool at once, queued or running: one engine thread
+    fewer than the pool has (at least one), so one tenant's images never fill the pool's queue
+    ahead of everyone else's; its further decodes wait in their own request threads."""
+
+    def __init__(self) -> None:
+        self._in_flight: dict[Any, int] = {}
+        self._condition = threading.Condition()
+
+    def in_flight(self, tenant: Any) -> int:
+        with self._condition:
+            return self._in_flight.get(tenant, 0)
+
+    @contextmanager
+    def hold(self, tenant: Any, *, slots: int, wait_seconds: float) -> Iterator[None]:
+        if tenant is None:  # not on behalf of a tenant (maintenance, benchmarks)
+            yield
+            return
+        deadline = time.monotonic() + wait_seconds
+        with self._condition:
+            while self._in_flight.get(tenant, 0) >= slots:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ServiceUnavailable(
+                        "This organisation is decoding too many images at once; try again shortly.",
+                        code="decoder_busy",
+                    )
+                self._condition.wait(remaining)
+            self._in_flight[tenant] = self._in_flight.get(tenant, 0) + 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._in_flight[tenant] -= 1
+                if not self._in_flight[tenant]:
+                    del self._in_flight[tenant]
+                self._condition.notify_all()
+
+
+tenant_decode_slots = TenantDecodeSlots()
+_decode_tenant: contextvars.ContextVar[Any] = contextvars.ContextVar("decode_tenant", default=None)
+
+
+@contextmanager
+def decoding_for(tenant: Any) -> Iterator[None]:
+    """Images decoded inside are `tenant`'s (an organisation's id) for `TenantDecodeSlots`."""
+    token = _decode_tenant.set(tenant)
+    try:
+        yield
+    finally:
+        _decode_tenant.reset(token)
+
+
+def _tenant_slots() -> int:
+    return max(1, settings.FACEPORTAL_ENGINE_WORKERS - 1)
 # Pixels the images of one request may still decode (`request_pixel_budget`): decoding time grows
 # with pixels, so a request of ten small PNG bombs cannot hold a core for half a minute.
 _request_pixels: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("request_pixels", default=None)
@@ -386,7 +443,10 @@ def decode(data: bytes, *, index: int, source_kind: str = "bytes") -> LoadedImag
         if cost > capacity:
             raise _fail(index, f"{width}x{height} needs more memory to decode than this server allows",
                         code="image_too_large")
-        with decode_budget.reserve(cost, capacity=capacity, wait_seconds=settings.FACEPORTAL_DECODE_WAIT_SECONDS):
+        wait = settings.FACEPORTAL_DECODE_WAIT_SECONDS
+        # The tenant's slot first: a decode waiting behind its own tenant's holds no budget.
+        with tenant_decode_slots.hold(_decode_tenant.get(), slots=_tenant_slots(), wait_seconds=wait), \
+                decode_budget.reserve(cost, capacity=capacity, wait_seconds=wait):
             pixels, swapped = _run_bounded(_pixels, image, max_side=max_side)
     except (OSError, ValueError, SyntaxError, struct.error, EOFError, Image.DecompressionBombError):
         raise _fail(index, "image data is corrupt or truncated") from None

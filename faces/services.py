@@ -28,7 +28,7 @@ from faces.decision import MATCH
 from faces.engine import get_engine, map_in_engine_pool
 from faces.engine.base import EmbeddedFace, FaceBox
 from faces.engine.pipeline import EngineResult, prominence
-from faces.images import LoadedImage, load, request_pixel_budget
+from faces.images import LoadedImage, decoding_for, load, request_pixel_budget
 from faces.index import VectorRecord, get_index
 from faces.index.base import cosine_to_similarity, vector_from_bytes, vector_to_bytes
 from faces.models import Face, Person
@@ -213,7 +213,8 @@ def person_register(
     Takes validated input (`faces.serializers.RegisterInputSerializer`): a clean name, and
     `boxes` with one entry per image when given.
     """
-    loaded, outcomes = _load_each(images)
+    with decoding_for(organization.pk):
+        loaded, outcomes = _load_each(images)
     wanted_per_index = boxes or [None] * len(images)
     wanted = [wanted_per_index[image.index] for image in loaded]
     engine = get_engine()

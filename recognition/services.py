@@ -11,7 +11,7 @@ import numpy as np
 from faceportal.errors import Unprocessable
 from faces.decision import Threshold
 from faces.engine import get_engine
-from faces.images import load
+from faces.images import decoding_for, load
 from faces.index.base import cosine_to_similarity
 from faces.selectors import PersonMatch, decide_vectors, decision_in_force, person_get
 from organizations.models import Organization
@@ -56,7 +56,8 @@ def recognize(
     """Every face in `image`, each with its decision. Takes validated options
     (`recognition.serializers.RecognitionOptionsSerializer`); `image` is read here."""
     started = time.perf_counter()
-    loaded = load(image, index=0)
+    with decoding_for(organization.pk):
+        loaded = load(image, index=0)
     timings = {"decode": _ms(started)}
     engine = get_engine()
     result = engine.faces_in(loaded.pixels)
@@ -122,11 +123,13 @@ def verify(
     Without an explicit threshold, the organisation's false-match rate applies to one comparison
     (a gallery of one).
     """
-    probe, probe_box = _single_face(image, index=0)
+    with decoding_for(organization.pk):
+        probe, probe_box = _single_face(image, index=0)
     other_box = None
     matched_person = None
     if other_image is not None:
-        other, other_box = _single_face(other_image, index=1)
+        with decoding_for(organization.pk):
+            other, other_box = _single_face(other_image, index=1)
         similarity = float(cosine_to_similarity(probe @ other))
     else:
         person = person_get(organization=organization, person_id=person_id)

@@ -485,3 +485,35 @@ def test_exif_orientation_is_applied_as_exif_transpose_would(settings, fmt, orie
     expected = np.asarray(shown.resize((loaded.pixels.shape[1], loaded.pixels.shape[0]), Image.Resampling.BILINEAR))
     difference = np.abs(loaded.pixels[:, :, ::-1].astype(int) - expected.astype(int))
     assert np.median(difference) <= 4 and np.percentile(difference, 90) <= 40, (fmt, orientation)
+
+
+def test_one_tenants_decodes_never_queue_ahead_of_another_tenants(settings):
+    settings.FACEPORTAL_DECODE_WAIT_SECONDS = 60
+    slow = progressive_jpeg_repeating_last_scan((4096, 4096), 20)  # 30 scans: within every limit
+    started = time.perf_counter()
+    images.decode(slow, index=0)
+    one = time.perf_counter() - started
+    small = encoded((10, 200, 10), "PNG", (40, 30))
+    errors: list[Exception] = []
+
+    def tenant_a() -> None:
+        try:
+            with images.decoding_for("tenant-a"):
+                images.decode(slow, index=0)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    flood = [threading.Thread(target=tenant_a) for _ in range(3 * settings.FACEPORTAL_ENGINE_WORKERS)]
+    for thread in flood:
+        thread.start()
+    time.sleep(min(0.2, one / 4))  # tenant A's decodes are running and waiting
+    with images.decoding_for("tenant-b"):
+        started = time.perf_counter()
+        assert images.decode(small, index=0).size == (40, 30)
+        waited = time.perf_counter() - started
+    for thread in flood:
+        thread.join()
+    print(f"tenant B's small image took {1000 * waited:.0f} ms while tenant A had {len(flood)} decodes of "
+          f"{1000 * one:.0f} ms each in flight")
+    assert not errors, errors
+    assert waited < one / 2
