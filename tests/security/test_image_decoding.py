@@ -11,6 +11,7 @@ import io
 import struct
 import threading
 import time
+import zlib
 
 import numpy as np
 import psutil
@@ -517,3 +518,17 @@ def test_one_tenants_decodes_never_queue_ahead_of_another_tenants(settings):
           f"{1000 * one:.0f} ms each in flight")
     assert not errors, errors
     assert waited < one / 2
+
+
+@pytest.mark.parametrize("kind", [b"zTXt", b"iTXt"])
+@pytest.mark.parametrize("count", [9, 64])
+def test_compressed_png_text_is_refused_before_pillow_inflates_it(monkeypatch, kind, count):
+    inflated = zlib.compress(b"x" * 1_000_000, 9)  # Pillow inflates each, 1 MB, inside Image.open
+    body = b"k\x00\x00" + inflated if kind == b"zTXt" else b"k\x00\x01\x00\x00\x00" + inflated
+    data = png_with_chunks(0)
+    at = data.index(b"IDAT") - 4
+    chunk = struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    bomb = data[:at] + chunk * count + data[at:]
+    assert len(bomb) < 64 * 1024
+    never_opened(monkeypatch)
+    assert_too_complex(bomb)
