@@ -143,7 +143,7 @@ def _png(data: bytes, limits: Limits) -> Structure:
             metadata += 1
             if metadata > limits.max_metadata_blocks:
                 raise TooComplex(f"more than {limits.max_metadata_blocks} PNG ancillary chunks")
-        if kind in (b"zTXt", b"iTXt"):
+        if kind == b"zTXt" or (kind == b"iTXt" and _itxt_compressed(data, position + 8, length)):
             compressed_text += 1
             if compressed_text > PNG_MAX_COMPRESSED_TEXT_CHUNKS:
                 raise TooComplex(f"more than {PNG_MAX_COMPRESSED_TEXT_CHUNKS} compressed PNG text chunks")
@@ -151,6 +151,11 @@ def _png(data: bytes, limits: Limits) -> Structure:
             break
         position += 12 + length
     return Structure()
+
+
+def _itxt_compressed(data: bytes, start: int, length: int) -> bool:
+    keyword_end = data.find(b"\x00", start, start + min(length, 80))
+    return keyword_end >= 0 and data[keyword_end + 1:keyword_end + 2] == b"\x01"
 
 
 # --- GIF -------------------------------------------------------------------------------------------
