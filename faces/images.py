@@ -196,10 +196,6 @@ class TenantDecodeSlots:
         self._in_flight: dict[Any, int] = {}
         self._condition = threading.Condition()
 
-    def in_flight(self, tenant: Any) -> int:
-        with self._condition:
-            return self._in_flight.get(tenant, 0)
-
     @contextmanager
     def hold(self, tenant: Any, *, slots: int, wait_seconds: float) -> Iterator[None]:
         if tenant is None:  # not on behalf of a tenant (maintenance, benchmarks)
@@ -327,12 +323,12 @@ _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
               8: Image.Transpose.ROTATE_90}
 
 
-def _to_8bit(image: Image.Image, top: float) -> Image.Image:
+def _to_8bit(image: Image.Image, *, top: float, sixteen_bit: bool) -> Image.Image:
     """16-bit and 32-bit greyscale to 8 bits by scaling the range (Pillow's convert saturates).
-    `top` is the full image's maximum (the image may be a downscaled copy)."""
+    `top` and `sixteen_bit` describe the image as decoded (this may be a downscaled copy)."""
     # One float copy, scaled, rounded and clipped in place.
     scaled = np.asarray(image).astype(np.float32)
-    if image.mode.startswith("I;16") or 255 < top <= 65535:
+    if sixteen_bit or 255 < top <= 65535:
         scaled *= 255.0 / 65535.0
     elif image.mode == "F" and 0 < top <= 1.0:
         scaled *= 255.0
@@ -350,18 +346,18 @@ def _pixels(image: Image.Image, *, max_side: int) -> tuple[np.ndarray, bool]:
     and orientation is applied to the small image."""
     image.load()
     orientation = _exif_orientation(image)
-    top = 0.0
+    top, sixteen_bit = 0.0, image.mode.startswith("I;16")
     if image.mode in _WIDE_MODES:
-        top = float(image.getextrema()[1] or 0)
-        if image.mode not in _RESIZABLE_WIDE:
+        if image.mode not in _RESIZABLE_WIDE:  # big-endian 16-bit: neither resampled nor measured
             image = image.convert("I")
+        top = float(image.getextrema()[1] or 0)
     elif image.mode not in ("RGB", "RGBA", "L"):
         image = image.convert("RGB")  # palette, CMYK, LA...: resizing them directly is lossy or slow
     target = _fitted(*image.size, max_side)
     if target != image.size:
         image = image.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
     if image.mode in _WIDE_MODES:
-        image = _to_8bit(image, top)
+        image = _to_8bit(image, top=top, sixteen_bit=sixteen_bit)
     method = _TRANSPOSE.get(orientation)
     if method is not None:
         image = image.transpose(method)

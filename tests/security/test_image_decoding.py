@@ -532,3 +532,22 @@ def test_compressed_png_text_is_refused_before_pillow_inflates_it(monkeypatch, k
     assert len(bomb) < 64 * 1024
     never_opened(monkeypatch)
     assert_too_complex(bomb)
+
+
+@pytest.mark.parametrize(("mode", "fmt", "value", "expected"), [
+    ("I;16", "PNG", 65535, 255), ("I;16", "PNG", 32896, 128), ("I;16", "TIFF", 200, 1),
+    ("I;16B", "TIFF", 32896, 128), ("I", "TIFF", 40000, 156), ("I", "TIFF", 100, 100),
+    ("F", "TIFF", 0.5, 128), ("F", "TIFF", 100.0, 100),
+])
+@pytest.mark.parametrize("side", [30, 300])
+def test_wide_greyscale_is_scaled_the_same_whether_or_not_it_is_downscaled(settings, mode, fmt, value, expected,
+                                                                           side):
+    settings.FACEPORTAL_DECODE_MAX_SIDE = 100  # the 300-pixel images are resampled before scaling
+    image = Image.new(mode, (side, side // 2 + 1), value)
+    image.paste(0 if mode != "F" else 0.0, (0, 0, side // 3, side // 6 + 1))  # a dark block: not one grey
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    assert Image.open(io.BytesIO(buffer.getvalue())).mode == mode
+    pixels = images.decode(buffer.getvalue(), index=0).pixels
+    assert abs(int(pixels[-1, -1, 1]) - expected) <= 1, (mode, value, pixels[-1, -1])
+    assert int(pixels[0, 0, 1]) == 0
