@@ -185,6 +185,59 @@ class DecodeBudget:
 
 
 decode_budget = DecodeBudget()
+
+
+class TenantDecodeSlots:
+    """Decodes one tenant may have on the engine pool at once, queued or running: one engine thread
+    fewer than the pool has (at least one), so one tenant's images never fill the pool's queue
+    ahead of everyone else's; its further decodes wait in their own request threads."""
+
+    def __init__(self) -> None:
+        self._in_flight: dict[Any, int] = {}
+        self._condition = threading.Condition()
+
+    @contextmanager
+    def hold(self, tenant: Any, *, slots: int, wait_seconds: float) -> Iterator[None]:
+        if tenant is None:  # not on behalf of a tenant (maintenance, benchmarks)
+            yield
+            return
+        deadline = time.monotonic() + wait_seconds
+        with self._condition:
+            while self._in_flight.get(tenant, 0) >= slots:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ServiceUnavailable(
+                        "This organisation is decoding too many images at once; try again shortly.",
+                        code="decoder_busy",
+                    )
+                self._condition.wait(remaining)
+            self._in_flight[tenant] = self._in_flight.get(tenant, 0) + 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._in_flight[tenant] -= 1
+                if not self._in_flight[tenant]:
+                    del self._in_flight[tenant]
+                self._condition.notify_all()
+
+
+tenant_decode_slots = TenantDecodeSlots()
+_decode_tenant: contextvars.ContextVar[Any] = contextvars.ContextVar("decode_tenant", default=None)
+
+
+@contextmanager
+def decoding_for(tenant: Any) -> Iterator[None]:
+    """Images decoded inside are `tenant`'s (an organisation's id) for `TenantDecodeSlots`."""
+    token = _decode_tenant.set(tenant)
+    try:
+        yield
+    finally:
+        _decode_tenant.reset(token)
+
+
+def _tenant_slots() -> int:
+    return max(1, settings.FACEPORTAL_ENGINE_WORKERS - 1)
 # Pixels the images of one request may still decode (`request_pixel_budget`): decoding time grows
 # with pixels, so a request of ten small PNG bombs cannot hold a core for half a minute.
 _request_pixels: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("request_pixels", default=None)
@@ -270,12 +323,12 @@ _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
               8: Image.Transpose.ROTATE_90}
 
 
-def _to_8bit(image: Image.Image, top: float) -> Image.Image:
+def _to_8bit(image: Image.Image, *, top: float, sixteen_bit: bool) -> Image.Image:
     """16-bit and 32-bit greyscale to 8 bits by scaling the range (Pillow's convert saturates).
-    `top` is the full image's maximum (the image may be a downscaled copy)."""
+    `top` and `sixteen_bit` describe the image as decoded (this may be a downscaled copy)."""
     # One float copy, scaled, rounded and clipped in place.
     scaled = np.asarray(image).astype(np.float32)
-    if image.mode.startswith("I;16") or 255 < top <= 65535:
+    if sixteen_bit or 255 < top <= 65535:
         scaled *= 255.0 / 65535.0
     elif image.mode == "F" and 0 < top <= 1.0:
         scaled *= 255.0
@@ -293,18 +346,18 @@ def _pixels(image: Image.Image, *, max_side: int) -> tuple[np.ndarray, bool]:
     and orientation is applied to the small image."""
     image.load()
     orientation = _exif_orientation(image)
-    top = 0.0
+    top, sixteen_bit = 0.0, image.mode.startswith("I;16")
     if image.mode in _WIDE_MODES:
-        top = float(image.getextrema()[1] or 0)
-        if image.mode not in _RESIZABLE_WIDE:
+        if image.mode not in _RESIZABLE_WIDE:  # big-endian 16-bit: neither resampled nor measured
             image = image.convert("I")
+        top = float(image.getextrema()[1] or 0)
     elif image.mode not in ("RGB", "RGBA", "L"):
         image = image.convert("RGB")  # palette, CMYK, LA...: resizing them directly is lossy or slow
     target = _fitted(*image.size, max_side)
     if target != image.size:
         image = image.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
     if image.mode in _WIDE_MODES:
-        image = _to_8bit(image, top)
+        image = _to_8bit(image, top=top, sixteen_bit=sixteen_bit)
     method = _TRANSPOSE.get(orientation)
     if method is not None:
         image = image.transpose(method)
@@ -386,7 +439,10 @@ def decode(data: bytes, *, index: int, source_kind: str = "bytes") -> LoadedImag
         if cost > capacity:
             raise _fail(index, f"{width}x{height} needs more memory to decode than this server allows",
                         code="image_too_large")
-        with decode_budget.reserve(cost, capacity=capacity, wait_seconds=settings.FACEPORTAL_DECODE_WAIT_SECONDS):
+        wait = settings.FACEPORTAL_DECODE_WAIT_SECONDS
+        # The tenant's slot first: a decode waiting behind its own tenant's holds no budget.
+        with tenant_decode_slots.hold(_decode_tenant.get(), slots=_tenant_slots(), wait_seconds=wait), \
+                decode_budget.reserve(cost, capacity=capacity, wait_seconds=wait):
             pixels, swapped = _run_bounded(_pixels, image, max_side=max_side)
     except (OSError, ValueError, SyntaxError, struct.error, EOFError, Image.DecompressionBombError):
         raise _fail(index, "image data is corrupt or truncated") from None

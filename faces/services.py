@@ -29,7 +29,7 @@ from faces.decision import MATCH
 from faces.engine import get_engine, map_in_engine_pool
 from faces.engine.base import EmbeddedFace, FaceBox
 from faces.engine.pipeline import EngineResult, prominence
-from faces.images import LoadedImage, load, request_pixel_budget
+from faces.images import LoadedImage, decoding_for, load, request_pixel_budget
 from faces.index import VectorRecord, get_index
 from faces.index.base import cosine_to_similarity, vector_from_bytes, vector_to_bytes
 from faces.matching import decide_vectors, decision_in_force
@@ -218,7 +218,8 @@ def person_register(
     on the person (409 when another person of the organisation has that external_id).
     """
     _check_external_id_free(organization=organization, external_id=external_id, name=name)
-    loaded, outcomes = _load_each(images)
+    with decoding_for(organization.pk):
+        loaded, outcomes = _load_each(images)
     wanted_per_index = boxes or [None] * len(images)
     wanted = [wanted_per_index[image.index] for image in loaded]
     accepted: list[tuple[ImageOutcome, EmbeddedFace]] = []

@@ -13,7 +13,7 @@ from apikeys.services import AuthenticatedKey
 from faceportal.errors import Unprocessable
 from faces.decision import SOURCE_REQUEST, UNKNOWN, Threshold
 from faces.engine import get_engine
-from faces.images import load
+from faces.images import decoding_for, load
 from faces.index.base import cosine_to_similarity
 from faces.matching import decide_vectors, decision_in_force, verify_decision
 from faces.models import SOURCE_REST
@@ -78,7 +78,8 @@ def recognize(
     When the organisation keeps unknown faces (and `may_keep`: the socket keeps one per interval),
     faces decided unknown that pass the enrolment gates are kept, seen by `seen_by`."""
     started = time.perf_counter()
-    loaded = load(image, index=0)
+    with decoding_for(organization.pk):
+        loaded = load(image, index=0)
     timings = {"decode": _ms(started)}
     engine = get_engine()
     keeping = organization.keep_unknown_faces and may_keep
@@ -158,11 +159,13 @@ def verify(
     Without an explicit threshold, the organisation's false-match rate applies to one comparison
     (a gallery of one).
     """
-    probe, probe_box = _single_face(image, index=0)
+    with decoding_for(organization.pk):
+        probe, probe_box = _single_face(image, index=0)
     other_box = None
     matched_person = None
     if other_image is not None:
-        other, other_box = _single_face(other_image, index=1)
+        with decoding_for(organization.pk):
+            other, other_box = _single_face(other_image, index=1)
         similarity = float(cosine_to_similarity(probe @ other))
     else:
         person = person_get(organization=organization, person_id=person_id)

@@ -11,11 +11,12 @@ import io
 import struct
 import threading
 import time
+import zlib
 
 import numpy as np
 import psutil
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from faceportal.errors import InvalidImage, PayloadTooLarge, ServiceUnavailable
 from faces import images
@@ -439,13 +440,13 @@ def test_concurrent_decodes_together_stay_within_the_budget(monkeypatch, setting
         except Exception as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 
-    workers = [threading.Thread(target=work) for _ in range(6)]
+    workers = [threading.Thread(target=work) for _ in range(4)]  # more than the engine's threads
     with RssPeak() as memory:
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join()
-    print(f"6 concurrent lossless WebPs ({len(webp)} bytes, 2600x2600): peak RSS +{memory.increase_mb:.0f} MB, "
+    print(f"4 concurrent lossless WebPs ({len(webp)} bytes, 2600x2600): peak RSS +{memory.increase_mb:.0f} MB, "
           f"budget {settings.FACEPORTAL_DECODE_BUDGET_BYTES / 2**20:.0f} MB")
     assert not errors, errors
     assert memory.increase_mb * 2**20 <= settings.FACEPORTAL_DECODE_BUDGET_BYTES
@@ -464,3 +465,89 @@ def test_a_register_request_of_ten_webps_stays_under_the_memory_bound(acme, sett
     assert response.status_code == 422, response.content  # flat colour: no face, nothing stored
     assert memory.increase_mb <= BOMB_MEMORY_BOUND_MB
     assert not Person.objects.exists()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_exif_transpose_would(settings, fmt, orientation):
+    # Oriented after downscaling (cheaper): the pixels and sizes are those of the image as shown.
+    settings.FACEPORTAL_DECODE_MAX_SIDE = 60
+    values = np.zeros((90, 150, 3), np.uint8)
+    values[:30, :50] = (250, 20, 20)  # a red corner: where it lands shows the orientation
+    values[60:, 100:] = (20, 20, 250)
+    image = Image.fromarray(values, "RGB")
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, exif=exif, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+    shown = ImageOps.exif_transpose(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    loaded = images.decode(buffer.getvalue(), index=0)
+    assert loaded.size == shown.size
+    expected = np.asarray(shown.resize((loaded.pixels.shape[1], loaded.pixels.shape[0]), Image.Resampling.BILINEAR))
+    difference = np.abs(loaded.pixels[:, :, ::-1].astype(int) - expected.astype(int))
+    assert np.median(difference) <= 4 and np.percentile(difference, 90) <= 40, (fmt, orientation)
+
+
+def test_one_tenants_decodes_never_queue_ahead_of_another_tenants(settings):
+    settings.FACEPORTAL_DECODE_WAIT_SECONDS = 60
+    slow = progressive_jpeg_repeating_last_scan((4096, 4096), 20)  # 30 scans: within every limit
+    started = time.perf_counter()
+    images.decode(slow, index=0)
+    one = time.perf_counter() - started
+    small = encoded((10, 200, 10), "PNG", (40, 30))
+    errors: list[Exception] = []
+
+    def tenant_a() -> None:
+        try:
+            with images.decoding_for("tenant-a"):
+                images.decode(slow, index=0)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    flood = [threading.Thread(target=tenant_a) for _ in range(2 * settings.FACEPORTAL_ENGINE_WORKERS)]
+    for thread in flood:
+        thread.start()
+    time.sleep(min(0.2, one / 4))  # tenant A's decodes are running and waiting
+    with images.decoding_for("tenant-b"):
+        started = time.perf_counter()
+        assert images.decode(small, index=0).size == (40, 30)
+        waited = time.perf_counter() - started
+    for thread in flood:
+        thread.join()
+    print(f"tenant B's small image took {1000 * waited:.0f} ms while tenant A had {len(flood)} decodes of "
+          f"{1000 * one:.0f} ms each in flight")
+    assert not errors, errors
+    assert waited < one / 2
+
+
+@pytest.mark.parametrize("kind", [b"zTXt", b"iTXt"])
+@pytest.mark.parametrize("count", [9, 64])
+def test_compressed_png_text_is_refused_before_pillow_inflates_it(monkeypatch, kind, count):
+    inflated = zlib.compress(b"x" * 1_000_000, 9)  # Pillow inflates each, 1 MB, inside Image.open
+    body = b"k\x00\x00" + inflated if kind == b"zTXt" else b"k\x00\x01\x00\x00\x00" + inflated
+    data = png_with_chunks(0)
+    at = data.index(b"IDAT") - 4
+    chunk = struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    bomb = data[:at] + chunk * count + data[at:]
+    assert len(bomb) < 64 * 1024
+    never_opened(monkeypatch)
+    assert_too_complex(bomb)
+
+
+@pytest.mark.parametrize(("mode", "fmt", "value", "expected"), [
+    ("I;16", "PNG", 65535, 255), ("I;16", "PNG", 32896, 128), ("I;16", "TIFF", 200, 1),
+    ("I;16B", "TIFF", 32896, 128), ("I", "TIFF", 40000, 156), ("I", "TIFF", 100, 100),
+    ("F", "TIFF", 0.5, 128), ("F", "TIFF", 100.0, 100),
+])
+@pytest.mark.parametrize("side", [30, 300])
+def test_wide_greyscale_is_scaled_the_same_whether_or_not_it_is_downscaled(settings, mode, fmt, value, expected,
+                                                                           side):
+    settings.FACEPORTAL_DECODE_MAX_SIDE = 100  # the 300-pixel images are resampled before scaling
+    image = Image.new(mode, (side, side // 2 + 1), value)
+    image.paste(0 if mode != "F" else 0.0, (0, 0, side // 3, side // 6 + 1))  # a dark block: not one grey
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    assert Image.open(io.BytesIO(buffer.getvalue())).mode == mode
+    pixels = images.decode(buffer.getvalue(), index=0).pixels
+    assert abs(int(pixels[-1, -1, 1]) - expected) <= 1, (mode, value, pixels[-1, -1])
+    assert int(pixels[0, 0, 1]) == 0
