@@ -417,6 +417,8 @@ FACEPORTAL_DECODE_BUDGET_BYTES = env_int("FACEPORTAL_DECODE_BUDGET_BYTES", 320 *
 FACEPORTAL_DECODE_WAIT_SECONDS = env_float("FACEPORTAL_DECODE_WAIT_SECONDS", 10.0)
 # Decoded pixels all images of one request may add up to (decode time grows with pixels).
 FACEPORTAL_DECODE_REQUEST_PIXELS = env_int("FACEPORTAL_DECODE_REQUEST_PIXELS", 100_000_000)
+# Faces embedded per image: past this, only the most prominent are kept (answers give faces_dropped).
+FACEPORTAL_MAX_FACES_PER_IMAGE = env_int("FACEPORTAL_MAX_FACES_PER_IMAGE", 20)
 # JSON bodies and WebSocket messages nested deeper than this are refused (400 / error reply).
 FACEPORTAL_MAX_JSON_DEPTH = env_int("FACEPORTAL_MAX_JSON_DEPTH", 32)
 
@@ -426,6 +428,13 @@ FACEPORTAL_WS_MAX_FRAME_BYTES = env_int("FACEPORTAL_WS_MAX_FRAME_BYTES", 768 * 1
 FACEPORTAL_WS_MAX_FPS = env_float("FACEPORTAL_WS_MAX_FPS", 30.0)  # per connection; extra frames get an error
 FACEPORTAL_WS_MAX_CONNECTIONS = env_int("FACEPORTAL_WS_MAX_CONNECTIONS", 100)  # per daphne process
 FACEPORTAL_WS_MAX_CONNECTIONS_PER_KEY = env_int("FACEPORTAL_WS_MAX_CONNECTIONS_PER_KEY", 10)  # per process
+# All keys of one organisation together, per process: below the process cap, so one tenant cannot hold it all.
+FACEPORTAL_WS_MAX_CONNECTIONS_PER_ORGANIZATION = env_int("FACEPORTAL_WS_MAX_CONNECTIONS_PER_ORGANIZATION", 30)
+# A socket that sends no message for this many seconds is closed (4408); 0 keeps idle sockets open.
+FACEPORTAL_WS_IDLE_TIMEOUT = env_float("FACEPORTAL_WS_IDLE_TIMEOUT", 60.0)
+# Messages past the frame rate get rate_limited errors; a connection that keeps sending this many
+# times faster than FACEPORTAL_WS_MAX_FPS (a burst of as many seconds' worth) is closed (4420).
+FACEPORTAL_WS_FLOOD_FACTOR = env_float("FACEPORTAL_WS_FLOOD_FACTOR", 4.0, minimum=1.0)
 # Frames a connection may queue when it opts out of stale-frame dropping (`drop_stale=0`).
 FACEPORTAL_WS_MAX_QUEUED_FRAMES = env_int("FACEPORTAL_WS_MAX_QUEUED_FRAMES", 64)
 

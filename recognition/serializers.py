@@ -103,6 +103,9 @@ class RecognizeOutputSerializer(serializers.Serializer):
     model = serializers.CharField()
     detector = serializers.CharField()
     image = ImageSizeSerializer(help_text="The image's size as sent")
+    faces_dropped = serializers.IntegerField(
+        help_text="Faces found beyond FACEPORTAL_MAX_FACES_PER_IMAGE (default 20) and left out: only the most "
+        "prominent (largest, then most central) are recognised")
     timings_ms = TimingsField()
 
     def to_representation(self, recognition):

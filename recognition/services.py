@@ -43,6 +43,7 @@ class Recognition:
     detector: str
     image: ImageSize
     timings_ms: dict[str, float]
+    faces_dropped: int = 0  # faces found beyond FACEPORTAL_MAX_FACES_PER_IMAGE, not recognised
 
 
 def _ms(started: float) -> float:
@@ -80,7 +81,8 @@ def recognize(
     timings["total"] = _ms(started)
     width, height = loaded.size  # as sent: decoding may have downscaled the pixels
     return Recognition(faces=faces, threshold=chosen, model=engine.model_name, detector=engine.detector_name,
-                       image=ImageSize(width=width, height=height), timings_ms=timings)
+                       image=ImageSize(width=width, height=height), timings_ms=timings,
+                       faces_dropped=result.faces_dropped)
 
 
 def _single_face(image: Any, *, index: int) -> tuple[np.ndarray, dict[str, int]]:
