@@ -471,9 +471,10 @@ async def ws_flood_attacker(args, budget: Budget, tally: Tally) -> None:
         await asyncio.sleep(args.hostile_interval)
 
 
-async def ws_idle_attacker(args, budget: Budget, tally: Tally, sockets: int = 40) -> None:
+async def ws_idle_attacker(args, budget: Budget, tally: Tally, sockets: int = 8) -> None:
     """One tenant opens `sockets` sockets and sends nothing: refusals past its share (4429, 4431) and
-    idle closes (4408) are the expected answers; it reopens what it loses until the phase ends."""
+    idle closes (4408) are the expected answers; it reopens what it loses until the phase ends.
+    Eight by default, so the flood attacker's socket still fits under the key's cap of 10."""
     import websockets
 
     async def hold() -> None:
