@@ -24,6 +24,9 @@ CLOSE_KEY_REVOKED = 4410  # the key was revoked (or its organisation deactivated
 CLOSE_BUSY = 4503  # the server is at its WebSocket connection limit; retry later
 CLOSE_TOO_MANY_FOR_KEY = 4429  # this API key already holds its limit of live connections
 CLOSE_AUTH_THROTTLED = 4430  # too many failed handshakes from this address; retry after the window
+CLOSE_TOO_MANY_FOR_ORGANIZATION = 4431  # this organisation's keys together hold its limit of live connections
+CLOSE_IDLE = 4408  # no message for FACEPORTAL_WS_IDLE_TIMEOUT seconds
+CLOSE_FLOODING = 4420  # messages kept coming far faster than FACEPORTAL_WS_MAX_FPS after rate_limited errors
 CLOSE_INTERNAL_ERROR = 1011
 
 # The error code of the final `{"type": "error", "close_code": ...}` message sent before each
@@ -35,6 +38,9 @@ CLOSE_ERROR_CODES = {
     CLOSE_KEY_REVOKED: "api_key_revoked",
     CLOSE_TOO_MANY_FOR_KEY: "too_many_connections",
     CLOSE_AUTH_THROTTLED: "throttled",
+    CLOSE_TOO_MANY_FOR_ORGANIZATION: "too_many_connections",
+    CLOSE_IDLE: "idle_timeout",
+    CLOSE_FLOODING: "message_flood",
     CLOSE_BUSY: "server_busy",
     CLOSE_INTERNAL_ERROR: "internal_error",
 }
@@ -143,7 +149,7 @@ process_connections = ProcessConnectionCap()
 
 
 class ConnectionSlots:
-    """Live WebSocket connections per API key in this worker process.
+    """Live WebSocket connections per API key (or per organisation) in this worker process.
 
     Counted in memory, not in Redis: a killed worker must not leave slots taken forever, and each
     daphne process can only run so many sockets anyway. With W workers a key holds at most W x limit.
@@ -173,4 +179,6 @@ class ConnectionSlots:
             return self._counts.get(key_id, 0)
 
 
-websocket_slots = ConnectionSlots()
+websocket_slots = ConnectionSlots()  # per API key
+# Per organisation, so that one tenant's keys together cannot take the whole process cap.
+organization_slots = ConnectionSlots()

@@ -180,14 +180,29 @@ async def ws_client(args, jpeg: bytes, budget: Budget, tally: Tally) -> None:
         tally.fail(f"ws: {exc.__class__.__name__}: {exc}")
 
 
-def run_ws_clients(args, jpeg: bytes, budget: Budget, tally: Tally, hostile: Tally | None = None) -> None:
+def run_ws_clients(args, jpeg: bytes, budget: Budget, tally: Tally, hostile: Tally | None = None,
+                   hostile_flood: Tally | None = None, hostile_idle: Tally | None = None) -> None:
     async def all_clients() -> None:
         clients = [ws_client(args, jpeg, budget, tally) for _ in range(args.ws)]
         if hostile is not None:
             clients.append(ws_attacker(args, budget, hostile))
         await asyncio.gather(*clients)
 
+    async def socket_attackers() -> None:
+        chosen = []
+        if "flood" in args.hostile_classes:
+            chosen.append(ws_flood_attacker(args, budget, hostile_flood))
+        if "idle" in args.hostile_classes:
+            chosen.append(ws_idle_attacker(args, budget, hostile_idle))
+        await asyncio.gather(*chosen)
+
+    attackers = None
+    if hostile is not None:  # their own thread and event loop: a flood must not slow the measuring client
+        attackers = threading.Thread(target=asyncio.run, args=(socket_attackers(),), daemon=True)
+        attackers.start()
     asyncio.run(all_clients())
+    if attackers is not None:
+        attackers.join(timeout=120)
 
 
 # --- attacks (--hostile) ------------------------------------------------------------------------------
@@ -276,6 +291,215 @@ async def ws_attacker(args, budget: Budget, tally: Tally) -> None:
         tally.fail(f"ws attack: {exc.__class__.__name__}: {exc}")
 
 
+def attacker_credentials(args) -> dict:
+    """The key the newer attack classes use: --attacker-key (another tenant) when given, else the run's."""
+    if args.attacker_key:
+        return {"key": args.attacker_key, "organization": args.attacker_organization, "user": args.attacker_user,
+                "api_key_name": args.attacker_api_key_name}
+    return {"key": args.key, "organization": args.organization, "user": args.user, "api_key_name": args.api_key_name}
+
+
+def crowd_jpeg(photo: Path, *, faces: int = 144) -> bytes:
+    """One JPEG holding `faces` copies of the photo in a grid (the many-faces attack)."""
+    import io
+    import math
+
+    from PIL import Image
+
+    side = math.ceil(math.sqrt(faces))
+    cell = 2048 // side
+    tile = Image.open(photo).convert("RGB").resize((cell, cell))
+    canvas = Image.new("RGB", (side * cell, side * cell), (128, 128, 128))
+    for index in range(faces):
+        canvas.paste(tile, ((index % side) * cell, (index // side) * cell))
+    out = io.BytesIO()
+    canvas.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def raw_exchange(host: str, port: int, head: bytes, *, body_bytes: int = 0, drip: bool = False,
+                 timeout: float = 60.0) -> int:
+    """Send `head`, then up to `body_bytes` of body (or the header dripped a byte a second); the status."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        if drip:
+            sock.sendall(head)
+            sock.settimeout(1.0)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    sock.sendall(b"x")
+                    if sock.recv(1, socket.MSG_PEEK):
+                        break
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+            sock.settimeout(timeout)
+        else:
+            sock.sendall(head)
+            block = b"a" * 65536
+            try:
+                for _ in range(body_bytes // len(block)):
+                    sock.sendall(block)
+            except OSError:
+                pass
+        first = sock.recv(64)
+        return int(first.split(b" ", 2)[1]) if first.startswith(b"HTTP/") else 0
+    except (OSError, ValueError, IndexError):
+        return 0
+    finally:
+        sock.close()
+
+
+def new_class_attacker(args, photo: Path, budget: Budget, tally: Tally, worker: int) -> None:
+    """Oversized bodies (declared and chunked), a schema flood and the many-faces image, in turn."""
+    parts = urlsplit(args.url)
+    host, port = parts.hostname, parts.port or 80
+    creds = attacker_credentials(args)
+    import base64
+
+    crowd = json.dumps({"image": base64.b64encode(crowd_jpeg(photo)).decode()}).encode()
+    gig = 1 << 30
+
+    def post_head(path: str, framing: str) -> bytes:
+        return f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{framing}\r\n\r\n".encode()
+
+    kinds = [kind for kind, group in (("1 GB to /healthz", "bodies"), ("1 GB to register", "bodies"),
+                                      ("chunked to /healthz", "bodies"), ("schema", "schema"),
+                                      ("many faces", "faces")) if group in args.hostile_classes]
+    if not kinds:
+        return
+    turn = worker
+    while budget.take():
+        kind = kinds[turn % len(kinds)]
+        turn += 1
+        started = time.perf_counter()
+        if kind == "1 GB to /healthz":
+            status = raw_exchange(host, port, post_head("/healthz", f"Content-Length: {gig}"), body_bytes=8 << 20)
+            good = status == 413
+        elif kind == "1 GB to register":
+            status = raw_exchange(host, port, post_head(f"/register/{creds['organization']}",
+                                                        f"Content-Length: {gig}"), body_bytes=8 << 20)
+            good = status == 413
+        elif kind == "chunked to /healthz":
+            status = raw_exchange(host, port, post_head("/healthz", "Transfer-Encoding: chunked")
+                                  + b"800000\r\n", body_bytes=8 << 20)
+            good = status == 413
+        elif kind == "schema":
+            for _ in range(10):  # a burst of anonymous schema requests
+                connection = http.client.HTTPConnection(host, port, timeout=60)
+                connection.request("GET", "/api/schema/")
+                response = connection.getresponse()
+                response.read()
+                connection.close()
+            status = response.status
+            good = status == 200
+        else:
+            connection = http.client.HTTPConnection(host, port, timeout=120)
+            connection.request("POST", f"/recognize/{creds['organization']}", body=crowd,
+                               headers={"Authorization": f"Bearer {creds['key']}", "Content-Type": "application/json"})
+            response = connection.getresponse()
+            payload = json.loads(response.read() or b"{}")
+            connection.close()
+            status = response.status
+            good = status == 200 and payload.get("faces_dropped", 0) > 0
+        if good:
+            tally.ok(started)
+        else:
+            tally.fail(f"{kind}: HTTP {status}")
+        time.sleep(args.hostile_interval)
+
+
+def slow_header_attacker(args, budget: Budget, tally: Tally) -> None:
+    """Headers sent a byte a second, over and over: each must end in 408, not hold a connection."""
+    parts = urlsplit(args.url)
+    while budget.take():
+        started = time.perf_counter()
+        status = raw_exchange(parts.hostname, parts.port or 80,
+                              f"GET /healthz HTTP/1.1\r\nHost: {parts.hostname}\r\nX-Slow: ".encode(), drip=True,
+                              timeout=120)
+        if status == 408:
+            tally.ok(started)
+        else:
+            tally.fail(f"slow headers: HTTP {status}")
+
+
+def attacker_socket(args):
+    import websockets
+
+    creds = attacker_credentials(args)
+    parts = urlsplit(args.url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    query = urlencode({"token": creds["key"], "organization": creds["organization"], "user": creds["user"],
+                       "api_key_name": creds["api_key_name"]})
+    return websockets.connect(f"{scheme}://{parts.netloc}/ws/recognize?{query}",
+                              origin=f"{parts.scheme}://{parts.netloc}", max_size=2**22, open_timeout=30)
+
+
+async def ws_flood_attacker(args, budget: Budget, tally: Tally) -> None:
+    """Tiny binary frames as fast as the socket takes them; the server must close the flood (4420)."""
+    import websockets
+
+    while budget.take():
+        started = time.perf_counter()
+        try:
+            async with attacker_socket(args) as socket_:
+                await asyncio.wait_for(socket_.recv(), 60)
+
+                async def drain() -> None:  # read the replies, so the close frame is seen
+                    async for _ in socket_:
+                        pass
+
+                reader = asyncio.create_task(drain())
+                try:
+                    while not reader.done():
+                        await socket_.send(b"\xff")
+                        await asyncio.sleep(0)
+                except websockets.ConnectionClosed:
+                    pass
+                await asyncio.wait([reader], timeout=30)
+                code = socket_.close_code
+            # 4420 when the client read the server's close; 1006 when the server stopped reading
+            # and closed under a client still writing (its unread frames reset the connection).
+            if code in (4420, 1006):
+                tally.ok(started)
+            else:
+                tally.fail(f"ws flood closed with {code}")
+        except Exception as exc:
+            tally.fail(f"ws flood: {exc.__class__.__name__}: {exc}")
+        await asyncio.sleep(args.hostile_interval)
+
+
+async def ws_idle_attacker(args, budget: Budget, tally: Tally, sockets: int = 8) -> None:
+    """One tenant opens `sockets` sockets and sends nothing: refusals past its share (4429, 4431) and
+    idle closes (4408) are the expected answers; it reopens what it loses until the phase ends.
+    Eight by default, so the flood attacker's socket still fits under the key's cap of 10."""
+    import websockets
+
+    async def hold() -> None:
+        while budget.take():
+            started = time.perf_counter()
+            try:
+                async with attacker_socket(args) as socket_:
+                    async for _ in socket_:
+                        pass
+            except websockets.ConnectionClosed:
+                pass
+            except Exception as exc:
+                tally.fail(f"ws idle: {exc.__class__.__name__}: {exc}")
+                await asyncio.sleep(1)
+                continue
+            code = socket_.close_code
+            if code in (4408, 4429, 4431):
+                tally.ok(started)
+            else:
+                tally.fail(f"ws idle closed with {code}")
+            await asyncio.sleep(5.0 if code != 4408 else 0.0)
+
+    await asyncio.gather(*(hold() for _ in range(sockets)))
+
+
 def memory_report(samples: list[tuple[float, float]], seconds: float) -> dict:
     if not samples:
         return {"rss_mb": None}
@@ -316,6 +540,14 @@ def main() -> int:
     parser.add_argument("--hostile-clients", type=int, default=1, help="--hostile: concurrent attacking clients")
     parser.add_argument("--hostile-interval", type=float, default=0.5,
                         help="--hostile: seconds each attacking client waits between attacks")
+    parser.add_argument("--hostile-classes", type=lambda text: set(text.split(",")),
+                        default={"bodies", "slow", "schema", "faces", "flood", "idle"},
+                        help="--hostile: the newer attack classes to mix in (comma-separated; default all)")
+    parser.add_argument("--attacker-key", default=os.environ.get("FACEPORTAL_ATTACKER_API_KEY"),
+                        help="--hostile: another tenant's key for the newer attacks (or FACEPORTAL_ATTACKER_API_KEY)")
+    parser.add_argument("--attacker-organization", default="")
+    parser.add_argument("--attacker-user", default="")
+    parser.add_argument("--attacker-api-key-name", default="")
     args = parser.parse_args()
     if not args.key:
         sys.exit("give the API key with FACEPORTAL_API_KEY or --key")
@@ -348,7 +580,7 @@ def main() -> int:
         "ws_p99_ratio": ratio(hostile["ws"]["p99_ms"], clean["ws"]["p99_ms"]),
     }
     print(json.dumps(report, indent=2))
-    attack_errors = hostile["attacks"]["rest"]["errors"] + hostile["attacks"]["ws"]["errors"]
+    attack_errors = sum(summary["errors"] for name, summary in hostile["attacks"].items() if name != "clients")
     return 1 if failed(args, clean) or failed(args, hostile) or attack_errors else 0
 
 
@@ -366,6 +598,7 @@ def run_phase(args, body: bytes, jpeg: bytes, seconds: float, *, attacks) -> dic
     budget = Budget(seconds, min(args.max_requests, MAX_TOTAL_REQUESTS))
     rest_tally, ws_tally = Tally(), Tally()
     attack_rest, attack_ws = Tally(), Tally()
+    attack_new, attack_slow, attack_flood, attack_idle = Tally(), Tally(), Tally(), Tally()
     samples: list[tuple[float, float]] = []
     started = time.monotonic()
 
@@ -373,11 +606,17 @@ def run_phase(args, body: bytes, jpeg: bytes, seconds: float, *, attacks) -> dic
                for n in range(args.rest)]
     if args.ws or attacks:
         threads.append(threading.Thread(target=run_ws_clients,
-                                        args=(args, jpeg, budget, ws_tally, attack_ws if attacks else None),
+                                        args=(args, jpeg, budget, ws_tally, attack_ws if attacks else None,
+                                              attack_flood, attack_idle),
                                         daemon=True))
     if attacks:
         threads += [threading.Thread(target=rest_attacker, args=(args, attacks, budget, attack_rest, n), daemon=True)
                     for n in range(args.hostile_clients)]
+        threads += [threading.Thread(target=new_class_attacker, args=(args, args.photo, budget, attack_new, n),
+                                     daemon=True) for n in range(args.hostile_clients)]
+        if "slow" in args.hostile_classes:
+            threads += [threading.Thread(target=slow_header_attacker, args=(args, budget, attack_slow), daemon=True)
+                        for _ in range(2)]
     for thread in threads:
         thread.start()
     while any(thread.is_alive() for thread in threads):
@@ -404,7 +643,11 @@ def run_phase(args, body: bytes, jpeg: bytes, seconds: float, *, attacks) -> dic
     }
     if attacks:
         report["attacks"] = {"clients": args.hostile_clients, "rest": attack_rest.summary(elapsed),
-                             "ws": attack_ws.summary(elapsed)}
+                             "ws": attack_ws.summary(elapsed),
+                             "bodies_schema_faces": attack_new.summary(elapsed),
+                             "slow_headers": attack_slow.summary(elapsed),
+                             "ws_tiny_frame_flood": attack_flood.summary(elapsed),
+                             "ws_idle_sockets": attack_idle.summary(elapsed)}
     return report
 
 

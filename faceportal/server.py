@@ -11,7 +11,8 @@ channel that:
   any of it, and a chunked body as soon as the bytes received pass the limit: 413 in the error
   shape, then the connection is closed;
 - gives a request `FACEPORTAL_HTTP_HEADER_TIMEOUT` seconds from its first byte to its last header
-  and `FACEPORTAL_HTTP_BODY_TIMEOUT` seconds for its body: 408 in the error shape, then closed.
+  and `FACEPORTAL_HTTP_BODY_TIMEOUT` seconds for its body: 408 in the error shape, then closed;
+- ends a WebSocket that floods messages before daphne queues them (`GuardedWebSocketProtocol`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from http import HTTPStatus
 
 from daphne import server as daphne_server
 from daphne.http_protocol import HTTPFactory
+from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet import reactor
 from twisted.web import http
 
@@ -176,8 +178,49 @@ class GuardedHTTPFactory(HTTPFactory):
     protocol = _guarded_channel_factory
 
 
+class GuardedWebSocketProtocol(WebSocketProtocol):
+    """Daphne parses every incoming WebSocket message and queues it for the application without
+    limit, so a flood of tiny frames took the reactor (every connection's HTTP and WebSocket I/O)
+    and grew memory before the consumer could refuse it. Messages beyond FACEPORTAL_WS_MAX_FPS x
+    FACEPORTAL_WS_FLOOD_FACTOR a second (after a burst of one second's worth) end the connection
+    here: the final error message and close 4420 are sent, reading stops, nothing more is queued."""
+
+    _bucket = None
+    _flooded = False
+
+    def onMessage(self, payload, isBinary):
+        if self._flooded:
+            return
+        if self._bucket is None:
+            from django.conf import settings
+
+            from recognition.realtime import FrameRateLimiter
+
+            self._bucket = FrameRateLimiter(rate=settings.FACEPORTAL_WS_MAX_FPS * settings.FACEPORTAL_WS_FLOOD_FACTOR)
+        if self._bucket.allow():
+            super().onMessage(payload, isBinary)
+            return
+        self._flooded = True
+        from apikeys.websocket import CLOSE_ERROR_CODES, CLOSE_FLOODING
+        from faceportal.errors import error_payload
+
+        reason = "Messages far faster than the frame rate limit; connection closed."
+        final = {"type": "error", "seq": None, "close_code": CLOSE_FLOODING,
+                 **error_payload(code=CLOSE_ERROR_CODES[CLOSE_FLOODING], message=reason)}
+        self.sendMessage(json.dumps(final).encode(), isBinary=False)
+        self.sendClose(code=CLOSE_FLOODING)
+        self.transport.pauseProducing()  # read no more of the flood
+        self.transport.loseConnection()  # after what we wrote is sent
+
+
+class GuardedWebSocketFactory(WebSocketFactory):
+    protocol = GuardedWebSocketProtocol
+
+
 def main(argv: list[str] | None = None) -> None:
-    daphne_server.HTTPFactory = GuardedHTTPFactory  # what daphne's Server builds its HTTP side from
+    # What daphne's Server builds its HTTP and WebSocket sides from.
+    daphne_server.HTTPFactory = GuardedHTTPFactory
+    daphne_server.WebSocketFactory = GuardedWebSocketFactory
     from daphne.cli import CommandLineInterface
 
     CommandLineInterface().run(sys.argv[1:] if argv is None else argv)

@@ -442,6 +442,8 @@ FACEPORTAL_DECODE_MAX_SCAN_PIXELS = env_int("FACEPORTAL_DECODE_MAX_SCAN_PIXELS",
 # metadata (JPEG APPn/COM, PNG ancillary chunks, GIF extensions).
 FACEPORTAL_DECODE_MAX_BLOCKS = env_int("FACEPORTAL_DECODE_MAX_BLOCKS", 16384)
 FACEPORTAL_DECODE_MAX_METADATA_BLOCKS = env_int("FACEPORTAL_DECODE_MAX_METADATA_BLOCKS", 256)
+# Faces embedded per image: past this, only the most prominent are kept (answers give faces_dropped).
+FACEPORTAL_MAX_FACES_PER_IMAGE = env_int("FACEPORTAL_MAX_FACES_PER_IMAGE", 20)
 # JSON bodies and WebSocket messages nested deeper than this are refused (400 / error reply).
 FACEPORTAL_MAX_JSON_DEPTH = env_int("FACEPORTAL_MAX_JSON_DEPTH", 32)
 
@@ -451,6 +453,13 @@ FACEPORTAL_WS_MAX_FRAME_BYTES = env_int("FACEPORTAL_WS_MAX_FRAME_BYTES", 768 * 1
 FACEPORTAL_WS_MAX_FPS = env_float("FACEPORTAL_WS_MAX_FPS", 30.0)  # per connection; extra frames get an error
 FACEPORTAL_WS_MAX_CONNECTIONS = env_int("FACEPORTAL_WS_MAX_CONNECTIONS", 100)  # per daphne process
 FACEPORTAL_WS_MAX_CONNECTIONS_PER_KEY = env_int("FACEPORTAL_WS_MAX_CONNECTIONS_PER_KEY", 10)  # per process
+# All keys of one organisation together, per process: below the process cap, so one tenant cannot hold it all.
+FACEPORTAL_WS_MAX_CONNECTIONS_PER_ORGANIZATION = env_int("FACEPORTAL_WS_MAX_CONNECTIONS_PER_ORGANIZATION", 30)
+# A socket that sends no message for this many seconds is closed (4408); 0 keeps idle sockets open.
+FACEPORTAL_WS_IDLE_TIMEOUT = env_float("FACEPORTAL_WS_IDLE_TIMEOUT", 60.0)
+# Messages past the frame rate get rate_limited errors; a connection that keeps sending this many
+# times faster than FACEPORTAL_WS_MAX_FPS (a burst of as many seconds' worth) is closed (4420).
+FACEPORTAL_WS_FLOOD_FACTOR = env_float("FACEPORTAL_WS_FLOOD_FACTOR", 4.0, minimum=1.0)
 # Frames a connection may queue when it opts out of stale-frame dropping (`drop_stale=0`).
 FACEPORTAL_WS_MAX_QUEUED_FRAMES = env_int("FACEPORTAL_WS_MAX_QUEUED_FRAMES", 64)
 

@@ -21,12 +21,16 @@ from apikeys.websocket import (
     CLOSE_AUTH_THROTTLED,
     CLOSE_BUSY,
     CLOSE_ERROR_CODES,
+    CLOSE_FLOODING,
+    CLOSE_IDLE,
     CLOSE_INTERNAL_ERROR,
     CLOSE_KEY_REVOKED,
     CLOSE_TOO_MANY_FOR_KEY,
+    CLOSE_TOO_MANY_FOR_ORGANIZATION,
     CLOSE_UNAUTHORIZED,
     WebSocketAuthError,
     handshake_credentials,
+    organization_slots,
     process_connections,
     websocket_authenticate,
     websocket_slots,
@@ -58,7 +62,7 @@ logger = logging.getLogger(__name__)
 
 
 class RecognizeConsumer(AsyncJsonWebsocketConsumer):
-    """Slots (this process's connection cap, the key's cap) are released on every exit path:
+    """Slots (this process's connection cap, the key's and the organisation's caps) are released on every exit path:
     a refusal, a close, a disconnect, and an exception or cancellation that skips `disconnect`
     (`__call__`'s finally)."""
 
@@ -66,6 +70,9 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
     counted = False
     closing = False
     key_slot: int | None = None
+    organization_slot: int | None = None
+    idle_watch: asyncio.Task | None = None
+    last_message_at = 0.0
     observer: ConnectionObserver | None = None
     counters: FrameCounters | None = None
 
@@ -84,8 +91,12 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
         if self.key_slot is not None:
             websocket_slots.release(self.key_slot)
             self.key_slot = None
-        if self.worker is not None and not self.worker.done() and self.worker is not asyncio.current_task():
-            self.worker.cancel()
+        if self.organization_slot is not None:
+            organization_slots.release(self.organization_slot)
+            self.organization_slot = None
+        for task in (self.worker, self.idle_watch):
+            if task is not None and not task.done() and task is not asyncio.current_task():
+                task.cancel()
 
     async def connect(self):
         self.observer = ConnectionObserver(self.scope)  # metrics and the connect/refusal/close log lines
@@ -121,6 +132,12 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
             await self._close(CLOSE_TOO_MANY_FOR_KEY, "Too many live connections for this API key; close one first.")
             return
         self.key_slot = self.identity.key_id
+        if not organization_slots.acquire(self.organization.pk,
+                                          limit=settings.FACEPORTAL_WS_MAX_CONNECTIONS_PER_ORGANIZATION):
+            await self._close(CLOSE_TOO_MANY_FOR_ORGANIZATION,
+                              "Too many live connections for this organization; close one first.")
+            return
+        self.organization_slot = self.organization.pk
         self.observer.connected(organization=self.organization.slug, api_key_name=self.identity.name,
                                 api_key_user=self.identity.user)
         self.token = credentials.token  # kept in memory to re-check revocation per frame; never logged
@@ -132,6 +149,12 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
         )
         self.limiter = FrameRateLimiter(rate=settings.FACEPORTAL_WS_MAX_FPS)
         self.keep = KeepThrottle(interval=settings.FACEPORTAL_UNKNOWN_KEEP_INTERVAL)
+        # Every message draws on this one, refused ones too: a flood of tiny messages ends the
+        # connection instead of taking the event loop from every other connection.
+        self.flood = FrameRateLimiter(rate=settings.FACEPORTAL_WS_MAX_FPS * settings.FACEPORTAL_WS_FLOOD_FACTOR)
+        self.last_message_at = time.monotonic()
+        if settings.FACEPORTAL_WS_IDLE_TIMEOUT:
+            self.idle_watch = asyncio.create_task(self._watch_idle(settings.FACEPORTAL_WS_IDLE_TIMEOUT))
         self.wakeup = asyncio.Event()
         self.worker = asyncio.create_task(self._work())
         engine = await sync_to_async(get_engine, thread_sensitive=False)()
@@ -150,6 +173,7 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
             "limits": {
                 "max_frame_bytes": settings.FACEPORTAL_WS_MAX_FRAME_BYTES,
                 "max_fps": settings.FACEPORTAL_WS_MAX_FPS,
+                "idle_timeout_seconds": settings.FACEPORTAL_WS_IDLE_TIMEOUT,
             },
         })
 
@@ -160,6 +184,10 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.worker is None or self.closing:
+            return
+        self.last_message_at = time.monotonic()
+        if not self.flood.allow():
+            await self._close(CLOSE_FLOODING, "Messages far faster than the frame rate limit; connection closed.")
             return
         try:
             await self._receive(text_data, bytes_data)
@@ -211,6 +239,15 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
         except Exception:
             logger.exception("websocket worker stopped", extra={"organization": self.organization.slug})
             await self._close(CLOSE_INTERNAL_ERROR, "Internal error.")
+
+    async def _watch_idle(self, timeout: float) -> None:
+        """Close a socket that has sent nothing for `timeout` seconds: idle sockets hold slots."""
+        while not self.closing:
+            remaining = self.last_message_at + timeout - time.monotonic()
+            if remaining <= 0:
+                await self._close(CLOSE_IDLE, f"No message for {timeout:g} seconds; connection closed.")
+                return
+            await asyncio.sleep(remaining)
 
     async def _process(self, frame: Frame) -> None:
         started = time.perf_counter()

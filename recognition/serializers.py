@@ -109,6 +109,9 @@ class RecognizeOutputSerializer(serializers.Serializer):
     image = ImageSizeSerializer(help_text="The image's size as sent")
     keep_unknown_faces = serializers.BooleanField(
         help_text="Whether the organisation keeps faces decided unknown (docs/UNKNOWN_FACES.md)")
+    faces_dropped = serializers.IntegerField(
+        help_text="Faces found beyond FACEPORTAL_MAX_FACES_PER_IMAGE (default 20) and left out: only the most "
+        "prominent (largest, then most central) are recognised")
     timings_ms = TimingsField()
 
     def to_representation(self, recognition):

@@ -50,6 +50,7 @@ class Recognition:
     image: ImageSize
     timings_ms: dict[str, float]
     keep_unknown_faces: bool = False  # whether the organisation keeps faces decided unknown
+    faces_dropped: int = 0  # faces found beyond FACEPORTAL_MAX_FACES_PER_IMAGE, not recognised
 
 
 def _keepable(*, organization: Organization, vectors: np.ndarray, decided: list, chosen: Threshold) -> list[bool]:
@@ -116,7 +117,8 @@ def recognize(
     width, height = loaded.size  # as sent: decoding may have downscaled the pixels
     return Recognition(faces=faces, threshold=chosen, model=engine.model_name, detector=engine.detector_name,
                        image=ImageSize(width=width, height=height), timings_ms=timings,
-                       keep_unknown_faces=organization.keep_unknown_faces)
+                       keep_unknown_faces=organization.keep_unknown_faces,
+                       faces_dropped=result.faces_dropped)
 
 
 def _single_face(image: Any, *, index: int) -> tuple[np.ndarray, dict[str, int]]:

@@ -89,6 +89,7 @@ class EngineResult:
     faces: list[EmbeddedFace]
     image_size: tuple[int, int]  # width, height
     timings_ms: dict[str, float] = field(default_factory=dict)
+    faces_dropped: int = 0  # detected beyond FACEPORTAL_MAX_FACES_PER_IMAGE, never embedded
 
 
 def prominence(face: DetectedFace, width: int, height: int) -> float:
@@ -128,6 +129,11 @@ class FaceEngine:
             config.embedder_model, dlib_runtime=config.dlib_runtime, weights=config.weights)
         self.min_face_pixels = config.min_face_pixels
         self._aligner: Aligner | None = aligner
+
+    @property
+    def max_faces(self) -> int:
+        """Faces embedded per image; read per call, so a settings change applies at once (0: no cap)."""
+        return settings.FACEPORTAL_MAX_FACES_PER_IMAGE
 
     @property
     def model_name(self) -> str:
@@ -175,8 +181,10 @@ class FaceEngine:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         faces = self._detect(image_bgr)
-        if most_prominent_only:
-            faces = faces[:1]
+        detected = len(faces)
+        # Alignment and embedding cost grows with each face: past the cap only the most prominent
+        # (largest, then most central) are kept, and the answer says how many were left out.
+        faces = faces[:1] if most_prominent_only else faces[:self.max_faces or None]
         timings["detect"] = (time.perf_counter() - started) * 1000
         mark = time.perf_counter()
         chips = self.aligner.align(image_bgr, faces)
@@ -193,7 +201,8 @@ class FaceEngine:
             for i, face in enumerate(faces)
         ]
         height, width = image_bgr.shape[:2]
-        return EngineResult(faces=results, image_size=(width, height), timings_ms=timings)
+        return EngineResult(faces=results, image_size=(width, height), timings_ms=timings,
+                            faces_dropped=0 if most_prominent_only else detected - len(faces))
 
 
 # Pool threads whose warm-up raised, with the error's type: readiness stays false while any did.

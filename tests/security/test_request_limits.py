@@ -224,3 +224,40 @@ def test_keep_alive_requests_each_get_their_own_header_deadline(server):
             status, body, _ = answer(sock)
             assert status == 200, (status, body)
             time.sleep(HEADER_TIMEOUT + 0.3)
+
+
+def test_a_flood_of_tiny_websocket_frames_is_cut_off_in_the_server(server):
+    """Daphne queues every frame for the application without limit: the flood must end at the
+    server's protocol, while /healthz keeps answering and memory stays flat."""
+    import asyncio
+
+    import websockets
+
+    env = server.env
+    manage("create_org", "flood", cwd=REPO_ROOT, env=env)
+    key = manage("create_api_key", "flood", "--user", "f", "--name", "k", cwd=REPO_ROOT, env=env).splitlines()[-1]
+    url = f"ws://127.0.0.1:{server.port}/ws/recognize?token={key}&organization=flood&user=f&api_key_name=k"
+    pid = daphne_pid(server)
+    before = rss_mb(pid)
+
+    async def flood(size: int) -> tuple[int, float]:
+        started = time.monotonic()
+        async with websockets.connect(url, origin=server.url, open_timeout=30) as socket_:
+            assert json.loads(await socket_.recv())["type"] == "ready"
+            try:
+                for _ in range(200_000):
+                    await socket_.send(b"\xff" * size)
+                    await asyncio.sleep(0)
+            except websockets.ConnectionClosed:
+                pass
+            return socket_.close_code, time.monotonic() - started
+
+    for size in (1, 7, 64):
+        code, seconds = asyncio.run(flood(size))
+        assert code in (4420, 1006), code  # 1006: closed under a client still writing
+        assert seconds < 10, seconds
+        with connect(server) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            status, _, took = answer(sock)
+        assert status == 200 and took < 2
+    assert rss_mb(pid) - before < 60

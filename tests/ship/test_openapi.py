@@ -59,7 +59,7 @@ def api_routes() -> set[str]:
             if isinstance(pattern, URLResolver):
                 yield from walk(pattern.url_patterns, prefix + str(pattern.pattern))
             elif isinstance(pattern, URLPattern) and hasattr(pattern.callback, "cls"):
-                if pattern.callback.cls.__module__.startswith("drf_spectacular"):
+                if pattern.callback.cls.__module__.startswith(("drf_spectacular", "faceportal.schema_view")):
                     continue  # the schema and docs views themselves
                 yield "/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", prefix + str(pattern.pattern))
 
