@@ -110,3 +110,15 @@ async def test_a_face_in_view_on_the_socket_is_kept_once_per_interval(acme, mani
     assert kept[0] is not None and kept[1:] == [None, None, None]
     rows = await sync_to_async(list)(UnknownFace.objects.values_list("id", "source"))
     assert rows == [(kept[0], "websocket")]
+
+
+def test_staff_try_it_photos_are_never_kept(acme, manifest, admin_client):
+    keep_on(acme.org)
+    photo = manifest[STRANGER_A][0]
+    with open(photo.path, "rb") as handle:
+        response = admin_client.post(f"/admin/organizations/organization/{acme.org.pk}/try/recognize/",
+                                     {"image": handle})
+    assert response.status_code == 200, response.content
+    face = response.json()["faces"][0]
+    assert face["decision"] == "unknown" and face["unknown_face"] is None
+    assert not UnknownFace.objects.exists()
