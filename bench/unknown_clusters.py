@@ -130,7 +130,11 @@ def purity_section(vectors: np.ndarray, names: list[str]) -> str:
 
     engine = get_engine()
     rows = []
-    for label, gallery in (("shipped: gallery = faces kept", len(vectors)), ("gallery of 1", 1)):
+    # The shipped rule, then the same faces linked at the thresholds of other gallery sizes: the price
+    # of a lower threshold is clusters that mix people; of a higher one (more faces kept), more splits.
+    choices = [("shipped: gallery = faces kept", len(vectors))]
+    choices += [(f"gallery of {size:,}", size) for size in (1, 10, 100, SCALE)]
+    for label, gallery in choices:
         threshold = effective_threshold(model=engine.model_name, requested=None, gallery_size=gallery,
                                         false_match_rate=DEFAULT_FALSE_MATCH_RATE,
                                         model_default=uncalibrated_threshold())

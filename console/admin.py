@@ -142,8 +142,9 @@ class ConsoleOrganizationAdmin(OrganizationAdmin):
         organization = self._organization_for(request, object_id)
         try:
             options = validated(RecognizeInputSerializer, data=posted_form(request))
+            # A staff member's test photo is not a face the organisation saw: never kept as unknown.
             result = recognize(organization=organization, image=options["image"], threshold=options.get("threshold"),
-                               max_results=options.get("max_results") or DEFAULT_MAX_RESULTS)
+                               max_results=options.get("max_results") or DEFAULT_MAX_RESULTS, may_keep=False)
         except FacePortalError as exc:
             return JsonResponse(exc.as_payload(), status=exc.status_code)
         return JsonResponse(RecognizeOutputSerializer(result).data)

@@ -94,19 +94,35 @@ class FrameRateLimiter:
         return False
 
 
+KEEP_SETTINGS_FIELDS = ("keep_unknown_faces", "unknown_max_kept", "unknown_retention_days")
+KEEP_SETTINGS_TTL = 5.0  # seconds an open socket trusts what it read of the organisation's keeping settings
+
+
 class KeepThrottle:
     """One connection keeps at most one unknown face per interval: a face that stays in view is kept
-    once per FACEPORTAL_UNKNOWN_KEEP_INTERVAL seconds, not once per frame."""
+    once per FACEPORTAL_UNKNOWN_KEEP_INTERVAL seconds, not once per frame. It also re-reads the
+    organisation's keeping settings every few seconds, so staff turning keeping on or off reaches
+    sockets that are already open."""
 
     def __init__(self, *, interval: float):
         self.interval = interval
         self.last_kept: float | None = None
+        self.settings_read: float | None = None
 
     def may_keep(self) -> bool:
         return self.last_kept is None or time.monotonic() - self.last_kept >= self.interval
 
     def kept(self) -> None:
         self.last_kept = time.monotonic()
+
+    def refresh(self, organization: Organization) -> None:
+        now = time.monotonic()
+        if self.settings_read is not None and now - self.settings_read < KEEP_SETTINGS_TTL:
+            return
+        current = Organization.objects.filter(pk=organization.pk).values(*KEEP_SETTINGS_FIELDS).first()
+        for name, value in (current or {}).items():
+            setattr(organization, name, value)
+        self.settings_read = now
 
 
 class FrameQueue:
@@ -212,6 +228,8 @@ def recognize_frame(*, organization: Organization, token: str, identity: Authent
     """
     if not websocket_key_still_valid(token=token, identity=identity):
         raise KeyRevoked()
+    if keep is not None:
+        keep.refresh(organization)
     result = recognize(organization=organization, image=frame.image, threshold=frame.threshold,
                        max_results=frame.max_results or DEFAULT_MAX_RESULTS, seen_by=identity,
                        source=SOURCE_WEBSOCKET, may_keep=keep is not None and keep.may_keep())

@@ -124,3 +124,15 @@ def test_bad_person_changes_are_400s_that_change_nothing(acme, manifest, change)
     assert response.json()["error"]["code"] == "invalid_input"
     stored = Person.objects.get(pk=person["id"])
     assert (stored.name, stored.external_id, stored.metadata) == ("Hugo Chavez", "e1", {"a": 1})
+
+
+def test_ids_past_the_database_range_are_404s(acme, manifest):
+    person = register(acme.client, "Tony Blair", manifest["Tony_Blair"][:1])
+    face = Face.objects.get(person_id=person["id"])
+    huge = 10**20
+    assert acme.client.post(f"/orgs/acme/people/{person['id']}/merge", {"from": huge},
+                            format="json").status_code == 404
+    assert acme.client.post(f"/orgs/acme/people/{huge}/merge", {"from": person["id"]}, format="json").status_code == 404
+    assert acme.client.post(f"/orgs/acme/people/{person['id']}/faces/{face.pk}/move", {"to": huge},
+                            format="json").status_code == 404
+    assert Face.objects.get(pk=face.pk).person_id == person["id"]

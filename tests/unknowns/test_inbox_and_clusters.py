@@ -135,4 +135,10 @@ def test_missing_ids_are_404s(acme, kept):
     # A face id that is not its cluster's id is no cluster.
     not_a_cluster = max(kept[STRANGERS[0]])
     assert client.post(f"/orgs/acme/unknown-clusters/{not_a_cluster}/dismiss", {}, format="json").status_code == 404
+    # Ids past what the database can hold are missing ids too, never a 500.
+    huge = 10**20
+    assert client.get(f"/orgs/acme/unknown-faces/{huge}/thumbnail").status_code == 404
+    assert client.delete(f"/orgs/acme/unknown-faces/{huge}", format="json").status_code == 404
+    assert client.post(f"/orgs/acme/unknown-clusters/{huge}/assign", {"name": "X"}, format="json").status_code == 404
+    assert client.get("/orgs/acme/unknown-faces", {"cluster": huge}).status_code in (400, 404)
     assert UnknownFace.objects.count() == 6

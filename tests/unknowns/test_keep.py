@@ -110,3 +110,43 @@ async def test_a_face_in_view_on_the_socket_is_kept_once_per_interval(acme, mani
     assert kept[0] is not None and kept[1:] == [None, None, None]
     rows = await sync_to_async(list)(UnknownFace.objects.values_list("id", "source"))
     assert rows == [(kept[0], "websocket")]
+
+
+def test_staff_try_it_photos_are_never_kept(acme, manifest, admin_client):
+    keep_on(acme.org)
+    photo = manifest[STRANGER_A][0]
+    with open(photo.path, "rb") as handle:
+        response = admin_client.post(f"/admin/organizations/organization/{acme.org.pk}/try/recognize/",
+                                     {"image": handle})
+    assert response.status_code == 200, response.content
+    face = response.json()["faces"][0]
+    assert face["decision"] == "unknown" and face["unknown_face"] is None
+    assert not UnknownFace.objects.exists()
+
+
+async def test_turning_keeping_on_reaches_a_socket_already_open(acme, manifest, settings, monkeypatch):
+    from asgiref.sync import sync_to_async
+
+    from recognition import realtime
+
+    monkeypatch.setattr(realtime, "KEEP_SETTINGS_TTL", 0.0, raising=False)
+    settings.FACEPORTAL_UNKNOWN_KEEP_INTERVAL = 0
+    communicator = WebsocketCommunicator(application, socket_path(acme.issued), headers=[ORIGIN])
+    connected, _ = await communicator.connect(timeout=30)
+    assert connected
+    assert (await communicator.receive_json_from(timeout=60))["type"] == "ready"
+    frame = manifest[STRANGER_A][0].data_uri()
+
+    async def one_frame() -> dict:
+        await communicator.send_json_to({"type": "frame", "image": frame})
+        while (reply := await communicator.receive_json_from(timeout=60))["type"] != "result":
+            pass
+        return reply
+
+    off = await one_frame()
+    assert off["keep_unknown_faces"] is False and off["faces"][0]["unknown_face"] is None
+    await sync_to_async(keep_on)(acme.org)  # as staff do, while the socket is open
+    on = await one_frame()
+    assert on["keep_unknown_faces"] is True and on["faces"][0]["unknown_face"] is not None
+    await communicator.disconnect()
+    assert await sync_to_async(UnknownFace.objects.count)() == 1
