@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 APPS = ("organizations", "apikeys", "faces", "recognition", "console")
 # The project's wiring in faceportal/ sits above every app: it may import any of them, and no app
 # imports it. Every other module of faceportal/ is the kernel, which imports no app.
-WIRING = {"urls", "asgi", "wsgi", "routing", "settings", "startup", "health", "middleware", "views"}
+WIRING = {"urls", "asgi", "wsgi", "routing", "settings", "startup", "server", "health", "middleware", "views"}
 
 
 def imported_modules(path: Path) -> set[str]:

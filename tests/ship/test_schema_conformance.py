@@ -106,6 +106,49 @@ def test_real_answers_of_every_route_match_the_schema(api, manifest):
              body={"name": "Tony Blair (PM)"})
     api.call("get", "/orgs/{organization}/people/{person_id}", path_parameters={**org, "person_id": 999999},
              status=404)
+    # Curating people: look one up by external_id, move a face to another person, merge two.
+    obama_id = api.call("get", "/orgs/{organization}/people", path_parameters=org, query={"search": "obama"},
+                        status=200)["results"][0]["id"]
+    api.call("patch", "/orgs/{organization}/people/{person_id}", path_parameters={**org, "person_id": obama_id},
+             status=200, body={"external_id": "emp-44", "metadata": {"team": "east"}})
+    by_external = api.call("get", "/orgs/{organization}/people", path_parameters=org,
+                           query={"external_id": "emp-44"}, status=200)
+    assert [row["id"] for row in by_external["results"]] == [obama_id]
+    moved_face = detail["faces"][1]["id"]
+    api.call("post", "/orgs/{organization}/people/{person_id}/faces/{face_id}/move",
+             path_parameters={**person, "face_id": moved_face}, status=200, body={"to": obama_id})
+    api.call("post", "/orgs/{organization}/people/{person_id}/merge", path_parameters=person, status=200,
+             body={"from": obama_id})
+    api.call("post", "/orgs/{organization}/people/{person_id}/merge", path_parameters=person, status=404,
+             body={"from": 999999})
+
+    # Unknown faces: the organisation keeps them (staff), strangers' faces are kept and grouped.
+    api.call("get", "/orgs/{organization}", headers=api.STAFF, path_parameters=org, status=200)
+    api.call("patch", "/orgs/{organization}", headers=api.STAFF, path_parameters=org, status=200,
+             body={"keep_unknown_faces": True})
+    api.call("patch", "/orgs/{organization}", headers=api.STAFF, path_parameters=org, status=400,
+             body={"unknown_retention_days": -1})
+    for stranger in (manifest["Angelina_Jolie"][0], manifest["Arnold_Schwarzenegger"][0]):
+        kept = api.call("post", "/recognize/{organization}", path_parameters=org, status=200,
+                        body={"image": stranger.b64()})
+        assert kept["keep_unknown_faces"] and kept["faces"][0]["unknown_face"] is not None, kept
+    inbox = api.call("get", "/orgs/{organization}/unknown-faces", path_parameters=org, status=200)
+    assert len(inbox["results"]) == 2
+    clusters = api.call("get", "/orgs/{organization}/unknown-clusters", path_parameters=org, status=200)["results"]
+    assert len(clusters) == 2
+    api.call("post", "/orgs/{organization}/unknown-clusters/{cluster_id}/assign",
+             path_parameters={**org, "cluster_id": clusters[0]["id"]}, status=200, body={"name": "Kept Stranger"})
+    api.call("post", "/orgs/{organization}/unknown-clusters/{cluster_id}/dismiss",
+             path_parameters={**org, "cluster_id": clusters[1]["id"]}, status=200, body={})
+    api.call("post", "/recognize/{organization}", path_parameters=org, status=200,
+             body={"image": manifest["Ariel_Sharon"][0].b64()})
+    newest = api.call("get", "/orgs/{organization}/unknown-faces", path_parameters=org, status=200)["results"][0]
+    api.call("delete", "/orgs/{organization}/unknown-faces/{unknown_id}",
+             path_parameters={**org, "unknown_id": newest["id"]}, status=204, body={})
+    api.call("delete", "/orgs/{organization}/unknown-faces/{unknown_id}",
+             path_parameters={**org, "unknown_id": newest["id"]}, status=404, body={})
+    api.call("delete", "/orgs/{organization}/unknown-faces", path_parameters=org, status=200, body={})
+
     face = {**person, "face_id": detail["faces"][0]["id"]}
     api.call("delete", "/orgs/{organization}/people/{person_id}/faces/{face_id}", path_parameters=face, status=204)
     api.call("delete", "/orgs/{organization}/people/{person_id}", path_parameters=person, status=204)
@@ -119,5 +162,6 @@ def test_real_answers_of_every_route_match_the_schema(api, manifest):
     routes = {(method, path) for method, path, _ in api.checked}
     documented = {(operation.ok().method.upper(), operation.ok().path) for operation in api.schema.get_all_operations()}
     # Every documented JSON route was called (the thumbnail is a JPEG: its bytes are checked elsewhere).
-    assert documented - routes <= {("GET", "/orgs/{organization}/people/{person_id}/faces/{face_id}/thumbnail")}, \
+    assert documented - routes <= {("GET", "/orgs/{organization}/people/{person_id}/faces/{face_id}/thumbnail"),
+                                   ("GET", "/orgs/{organization}/unknown-faces/{unknown_id}/thumbnail")}, \
         documented - routes
