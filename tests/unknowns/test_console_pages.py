@@ -123,15 +123,21 @@ def test_a_missing_cluster_and_another_organisations_person_are_404s(acme, kept,
     assert client.get(f"{base}/{cluster}/dismiss/").status_code == 405
 
 
-def test_naming_and_dismissing_from_the_page(acme, kept):
+def test_naming_adding_to_someone_and_dismissing_from_the_page(acme, kept, manifest):
+    (third,) = keep(acme, manifest["Jack_Dorsey"][:1])
+    kunal = acme.client.post("/register/acme", {"name": "Kunal", "images": [manifest[STRANGERS[1]][4].b64()]},
+                             format="json").json()["person"]["id"]
     client = staff(codenames=["view_organization", "change_organization"])
     base = f"/admin/organizations/organization/{acme.org.pk}/unknown-clusters"
-    named = min(kept[STRANGERS[0]])
-    response = client.post(f"{base}/{named}/assign/", {"name": "Simon Helberg"}, follow=True)
+    response = client.post(f"{base}/{min(kept[STRANGERS[0]])}/assign/", {"name": "Simon Helberg"}, follow=True)
     assert response.status_code == 200 and "2 faces added to Simon Helberg (new person)" in response.content.decode()
-    assert cards(response.content.decode()) == [(min(kept[STRANGERS[1]]), 2)]
-    person = Person.objects.get(organization=acme.org, name="Simon Helberg")
-    assert person.faces.count() == 2
-    response = client.post(f"{base}/{min(kept[STRANGERS[1]])}/dismiss/", follow=True)
-    assert "Dismissed: 2 faces deleted." in response.content.decode()
-    assert not UnknownFace.objects.exists() and Person.objects.count() == 1
+    assert sorted(cards(response.content.decode())) == sorted([(min(kept[STRANGERS[1]]), 2), (third, 1)])
+    assert Person.objects.get(organization=acme.org, name="Simon Helberg").faces.count() == 2
+    # The select offers the organisation's people; adding a cluster to one of them.
+    assert f'<option value="{kunal}">Kunal</option>' in response.content.decode()
+    response = client.post(f"{base}/{min(kept[STRANGERS[1]])}/assign/", {"person": str(kunal)}, follow=True)
+    assert "2 faces added to Kunal." in response.content.decode()
+    assert Person.objects.get(pk=kunal).faces.count() == 3
+    response = client.post(f"{base}/{third}/dismiss/", follow=True)
+    assert "Dismissed: 1 face deleted." in response.content.decode()
+    assert not UnknownFace.objects.exists() and Person.objects.count() == 2
