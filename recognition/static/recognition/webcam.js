@@ -24,6 +24,7 @@ function setControlsEnabled(connected) {
 initSocket({
   onReady(reply) {
     showDecision(reply);
+    showKeeping(reply);
     resendOverride();
     setControlsEnabled(true);
     loadPeople();
