@@ -185,9 +185,11 @@ def test_webcam_strip_shows_a_stranger_and_naming_them_there_names_the_next_fram
     assert webcam_names(browser) == ["Unknown"]
     (card,) = strip(browser)
     assert UnknownFace.objects.filter(organization=acme).order_by("id").first().pk == card["cluster"]
-    no_horizontal_overflow(browser)
-    browser.execute_script("document.getElementById('unknowns-card').scrollIntoView({block: 'end'});")
-    screenshot(browser, "webcam-whos-this.png")
+    for size, picture in (("phone", "webcam-whos-this-phone.png"), ("desktop", "webcam-whos-this.png")):
+        resize(browser, size)
+        no_horizontal_overflow(browser)
+        browser.execute_script("document.getElementById('unknowns-card').scrollIntoView({block: 'end'});")
+        screenshot(browser, picture)
 
     # One click from a name: the next frames name them, and the strip empties.
     field = browser.find_element(By.CSS_SELECTOR, "#unknowns .unknown-cluster input")
