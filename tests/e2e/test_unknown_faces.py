@@ -174,7 +174,7 @@ def test_webcam_strip_shows_a_stranger_and_naming_them_there_names_the_next_fram
     assert not browser.find_element(By.ID, "unknowns-card").is_displayed()
     assert not UnknownFace.objects.exists()
 
-    # Keeping on (a socket reads the setting when it connects): the stranger turns up in the strip.
+    # Keeping on, and connecting again: the stranger turns up in the strip.
     acme.keep_unknown_faces = True
     acme.save()
     browser.find_element(By.ID, "disconnect-button").click()
