@@ -3,11 +3,11 @@ organisation's change form, and the try-it page. It composes all the rooms of on
 sits above them all (organizations, apikeys, faces, recognition) and the rooms never import it."""
 
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Case, Count, IntegerField, Max, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
-from django.http import JsonResponse, QueryDict
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -18,9 +18,13 @@ from apikeys.models import APIKey
 from faceportal.errors import FacePortalError
 from faceportal.serializers import validated
 from faces.matching import decision_in_force, uncalibrated_threshold
-from faces.models import Face, Person
+from faces.models import Face, Person, UnknownFace
+from faces.selectors import person_get
 from faces.serializers import RegisterInputSerializer, RegisterOutputSerializer
 from faces.services import person_register
+from faces.unknowns.selectors import unknown_cluster_get, unknown_cluster_list, unknown_face_get
+from faces.unknowns.serializers import ClusterAssignInputSerializer
+from faces.unknowns.services import unknown_cluster_assign, unknown_cluster_dismiss
 from organizations.admin import OrganizationAdmin
 from organizations.models import Organization
 from organizations.usage import requests_per_day
@@ -48,7 +52,7 @@ admin.site.unregister(Organization)
 class ConsoleOrganizationAdmin(OrganizationAdmin):
     list_display = [
         "slug", "name", "is_active", "false_match_rate", "people_count", "face_count", "active_key_count",
-        "key_count", "last_request_at", "created_at", "try_link",
+        "key_count", "last_request_at", "created_at", "try_link", "unknown_link",
     ]
     change_form_template = "admin/organizations/organization/overview.html"
 
@@ -91,6 +95,11 @@ class ConsoleOrganizationAdmin(OrganizationAdmin):
         url = reverse("admin:organizations_organization_try", args=[obj.pk])
         return format_html('<a href="{}">Try recognition</a>', url)
 
+    @admin.display(description="Unknown faces")
+    def unknown_link(self, obj):
+        url = reverse("admin:organizations_organization_unknown", args=[obj.pk])
+        return format_html('<a href="{}">Unknown faces</a>', url)
+
     @admin.display(description="Last API request", ordering="_last_request")
     def last_request_at(self, obj):
         return obj._last_request
@@ -108,6 +117,13 @@ class ConsoleOrganizationAdmin(OrganizationAdmin):
                  name="organizations_organization_try_recognize"),
             path("<int:object_id>/try/register/", wrap(require_POST(self.try_register)),
                  name="organizations_organization_try_register"),
+            path("<int:object_id>/unknown-faces/", wrap(self.unknown_view), name="organizations_organization_unknown"),
+            path("<int:object_id>/unknown-faces/<int:unknown_id>/thumbnail/", wrap(self.unknown_thumbnail),
+                 name="organizations_organization_unknown_thumbnail"),
+            path("<int:object_id>/unknown-clusters/<int:cluster_id>/assign/", wrap(require_POST(self.unknown_assign)),
+                 name="organizations_organization_unknown_assign"),
+            path("<int:object_id>/unknown-clusters/<int:cluster_id>/dismiss/",
+                 wrap(require_POST(self.unknown_dismiss)), name="organizations_organization_unknown_dismiss"),
             *super().get_urls(),
         ]
 
@@ -163,6 +179,71 @@ class ConsoleOrganizationAdmin(OrganizationAdmin):
         answer["person"]["url"] = reverse("admin:faces_person_change", args=[result.person.pk])
         return JsonResponse(answer, status=201)
 
+    # --- unknown faces ------------------------------------------------------------------------------
+
+    def unknown_view(self, request, object_id, error: FacePortalError | None = None):
+        organization = self._organization_for(request, object_id)
+        clusters = unknown_cluster_list(organization=organization)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Unknown faces · {organization.slug}",
+            "opts": self.model._meta,
+            "original": organization,
+            "organization": organization,
+            "clusters": clusters,
+            "faces_kept": sum(cluster.size for cluster in clusters),
+            "people": Person.objects.filter(organization=organization).order_by("name", "id").only("id", "name"),
+            "can_act": self.has_change_permission(request, organization),
+            "error": error.as_payload()["error"] if error else None,
+        }
+        status = error.status_code if error else 200
+        return TemplateResponse(request, "admin/organizations/organization/unknown_faces.html", context, status=status)
+
+    def unknown_thumbnail(self, request, object_id, unknown_id):
+        organization = self._organization_for(request, object_id)
+        try:
+            unknown = unknown_face_get(organization=organization, unknown_id=unknown_id)
+        except FacePortalError as exc:
+            return JsonResponse(exc.as_payload(), status=exc.status_code)
+        response = HttpResponse(bytes(unknown.crop), content_type="image/jpeg")
+        response["Cache-Control"] = "private, max-age=300"
+        return response
+
+    def _acting_on(self, request, object_id) -> Organization:
+        organization = self._organization_for(request, object_id)
+        if not self.has_change_permission(request, organization):
+            raise PermissionDenied
+        return organization
+
+    def unknown_assign(self, request, object_id, cluster_id):
+        organization = self._acting_on(request, object_id)
+        # Each card's forms send one of "name" (a new person) or "person" (an existing one), as a REST body does.
+        form = QueryDict(mutable=True)
+        for key in ("name", "person"):
+            if key in request.POST:
+                form[key] = request.POST[key]
+        try:
+            data = validated(ClusterAssignInputSerializer, data=form)
+            cluster = unknown_cluster_get(organization=organization, cluster_id=cluster_id)
+            person = person_get(organization=organization, person_id=data["person"]) if "person" in data else None
+            result = unknown_cluster_assign(organization=organization, cluster=cluster, name=data.get("name"),
+                                            person=person)
+        except FacePortalError as exc:
+            return self.unknown_view(request, object_id, error=exc)
+        messages.success(request, f"{result.faces_added} face{'s' if result.faces_added != 1 else ''} added to "
+                                  f"{result.person.name}{' (new person)' if result.created else ''}.")
+        return HttpResponseRedirect(reverse("admin:organizations_organization_unknown", args=[organization.pk]))
+
+    def unknown_dismiss(self, request, object_id, cluster_id):
+        organization = self._acting_on(request, object_id)
+        try:
+            cluster = unknown_cluster_get(organization=organization, cluster_id=cluster_id)
+            removed = unknown_cluster_dismiss(organization=organization, cluster=cluster)
+        except FacePortalError as exc:
+            return self.unknown_view(request, object_id, error=exc)
+        messages.success(request, f"Dismissed: {removed} face{'s' if removed != 1 else ''} deleted.")
+        return HttpResponseRedirect(reverse("admin:organizations_organization_unknown", args=[organization.pk]))
+
 
 def posted_form(request) -> QueryDict:
     """A form post's fields and files in one QueryDict, as a REST view's `request.data` holds them."""
@@ -204,6 +285,8 @@ def organization_overview(organization: Organization) -> dict:
             "vector_store": settings.FACEPORTAL_VECTOR_STORE,
             "issue_key_url": reverse("admin:apikeys_apikey_add") + f"?organization={organization.pk}",
             "try_url": reverse("admin:organizations_organization_try", args=[organization.pk]),
+            "unknown_url": reverse("admin:organizations_organization_unknown", args=[organization.pk]),
+            "unknown_faces": UnknownFace.objects.filter(organization=organization).count(),
             "people_url": reverse("admin:faces_person_changelist") + f"?organization__id__exact={organization.pk}",
             "keys_url": reverse("admin:apikeys_apikey_changelist") + f"?organization__id__exact={organization.pk}",
         }

@@ -170,6 +170,7 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
             "model": engine.model_name,
             "detector": engine.detector_name,
             **decision,
+            "keep_unknown_faces": self.organization.keep_unknown_faces,
             "limits": {
                 "max_frame_bytes": settings.FACEPORTAL_WS_MAX_FRAME_BYTES,
                 "max_fps": settings.FACEPORTAL_WS_MAX_FPS,

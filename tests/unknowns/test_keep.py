@@ -97,7 +97,8 @@ async def test_a_face_in_view_on_the_socket_is_kept_once_per_interval(acme, mani
     communicator = WebsocketCommunicator(application, socket_path(acme.issued), headers=[ORIGIN])
     connected, _ = await communicator.connect(timeout=30)
     assert connected
-    assert (await communicator.receive_json_from(timeout=60))["type"] == "ready"
+    ready = await communicator.receive_json_from(timeout=60)
+    assert ready["type"] == "ready" and ready["keep_unknown_faces"] is True
     frame = manifest[STRANGER_A][0].data_uri()
     kept = []
     for _ in range(4):

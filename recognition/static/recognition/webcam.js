@@ -13,6 +13,7 @@ import { initPeople, loadPeople } from "./webcam/people.js";
 import { initRegister } from "./webcam/register.js";
 import { connect, disconnect, initSocket, isReady, wantsConnection } from "./webcam/socket.js";
 import { recordReply, renderStats } from "./webcam/stats.js";
+import { initUnknowns, showKeeping, stopUnknowns } from "./webcam/unknowns.js";
 
 function setControlsEnabled(connected) {
   el.registerButton.disabled = !(connected && cameraOn());
@@ -23,6 +24,7 @@ function setControlsEnabled(connected) {
 initSocket({
   onReady(reply) {
     showDecision(reply);
+    showKeeping(reply);
     resendOverride();
     setControlsEnabled(true);
     loadPeople();
@@ -32,8 +34,12 @@ initSocket({
     showResult(result);
     showDecision(result);
     renderStats(result);
+    showKeeping(result);
   },
-  onClosed: clearBoxes,
+  onClosed() {
+    clearBoxes();
+    stopUnknowns();
+  },
   onRefused() {
     setControlsEnabled(false);
   },
@@ -70,6 +76,7 @@ initCamera({
 });
 initRegister();
 initPeople();
+initUnknowns({ named: loadPeople });
 initDecision();
 
 el.stage.classList.toggle("mirrored", el.mirror.checked);

@@ -13,5 +13,6 @@ export const el = {
   registerResult: $("register-result"), captures: $("captures"), people: $("people"),
   peopleCount: $("people-count"), peopleRefresh: $("people-refresh"),
   fps: $("stat-fps"), latency: $("stat-latency"), server: $("stat-server"), faces: $("stat-faces"),
-  dropped: $("stat-dropped"),
+  dropped: $("stat-dropped"), unknownsCard: $("unknowns-card"), unknowns: $("unknowns"),
+  unknownsCount: $("unknowns-count"),
 };
