@@ -223,7 +223,7 @@ def remember_staff_network(request, *, username: str) -> None:
         budget_cache().set(_known_network_key(request, username=username), 1, timeout=days * 86400)
 
 
-# --- WebSocket handshakes (the same failed-authentication budget; close codes and slots: apikeys.websocket) ---
+# --- WebSocket handshakes (the same failed-authentication budget; close codes and slots: recognition.connections) ---
 
 class _HandshakeRequest:
     """What the throttles read of a request (its address), built from an ASGI WebSocket scope."""

@@ -201,8 +201,8 @@ class GuardedWebSocketProtocol(WebSocketProtocol):
             super().onMessage(payload, isBinary)
             return
         self._flooded = True
-        from apikeys.websocket import CLOSE_ERROR_CODES, CLOSE_FLOODING
         from faceportal.errors import error_payload
+        from recognition.connections import CLOSE_ERROR_CODES, CLOSE_FLOODING
 
         reason = "Messages far faster than the frame rate limit; connection closed."
         final = {"type": "error", "seq": None, "close_code": CLOSE_FLOODING,

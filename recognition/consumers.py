@@ -17,7 +17,11 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from apikeys.throttling import websocket_handshake_reserve
-from apikeys.websocket import (
+from apikeys.websocket import WebSocketAuthError, handshake_credentials, websocket_authenticate
+from faceportal.errors import FacePortalError, error_payload
+from faceportal.websocket_observe import ConnectionObserver
+from faces.engine import get_engine
+from recognition.connections import (
     CLOSE_AUTH_THROTTLED,
     CLOSE_BUSY,
     CLOSE_ERROR_CODES,
@@ -28,16 +32,10 @@ from apikeys.websocket import (
     CLOSE_TOO_MANY_FOR_KEY,
     CLOSE_TOO_MANY_FOR_ORGANIZATION,
     CLOSE_UNAUTHORIZED,
-    WebSocketAuthError,
-    handshake_credentials,
     organization_slots,
     process_connections,
-    websocket_authenticate,
     websocket_slots,
 )
-from faceportal.errors import FacePortalError, error_payload
-from faceportal.websocket_observe import ConnectionObserver
-from faces.engine import get_engine
 from recognition.realtime import (
     Frame,
     FrameCounters,

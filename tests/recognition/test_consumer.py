@@ -11,9 +11,9 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from apikeys.services import api_key_revoke
-from apikeys.websocket import CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_KEY_REVOKED, CLOSE_UNAUTHORIZED
 from faces.matching import uncalibrated_threshold
 from faces.services import person_register
+from recognition.connections import CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_KEY_REVOKED, CLOSE_UNAUTHORIZED
 from tests.image_samples import gif_with_comments, png_with_chunks, progressive_jpeg_repeating_last_scan
 from tests.photos import STRANGERS
 from tests.websocket import ORIGIN, application, socket_path

@@ -12,8 +12,8 @@ import urllib.request
 import pytest
 from django.db import connection
 
-from apikeys.websocket import CLOSE_UNAUTHORIZED
 from faces.engine.config import deepface_home
+from recognition.connections import CLOSE_UNAUTHORIZED
 from tests.conftest import database_url
 from tests.ship.live_server import daphne
 from tests.websocket import socket_path

@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from apikeys.websocket import CLOSE_FORBIDDEN
 from faces.index import get_index
 from faces.models import Face, Person, UnknownFace
 from faces.services import person_register
 from faces.unknowns.clustering import unknown_grouping
+from recognition.connections import CLOSE_FORBIDDEN
 from recognition.services import recognize
 from tests.conftest import api_auth, key_client
 from tests.websocket import ORIGIN, application, socket_path

@@ -13,7 +13,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from apikeys.websocket import (
+from recognition.connections import (
     CLOSE_FLOODING,
     CLOSE_IDLE,
     CLOSE_TOO_MANY_FOR_ORGANIZATION,

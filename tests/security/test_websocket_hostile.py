@@ -13,8 +13,8 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from apikeys.services import api_key_issue
-from apikeys.websocket import CLOSE_BUSY, process_connections, websocket_slots
 from organizations.services import organization_create
+from recognition.connections import CLOSE_BUSY, process_connections, websocket_slots
 from tests.websocket import ORIGIN, application, socket_path
 
 pytestmark = pytest.mark.django_db(transaction=True)

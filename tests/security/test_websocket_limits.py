@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import connections
 
-from apikeys.websocket import CLOSE_AUTH_THROTTLED, CLOSE_TOO_MANY_FOR_KEY, CLOSE_UNAUTHORIZED, websocket_slots
+from recognition.connections import CLOSE_AUTH_THROTTLED, CLOSE_TOO_MANY_FOR_KEY, CLOSE_UNAUTHORIZED, websocket_slots
 from tests.websocket import ORIGIN, application, socket_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
