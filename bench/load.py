@@ -19,7 +19,8 @@ over the second half, which must be flat.
 
 With --hostile, a clean phase runs first and then a hostile phase of the same length, in which
 --hostile-clients threads (and one WebSocket) send attack requests, --hostile-interval apart: JSON nested
-100,000 deep, registers of ten 632-byte 6000x6000 JPEG bombs, PNG bombs, formats nobody asked
+100,000 deep, registers of ten 632-byte 6000x6000 JPEG bombs, PNG bombs, decode-work bombs (a
+progressive JPEG repeating its last scan, GIF comments, PNG chunks, TIFF strips), formats nobody asked
 for, lone surrogates in names, NUL in searches, over-long server paths, multipart without a
 boundary, and malformed WebSocket messages. No attack fails authentication (that would spend
 the loopback address's failed-auth budget and lock the legitimate clients out). The report
@@ -50,7 +51,13 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import percentile  # noqa: E402
-from tests.image_samples import jpeg_claiming  # noqa: E402
+from tests.image_samples import (  # noqa: E402
+    gif_with_comments,
+    jpeg_claiming,
+    png_with_split_idat,
+    progressive_jpeg_repeating_last_scan,
+    tiff_with_strips,
+)
 
 DEFAULT_PHOTO = Path(os.environ.get("FACEPORTAL_FACES_DIR") or Path(__file__).resolve().parents[2] / "shared" / "faces")
 MAX_TOTAL_REQUESTS = 2_000_000
@@ -222,6 +229,13 @@ def attack_requests(organization: str) -> list[tuple[str, str, bytes, str]]:
     other = io.BytesIO()
     Image.new("RGB", (64, 64), (200, 40, 40)).save(other, "QOI")
     bombs = [b64(jpeg_claiming(6000, 6000)) for _ in range(10)]  # 632 bytes each
+    # Decode-work bombs: each is refused from its structure (422 image_too_complex) before Pillow.
+    work_bombs = {
+        "jpeg scan bomb": progressive_jpeg_repeating_last_scan((2048, 2048), 1000),
+        "gif comment bomb": gif_with_comments(400_000),
+        "png chunk bomb": png_with_split_idat(200_000),
+        "tiff strip bomb": tiff_with_strips(200_000),
+    }
     recognize, register = f"POST /recognize/{organization}", f"POST /register/{organization}"
     as_json = "application/json"
     return [
@@ -235,6 +249,7 @@ def attack_requests(organization: str) -> list[tuple[str, str, bytes, str]]:
         ("nul search", f"GET /orgs/{organization}/people?search=a%00b", b"", as_json),
         ("long path", recognize, json.dumps({"image": {"path": "a" * 5000 + ".jpg"}}).encode(), as_json),
         ("no boundary", recognize, b"--x\r\nnot a form\r\n", "multipart/form-data"),
+        *[(label, recognize, json.dumps({"image": b64(data)}).encode(), as_json) for label, data in work_bombs.items()],
     ]
 
 
