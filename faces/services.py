@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from faceportal import metrics
-from faceportal.errors import Conflict, InvalidImage, PayloadTooLarge, Unprocessable
+from faceportal.errors import Conflict, InvalidImage, NotFound, PayloadTooLarge, Unprocessable
 from faces import quality
 from faces.decision import MATCH
 from faces.engine import get_engine, map_in_engine_pool
@@ -317,6 +317,10 @@ def person_rename(*, person: Person, name: str) -> Person:
         return person
     try:
         with transaction.atomic():
+            # Locked first: a delete that committed since the caller read the person leaves no row
+            # to update, and that is a 404, not a failed save.
+            if not Person.objects.select_for_update().filter(pk=person.pk).exists():
+                raise NotFound("Person not found.", code="person_not_found")
             person.name = name
             person.save(update_fields=["name", "updated_at"])
     except IntegrityError as exc:
