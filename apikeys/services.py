@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -62,9 +63,18 @@ def _cache_key(prefix: str) -> str:
     return f"apikey:v1:{prefix}"
 
 
+# What an issued key can hold: a lowercase hex prefix, a URL-safe base64 secret. Anything else (a
+# NUL, which PostgreSQL refuses in text, other control or non-ASCII characters) is refused as a
+# bad key before any lookup.
+_PREFIX_RE = re.compile(rf"[0-9a-f]{{{PREFIX_BYTES * 2}}}")
+_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
 def _parse(raw_key: str) -> tuple[str, str] | None:
     parts = raw_key.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_SCHEME or len(parts[1]) != PREFIX_BYTES * 2 or not parts[2]:
+    if len(parts) != 3 or parts[0] != KEY_SCHEME:
+        return None
+    if not _PREFIX_RE.fullmatch(parts[1]) or not _SECRET_RE.fullmatch(parts[2]):
         return None
     return parts[1], parts[2]
 
