@@ -358,15 +358,30 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     return embedded
 
 
+# IPv6 unicast that is routed on the Internet is allocated from 2000::/3 only; Python's `is_global`
+# alone still calls the deprecated site-local fec0::/10 (and other unallocated space) global.
+_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
+# Newer than this Python's special-purpose registry: the documentation prefix of RFC 9637.
+_NOT_GLOBAL_V6 = [ipaddress.ip_network("3fff::/20")]
+
+
+def _globally_reachable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified:
+        return False
+    if ip.version == 6:
+        return ip in _GLOBAL_UNICAST_V6 and not ip.is_site_local and not any(ip in net for net in _NOT_GLOBAL_V6)
+    return True
+
+
 def _is_public(address: str) -> bool:
-    """Public and unicast, and so is every IPv4 address the IPv6 form embeds."""
+    """Global unicast, and so is every IPv4 address the IPv6 form embeds; everything else is refused."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if ip.is_multicast:
         return False
     embedded = _embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else []
     # A translation form is as public as what it reaches (its own range says nothing of that).
     candidates = embedded or [ip]
-    return all(candidate.is_global and not candidate.is_multicast for candidate in candidates)
+    return all(_globally_reachable(candidate) for candidate in candidates)
 
 
 def resolve_public(host: str, port: int, *, index: int) -> str:

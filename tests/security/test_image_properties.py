@@ -180,7 +180,8 @@ def test_paths_are_refused_when_no_root_is_configured(settings):
 
 PRIVATE_V4 = ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "0.0.0.0/8",
               "100.64.0.0/10", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4"]
-PRIVATE_V6 = ["::1/128", "fc00::/7", "fe80::/10", "ff00::/8", "::/128"]
+PRIVATE_V6 = ["::1/128", "fc00::/7", "fe80::/10", "ff00::/8", "::/128", "fec0::/10", "100::/64", "2001:db8::/32",
+              "3fff::/20", "5f00::/16", "4000::/2", "8000::/2", "c000::/3", "e000::/4", "f000::/5", "f800::/6"]
 
 
 @st.composite
@@ -228,6 +229,17 @@ def test_ipv6_forms_embedding_a_private_ipv4_are_not_public(data):
     private = v4_in(data.draw, PRIVATE_V4)
     address = data.draw(ipv6_embedding(private))
     assert not images._is_public(address), (address, private)
+
+
+@PROPERTY
+@given(value=st.integers(0, 2**128 - 1))
+def test_ipv6_outside_global_unicast_is_never_public(value):
+    # Anything outside 2000::/3 that carries no IPv4 address (site-local fec0::/10, unique-local,
+    # link-local, unallocated space) is no address a server should connect to.
+    address = ipaddress.IPv6Address(value)
+    if address in ipaddress.ip_network("2000::/3") or images._embedded_ipv4(address):
+        return
+    assert not images._is_public(str(address)), address
 
 
 @PROPERTY
