@@ -213,7 +213,7 @@ def person_register(
     Takes validated input (`faces.serializers.RegisterInputSerializer`): a clean name, and
     `boxes` with one entry per image when given.
     """
-    loaded, outcomes = _load_each(images)
+    loaded, outcomes = _load_each(images, organization=organization)
     wanted_per_index = boxes or [None] * len(images)
     wanted = [wanted_per_index[image.index] for image in loaded]
     engine = get_engine()
@@ -287,7 +287,7 @@ def person_register(
                               outcomes=outcomes, timings_ms=timings)
 
 
-def _load_each(sources: list[Any]) -> tuple[list[LoadedImage], list[ImageOutcome]]:
+def _load_each(sources: list[Any], *, organization: Organization) -> tuple[list[LoadedImage], list[ImageOutcome]]:
     """Load every image; one that cannot be read is reported like one without a face, and does not
     stop the others. The request's total bytes and decoded pixels still refuse the whole request,
     and when no image can be read at all the first image's own error is raised (a 4xx)."""
@@ -297,7 +297,7 @@ def _load_each(sources: list[Any]) -> tuple[list[LoadedImage], list[ImageOutcome
     with request_pixel_budget():
         for index, source in enumerate(sources):
             try:
-                image = load(source, index=index)
+                image = load(source, index=index, organization=organization.slug)
             except InvalidImage as exc:
                 reason = exc.details.get("reason") if isinstance(exc.details, dict) else None
                 outcome = ImageOutcome(index=index, accepted=False, reason=reason or exc.message, code=exc.code)

@@ -56,7 +56,7 @@ def recognize(
     """Every face in `image`, each with its decision. Takes validated options
     (`recognition.serializers.RecognitionOptionsSerializer`); `image` is read here."""
     started = time.perf_counter()
-    loaded = load(image, index=0)
+    loaded = load(image, index=0, organization=organization.slug)
     timings = {"decode": _ms(started)}
     engine = get_engine()
     result = engine.faces_in(loaded.pixels)
@@ -83,9 +83,9 @@ def recognize(
                        image=ImageSize(width=width, height=height), timings_ms=timings)
 
 
-def _single_face(image: Any, *, index: int) -> tuple[np.ndarray, dict[str, int]]:
+def _single_face(image: Any, *, index: int, organization: Organization) -> tuple[np.ndarray, dict[str, int]]:
     """The most prominent face's embedding and its box in the image."""
-    loaded = load(image, index=index)
+    loaded = load(image, index=index, organization=organization.slug)
     result = get_engine().faces_in(loaded.pixels, most_prominent_only=True)
     if not result.faces:
         raise Unprocessable(f"Image {index}: no face detected.", details={"image_index": index}, code="no_face")
@@ -122,11 +122,11 @@ def verify(
     Without an explicit threshold, the organisation's false-match rate applies to one comparison
     (a gallery of one).
     """
-    probe, probe_box = _single_face(image, index=0)
+    probe, probe_box = _single_face(image, index=0, organization=organization)
     other_box = None
     matched_person = None
     if other_image is not None:
-        other, other_box = _single_face(other_image, index=1)
+        other, other_box = _single_face(other_image, index=1, organization=organization)
         similarity = float(cosine_to_similarity(probe @ other))
     else:
         person = person_get(organization=organization, person_id=person_id)

@@ -149,7 +149,7 @@ def test_server_paths_of_any_length_are_refused_cleanly_and_never_logged(tenant,
     settings.FACEPORTAL_IMAGE_ROOT = str(tmp_path_factory.getbasetemp())
     path = "/".join(char * length for length in segments) + ".jpg"
     with pytest.raises(InvalidImage) as refused:
-        images.read_path(path, index=0)
+        images.read_path(path, index=0, organization="acme")
     assert refused.value.code in {"image_path_forbidden", "image_path_not_found"}
     caplog.clear()
     with caplog.at_level(logging.DEBUG):
