@@ -8,13 +8,13 @@ from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
-from faceportal.fields import ImageSourceField, PlainTextField, StrictBooleanField, TimingsField
+from faceportal.fields import DisplayNameField, ImageSourceField, PlainTextField, StrictBooleanField, TimingsField
 from faceportal.serializers import ApiAuthSerializer, BoxSerializer, RequestSerializer
 from faces.engine.base import FaceBox
 from faces.models import MAX_NAME_LENGTH, Face, Person
 
 
-class PersonNameField(PlainTextField):
+class PersonNameField(DisplayNameField):
     def __init__(self, **kwargs):
         super().__init__(max_length=MAX_NAME_LENGTH, **kwargs)
 

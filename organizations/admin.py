@@ -12,6 +12,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from faceportal.admin_names import DisplayNameForm, warn_about_lookalikes
 from faceportal.errors import FacePortalError
 from faceportal.serializers import validated
 from organizations.models import Organization
@@ -40,6 +41,7 @@ def count_per_organization(app_label: str, model_name: str, **filters):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
+    form = DisplayNameForm
     list_display = [
         "slug", "name", "is_active", "false_match_rate", "people_count", "face_count", "active_key_count",
         "key_count", "last_request_at", "created_at", "try_link",
@@ -133,6 +135,11 @@ class OrganizationAdmin(admin.ModelAdmin):
                  name="organizations_organization_try_register"),
             *super().get_urls(),
         ]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        others = list(Organization.objects.exclude(pk=obj.pk).values_list("name", flat=True))
+        warn_about_lookalikes(request, name=obj.name, others=others, what="the organisation")
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         organization = self.get_object(request, object_id)
