@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -62,9 +63,18 @@ def _cache_key(prefix: str) -> str:
     return f"apikey:v1:{prefix}"
 
 
+# What an issued key can hold: a lowercase hex prefix, a URL-safe base64 secret. Anything else (a
+# NUL, which PostgreSQL refuses in text, other control or non-ASCII characters) is refused as a
+# bad key before any lookup.
+_PREFIX_RE = re.compile(rf"[0-9a-f]{{{PREFIX_BYTES * 2}}}")
+_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
 def _parse(raw_key: str) -> tuple[str, str] | None:
     parts = raw_key.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_SCHEME or len(parts[1]) != PREFIX_BYTES * 2 or not parts[2]:
+    if len(parts) != 3 or parts[0] != KEY_SCHEME:
+        return None
+    if not _PREFIX_RE.fullmatch(parts[1]) or not _SECRET_RE.fullmatch(parts[2]):
         return None
     return parts[1], parts[2]
 
@@ -146,10 +156,12 @@ def api_key_verify(*, raw_key: str) -> AuthenticatedKey | None:
         identity = AuthenticatedKey(**cached)
     else:
         identity = _load_from_database(prefix)
+        # `add`, never `set`: a revocation that committed after this read left a tombstone (the
+        # entry `_bury` writes), which a stale identity must not overwrite.
         if identity is None:
-            cache.set(_cache_key(prefix), ABSENT, timeout=settings.API_KEY_NEGATIVE_CACHE_TTL)
+            cache.add(_cache_key(prefix), ABSENT, timeout=settings.API_KEY_NEGATIVE_CACHE_TTL)
         else:
-            cache.set(_cache_key(prefix), asdict(identity), timeout=settings.API_KEY_CACHE_TTL)
+            cache.add(_cache_key(prefix), asdict(identity), timeout=settings.API_KEY_CACHE_TTL)
     expected = identity.secret_hash if identity is not None else _DUMMY_HASH
     if not hmac.compare_digest(expected, presented_hash) or identity is None:
         return None
@@ -159,6 +171,21 @@ def api_key_verify(*, raw_key: str) -> AuthenticatedKey | None:
 def _forget(prefix: str) -> None:
     try:
         cache.delete(_cache_key(prefix))
+    except Exception:  # the cache must never make issuing fail; the negative TTL bounds staleness
+        logger.warning("could not evict key from cache", extra={"key_prefix": prefix})
+
+
+def _bury(prefix: str) -> None:
+    """After a revocation commits: a tombstone (cached as absent) for as long as any entry lives.
+
+    Deleting the entry is not enough: a request that read the key's row just before the commit
+    (its last-used update waiting on the revoker's row lock, say) would cache the key again after
+    the delete and keep it working for the whole TTL. Identities are cached with `add`, which a
+    tombstone blocks.
+    """
+    timeout = max(settings.API_KEY_CACHE_TTL, settings.API_KEY_NEGATIVE_CACHE_TTL)
+    try:
+        cache.set(_cache_key(prefix), ABSENT, timeout=timeout)
     except Exception:  # the cache must never make revocation fail; the TTL bounds staleness
         logger.warning("could not evict revoked key from cache", extra={"key_prefix": prefix})
 
@@ -167,8 +194,8 @@ def api_key_revoke(*, api_key: APIKey) -> APIKey:
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
-    # Evict after the commit so no request can re-cache the key from a not-yet-committed row.
-    transaction.on_commit(lambda: _forget(api_key.prefix))
+    # Buried after the commit so no request can re-cache the key from a not-yet-committed row.
+    transaction.on_commit(lambda: _bury(api_key.prefix))
     logger.info("api key revoked", extra={"organization": api_key.organization.slug, "key_prefix": api_key.prefix})
     return api_key
 
@@ -189,11 +216,11 @@ def api_key_delete(*, api_key: APIKey) -> None:
     prefix, organization_slug = api_key.prefix, api_key.organization.slug
     with transaction.atomic():
         api_key.delete()
-        transaction.on_commit(lambda: _forget(prefix), robust=True)
+        transaction.on_commit(lambda: _bury(prefix), robust=True)
     logger.info("api key deleted", extra={"organization": organization_slug, "key_prefix": prefix})
 
 
 def api_key_cache_forget_organization(*, organization: Organization) -> None:
-    """Evict every key of `organization` from the cache once the caller's transaction commits."""
+    """Bury every key of `organization` in the cache once the caller's transaction commits."""
     prefixes = list(APIKey.objects.filter(organization=organization).values_list("prefix", flat=True))
-    transaction.on_commit(lambda: [_forget(prefix) for prefix in prefixes], robust=True)
+    transaction.on_commit(lambda: [_bury(prefix) for prefix in prefixes], robust=True)

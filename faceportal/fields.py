@@ -12,6 +12,8 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from faceportal.text import NameRefused, display_name_clean
+
 
 class StrictCharField(serializers.CharField):
     """A CharField that refuses numbers, booleans and lists instead of turning them into text."""
@@ -36,6 +38,21 @@ class PlainTextField(StrictCharField):
         value = super().to_internal_value(data)
         if any(ord(char) < 32 or ord(char) == 127 for char in value):
             self.fail("control_character")
+        return value
+
+
+class DisplayNameField(PlainTextField):
+    """A name shown to people (a person's, an organisation's): NFKC, no format characters, not blank
+    once invisible characters are set aside (`faceportal.text.display_name_clean`)."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        try:
+            value = display_name_clean(value)
+        except NameRefused as refused:
+            raise serializers.ValidationError(str(refused), code="invalid_name") from None
+        if self.max_length is not None and len(value) > self.max_length:  # NFKC may lengthen it
+            self.fail("max_length", max_length=self.max_length)
         return value
 
 

@@ -168,6 +168,28 @@ API_KEY_PEPPER = _raw("FACEPORTAL_API_KEY_PEPPER") or _var_secret(
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
+# --- HTTPS ------------------------------------------------------------------------------------------
+# Behind a TLS-terminating proxy, FACEPORTAL_SECURE_PROXY_SSL_HEADER names the header it sets
+# ("X-Forwarded-Proto", or "Name=value"; the value defaults to https). Only set it when that proxy
+# always sets or overwrites the header: otherwise a client could claim https itself.
+_PROXY_SSL = _raw("FACEPORTAL_SECURE_PROXY_SSL_HEADER")
+if _PROXY_SSL:
+    _header, _, _value = _PROXY_SSL.partition("=")
+    if not re.fullmatch(r"[A-Za-z0-9-]+", _header.strip()):
+        raise _bad("FACEPORTAL_SECURE_PROXY_SSL_HEADER", _PROXY_SSL, "a header name like X-Forwarded-Proto")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _header.strip().upper().replace("-", "_"), _value.strip() or "https")
+# Served over https (directly, or through that proxy): cookies only over https, and HSTS.
+FACEPORTAL_HTTPS = env_bool("FACEPORTAL_HTTPS", bool(_PROXY_SSL))
+if FACEPORTAL_HTTPS:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("FACEPORTAL_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("FACEPORTAL_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = env_bool("FACEPORTAL_HSTS_PRELOAD", False)
+    # Off by default: health probes and the proxy's own checks often reach daphne over plain http.
+    SECURE_SSL_REDIRECT = env_bool("FACEPORTAL_SSL_REDIRECT", False)
+SESSION_COOKIE_HTTPONLY = True
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",

@@ -6,6 +6,7 @@ from django.db.models import Count, Prefetch
 from django.utils.html import format_html, format_html_join
 from PIL import Image, UnidentifiedImageError
 
+from faceportal.admin_names import DisplayNameForm, warn_about_lookalikes
 from faces.engine.pipeline import CROP_CONTEXT
 from faces.models import Face, Person
 from faces.services import face_delete, person_delete
@@ -97,6 +98,7 @@ admin.site.get_app_list = _people_not_persons(admin.site.get_app_list)
 
 @admin.register(Person)
 class PersonAdmin(admin.ModelAdmin):
+    form = DisplayNameForm
     list_display = ["name", "faces_preview", "face_count", "organization", "created_at", "updated_at"]
     list_filter = ["organization", "created_at", "updated_at"]
     search_fields = ["name", "organization__slug"]
@@ -131,6 +133,21 @@ class PersonAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # people are registered from photos through the API or the webcam page
+
+    def _warn_about_lookalikes(self, request, person: Person) -> None:
+        others = list(Person.objects.filter(organization_id=person.organization_id).exclude(pk=person.pk)
+                      .values_list("name", flat=True))
+        warn_about_lookalikes(request, name=person.name, others=others, what="another person in this organisation,")
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        self._warn_about_lookalikes(request, obj)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Shown on opening the page too: the API may have registered a look-alike.
+        if request.method == "GET" and (person := Person.objects.filter(pk=object_id).first()) is not None:
+            self._warn_about_lookalikes(request, person)
+        return super().change_view(request, object_id, form_url, extra_context)
 
     # Deleting goes through the service, so the vector store forgets the faces too.
     def delete_model(self, request, obj):

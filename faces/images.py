@@ -3,8 +3,8 @@
 Every refusal raises `InvalidImage` naming the image's index and the reason, before any model
 runs or anything is stored. Limits: bytes, pixels (checked from the header, before decoding),
 images per request. URLs: public addresses only, checked after DNS resolution and on every
-redirect, with the connection pinned to the checked address. Paths: only below
-FACEPORTAL_IMAGE_ROOT, resolved (symlinks too) before the check.
+redirect, with the connection pinned to the checked address. Paths: only below the requesting
+organisation's own folder, FACEPORTAL_IMAGE_ROOT/<slug>, resolved (symlinks too) before the check.
 """
 
 from __future__ import annotations
@@ -492,15 +492,30 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     return embedded
 
 
+# IPv6 unicast that is routed on the Internet is allocated from 2000::/3 only; Python's `is_global`
+# alone still calls the deprecated site-local fec0::/10 (and other unallocated space) global.
+_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
+# Newer than this Python's special-purpose registry: the documentation prefix of RFC 9637.
+_NOT_GLOBAL_V6 = [ipaddress.ip_network("3fff::/20")]
+
+
+def _globally_reachable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified:
+        return False
+    if ip.version == 6:
+        return ip in _GLOBAL_UNICAST_V6 and not ip.is_site_local and not any(ip in net for net in _NOT_GLOBAL_V6)
+    return True
+
+
 def _is_public(address: str) -> bool:
-    """Public and unicast, and so is every IPv4 address the IPv6 form embeds."""
+    """Global unicast, and so is every IPv4 address the IPv6 form embeds; everything else is refused."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if ip.is_multicast:
         return False
     embedded = _embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else []
     # A translation form is as public as what it reaches (its own range says nothing of that).
     candidates = embedded or [ip]
-    return all(candidate.is_global and not candidate.is_multicast for candidate in candidates)
+    return all(_globally_reachable(candidate) for candidate in candidates)
 
 
 def resolve_public(host: str, port: int, *, index: int) -> str:
@@ -614,9 +629,21 @@ MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
 
 
-def read_path(raw_path: str, *, index: int) -> bytes:
+def _path_unavailable(index: int) -> InvalidImage:
+    # One answer for missing, outside the organisation's folder (another tenant's file, a symlink
+    # out), unresolvable and unreadable: no refusal tells which files exist.
+    return _fail(index, "no readable image at that path in this organisation's image folder",
+                 code="image_path_not_found")
+
+
+def read_path(raw_path: str, *, index: int, organization: str | None) -> bytes:
+    """The file at `raw_path` below FACEPORTAL_IMAGE_ROOT/<organization>, the organisation's own folder.
+
+    Refusals that depend on the path's text alone (disabled, too long, '..') say so; every refusal
+    that depends on the file system is the same one.
+    """
     root_setting = settings.FACEPORTAL_IMAGE_ROOT
-    if not root_setting:
+    if not root_setting or not organization:
         raise _fail(index, "server paths are disabled on this server", code="image_path_forbidden")
     try:
         encoded = os.fsencode(raw_path)
@@ -624,30 +651,30 @@ def read_path(raw_path: str, *, index: int) -> bytes:
         raise _fail(index, "path is not valid text", code="image_path_forbidden") from None
     if len(encoded) > MAX_PATH_BYTES or any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
         raise _fail(index, "path is too long", code="image_path_forbidden")
-    root = Path(root_setting).resolve()
     candidate = Path(raw_path)
     if ".." in candidate.parts:
         raise _fail(index, "path may not contain '..'", code="image_path_forbidden")
     if candidate.is_absolute():
         candidate = Path(*candidate.parts[1:])  # drop the root, whatever it is ('/' or '//')
     try:
+        # The organisation's folder may itself be a symlink (the operator's choice); what is below
+        # it must stay below it once resolved.
+        root = (Path(root_setting) / organization).resolve()
         target = (root / candidate).resolve()
-    except (OSError, ValueError):  # a NUL byte, a symlink loop
-        raise _fail(index, "path cannot be resolved", code="image_path_forbidden") from None
-    if not target.is_relative_to(root):
-        raise _fail(index, "path is outside the image root", code="image_path_forbidden")
-    try:
-        if not target.is_file():
-            raise _fail(index, "no such file under the image root", code="image_path_not_found")
+        if not target.is_relative_to(root) or not target.is_file():
+            raise _path_unavailable(index)
         if target.stat().st_size > settings.FACEPORTAL_MAX_IMAGE_BYTES:
             raise _too_big(index)
         return target.read_bytes()
-    except OSError:  # unreadable, too long once resolved, gone meanwhile: never the path in a log
-        raise _fail(index, "file under the image root cannot be read", code="image_path_not_found") from None
+    except (OSError, ValueError):  # a NUL byte, a symlink loop, unreadable, gone meanwhile: never logged
+        raise _path_unavailable(index) from None
 
 
-def load(source: Any, *, index: int = 0) -> LoadedImage:
-    """Load one image given as an upload, a string (auto-detected) or {"base64"|"url"|"path": ...}."""
+def load(source: Any, *, index: int = 0, organization: str | None = None) -> LoadedImage:
+    """Load one image given as an upload, a string (auto-detected) or {"base64"|"url"|"path": ...}.
+
+    A server path is read from `organization`'s own folder (slug); without one, paths are refused.
+    """
     if isinstance(source, UploadedFile):
         if source.size and source.size > settings.FACEPORTAL_MAX_IMAGE_BYTES:
             raise _too_big(index)
@@ -657,10 +684,10 @@ def load(source: Any, *, index: int = 0) -> LoadedImage:
     if isinstance(source, dict) and len(source) == 1:
         kind, value = next(iter(source.items()))
         if isinstance(value, str) and kind in ("base64", "url", "path"):
-            return _load_text(value, kind=kind, index=index)
+            return _load_text(value, kind=kind, index=index, organization=organization)
     if not isinstance(source, str):
         raise _fail(index, "must be a base64 string, data URI, http(s) URL, server path or file upload")
-    return _load_text(source, kind=_guess_kind(source), index=index)
+    return _load_text(source, kind=_guess_kind(source), index=index, organization=organization)
 
 
 def _guess_kind(text: str) -> str:
@@ -676,12 +703,12 @@ def _guess_kind(text: str) -> str:
     return "base64"
 
 
-def _load_text(text: str, *, kind: str, index: int) -> LoadedImage:
+def _load_text(text: str, *, kind: str, index: int, organization: str | None) -> LoadedImage:
     text = text.strip()
     if not text:
         raise _fail(index, "empty image")
     if kind == "url":
         return decode(fetch_url(text, index=index), index=index, source_kind="url")
     if kind == "path":
-        return decode(read_path(text, index=index), index=index, source_kind="path")
+        return decode(read_path(text, index=index, organization=organization), index=index, source_kind="path")
     return decode(_b64decode(text, index=index), index=index, source_kind="base64")

@@ -11,6 +11,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from faceportal.fields import (
+    DisplayNameField,
     ImageSourceField,
     PlainTextField,
     StrictBooleanField,
@@ -22,7 +23,7 @@ from faces.engine.base import FaceBox
 from faces.models import MAX_EXTERNAL_ID_LENGTH, MAX_METADATA_BYTES, MAX_NAME_LENGTH, Face, Person
 
 
-class PersonNameField(PlainTextField):
+class PersonNameField(DisplayNameField):
     def __init__(self, **kwargs):
         super().__init__(max_length=MAX_NAME_LENGTH, **kwargs)
 

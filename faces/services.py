@@ -219,7 +219,7 @@ def person_register(
     """
     _check_external_id_free(organization=organization, external_id=external_id, name=name)
     with decoding_for(organization.pk):
-        loaded, outcomes = _load_each(images)
+        loaded, outcomes = _load_each(images, organization=organization)
     wanted_per_index = boxes or [None] * len(images)
     wanted = [wanted_per_index[image.index] for image in loaded]
     accepted: list[tuple[ImageOutcome, EmbeddedFace]] = []
@@ -368,7 +368,7 @@ def _store_faces(
     return person, created, faces
 
 
-def _load_each(sources: list[Any]) -> tuple[list[LoadedImage], list[ImageOutcome]]:
+def _load_each(sources: list[Any], *, organization: Organization) -> tuple[list[LoadedImage], list[ImageOutcome]]:
     """Load every image; one that cannot be read is reported like one without a face, and does not
     stop the others. The request's total bytes and decoded pixels still refuse the whole request,
     and when no image can be read at all the first image's own error is raised (a 4xx)."""
@@ -378,7 +378,7 @@ def _load_each(sources: list[Any]) -> tuple[list[LoadedImage], list[ImageOutcome
     with request_pixel_budget():
         for index, source in enumerate(sources):
             try:
-                image = load(source, index=index)
+                image = load(source, index=index, organization=organization.slug)
             except InvalidImage as exc:
                 reason = exc.details.get("reason") if isinstance(exc.details, dict) else None
                 outcome = ImageOutcome(index=index, accepted=False, reason=reason or exc.message, code=exc.code)
@@ -407,6 +407,10 @@ def person_update(
         return person
     try:
         with transaction.atomic():
+            # Locked first: a delete that committed since the caller read the person leaves no row
+            # to update, and that is a 404, not a failed save.
+            if not Person.objects.select_for_update().filter(pk=person.pk).exists():
+                raise NotFound("Person not found.", code="person_not_found")
             for field_name, value in changes.items():
                 setattr(person, field_name, value)
             person.save(update_fields=[*changes, "updated_at"])

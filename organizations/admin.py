@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
 
+from faceportal.admin_names import DisplayNameForm, warn_about_lookalikes
 from organizations.models import Organization
 from organizations.services import organization_deactivate, organization_delete
 
@@ -16,6 +17,7 @@ class OrganizationAdmin(admin.ModelAdmin):
     """The tenant itself: its settings, deactivation and deletion. The staff console (console/admin.py)
     builds on this class with what it knows of the other rooms: counts, overview, try-it page."""
 
+    form = DisplayNameForm
     list_display = ["slug", "name", "is_active", "false_match_rate", "created_at"]
     list_filter = ["is_active", "created_at"]
     search_fields = ["slug", "name"]
@@ -52,3 +54,8 @@ class OrganizationAdmin(admin.ModelAdmin):
     def organizations_to_deactivate(self, queryset):
         """The organisations the confirmation page lists (the console adds their live key counts)."""
         return queryset
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        others = list(Organization.objects.exclude(pk=obj.pk).values_list("name", flat=True))
+        warn_about_lookalikes(request, name=obj.name, others=others, what="the organisation")

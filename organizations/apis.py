@@ -5,7 +5,13 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from faceportal.fields import StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField
+from faceportal.fields import (
+    DisplayNameField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictFloatField,
+    StrictIntegerField,
+)
 from faceportal.openapi import STAFF_AUTH, error_responses
 from faceportal.permissions import IsStaff
 from faceportal.serializers import RequestSerializer, validated
@@ -44,7 +50,7 @@ class OrganizationUpdateInputSerializer(RequestSerializer):
 class OrganizationCreateInputSerializer(RequestSerializer):
     # Length and alphabet are checked by the service, so the message is the same everywhere.
     organization = StrictCharField(trim_whitespace=False, allow_blank=True)
-    name = StrictCharField(required=False, max_length=200)
+    name = DisplayNameField(required=False, max_length=200)
 
 
 class OrganizationCreateApi(APIView):

@@ -1,7 +1,7 @@
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
-SLUG_PATTERN = r"^[a-z0-9_-]{1,64}$"
+SLUG_PATTERN = r"^[a-z0-9_-]{1,64}\Z"  # \Z, not $: "$" also matches before a trailing newline
 SLUG_MAX_LENGTH = 64
 # The chance that a search for someone not enrolled names somebody; 1 in 1,000 by default
 # (docs/OPEN_SET.md). The server turns it into a similarity threshold for the current gallery.

@@ -5,6 +5,7 @@ import re
 from django.db import IntegrityError, transaction
 
 from faceportal.errors import Conflict, InvalidInput
+from faceportal.text import NameRefused, display_name_clean
 from organizations.models import SLUG_MAX_LENGTH, SLUG_PATTERN, Organization
 from organizations.signals import (
     organization_created,
@@ -23,7 +24,7 @@ def validate_slug(slug: object) -> str:
         raise InvalidInput(
             f"'organization' must be at most {SLUG_MAX_LENGTH} characters.", details={"field": "organization"}
         )
-    if not _SLUG_RE.match(slug):
+    if not _SLUG_RE.fullmatch(slug):  # fullmatch: '$' alone would let "acme\n" through
         raise InvalidInput(
             "'organization' may only contain a-z, 0-9, '-' and '_'.", details={"field": "organization"}
         )
@@ -32,6 +33,11 @@ def validate_slug(slug: object) -> str:
 
 def organization_create(*, slug: str, name: str | None = None) -> Organization:
     slug = validate_slug(slug)
+    if name:
+        try:
+            name = display_name_clean(name)
+        except NameRefused as refused:
+            raise InvalidInput(f"'name': {refused}", details={"field": "name"}) from None
     try:
         with transaction.atomic():
             organization = Organization.objects.create(slug=slug, name=name or slug)

@@ -80,7 +80,7 @@ def recognize(
     faces decided unknown that pass the enrolment gates are kept, seen by `seen_by`."""
     started = time.perf_counter()
     with decoding_for(organization.pk):
-        loaded = load(image, index=0)
+        loaded = load(image, index=0, organization=organization.slug)
     timings = {"decode": _ms(started)}
     engine = get_engine()
     keeping = organization.keep_unknown_faces and may_keep
@@ -121,9 +121,9 @@ def recognize(
                        faces_dropped=result.faces_dropped)
 
 
-def _single_face(image: Any, *, index: int) -> tuple[np.ndarray, dict[str, int]]:
+def _single_face(image: Any, *, index: int, organization: Organization) -> tuple[np.ndarray, dict[str, int]]:
     """The most prominent face's embedding and its box in the image."""
-    loaded = load(image, index=index)
+    loaded = load(image, index=index, organization=organization.slug)
     result = get_engine().faces_in(loaded.pixels, most_prominent_only=True)
     if not result.faces:
         raise Unprocessable(f"Image {index}: no face detected.", details={"image_index": index}, code="no_face")
@@ -162,12 +162,12 @@ def verify(
     (a gallery of one).
     """
     with decoding_for(organization.pk):
-        probe, probe_box = _single_face(image, index=0)
+        probe, probe_box = _single_face(image, index=0, organization=organization)
     other_box = None
     matched_person = None
     if other_image is not None:
         with decoding_for(organization.pk):
-            other, other_box = _single_face(other_image, index=1)
+            other, other_box = _single_face(other_image, index=1, organization=organization)
         similarity = float(cosine_to_similarity(probe @ other))
     else:
         person = person_get(organization=organization, person_id=person_id)

@@ -16,7 +16,7 @@ from django.db.models.signals import post_delete
 from django.test import Client
 
 from apikeys.models import APIKey
-from apikeys.services import _cache_key, api_key_verify
+from apikeys.services import ABSENT, _cache_key, api_key_verify
 from faces.models import EmbeddedVector, IndexState
 from organizations.models import Organization
 from organizations.services import organization_delete
@@ -139,6 +139,6 @@ def test_organization_delete_evicts_the_key_cache_after_its_commit(private_redis
     finally:
         post_delete.disconnect(meanwhile, sender=Organization)
     assert recached and recached[0] is not None  # it really was served, and cached, meanwhile
-    # The eviction came with the commit, after that request: the very next request fails.
-    assert cache.get(_cache_key(issued.api_key.prefix)) is None
+    # The tombstone came with the commit, after that request: the very next request fails.
+    assert cache.get(_cache_key(issued.api_key.prefix)) == ABSENT
     assert api_key_verify(raw_key=issued.plaintext) is None

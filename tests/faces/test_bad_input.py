@@ -104,18 +104,23 @@ def test_bad_recognize_bodies(acme, body, field):
 
 def test_server_paths_only_below_image_root(acme, manifest, faces_dir, settings, tmp_path):
     client = acme.client
-    settings.FACEPORTAL_IMAGE_ROOT = str(faces_dir)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "acme").symlink_to(faces_dir)  # the organisation's own folder (a symlink is fine)
+    settings.FACEPORTAL_IMAGE_ROOT = str(shared)
     inside = client.post("/recognize/acme", {"image": "Tony_Blair/2.jpg"}, format="json")
     assert inside.status_code == 200 and len(inside.json()["faces"]) == 1
     outside = tmp_path / "outside.jpg"
     outside.write_bytes(manifest["Tony_Blair"][1].path.read_bytes())
     link_root = tmp_path / "root"
-    link_root.mkdir()
-    (link_root / "escape.jpg").symlink_to(outside)
+    (link_root / "acme").mkdir(parents=True)
+    (link_root / "acme" / "escape.jpg").symlink_to(outside)
     settings.FACEPORTAL_IMAGE_ROOT = str(link_root)
     escaped = client.post("/recognize/acme", {"image": "escape.jpg"}, format="json")
+    missing = client.post("/recognize/acme", {"image": "no-such-file.jpg"}, format="json")
     assert escaped.status_code == 400
-    assert escaped.json()["error"]["code"] == "image_path_forbidden"
+    assert escaped.json()["error"]["code"] == "image_path_not_found"
+    assert escaped.json()["error"] == missing.json()["error"]  # a way out reads as a missing file
     settings.FACEPORTAL_IMAGE_ROOT = None
     disabled = client.post("/recognize/acme", {"image": {"path": "Tony_Blair/2.jpg"}}, format="json")
     assert disabled.status_code == 400

@@ -178,18 +178,26 @@ INSIDE_COLOR, OUTSIDE_COLOR = (10, 200, 10), (250, 250, 0)
 
 @pytest.fixture(scope="module")
 def image_tree(tmp_path_factory):
+    """A shared root: acme's folder, globex's folder, a file outside both, and ways out of acme's."""
     base = tmp_path_factory.mktemp("paths")
     root = base / "root"
-    (root / "sub").mkdir(parents=True)
-    (root / "inside.png").write_bytes(encoded(INSIDE_COLOR, "PNG"))
-    (root / "sub" / "inside.png").write_bytes(encoded(INSIDE_COLOR, "PNG"))
+    acme, globex = root / "acme", root / "globex"
+    (acme / "sub").mkdir(parents=True)
+    globex.mkdir()
+    (acme / "inside.png").write_bytes(encoded(INSIDE_COLOR, "PNG"))
+    (acme / "sub" / "inside.png").write_bytes(encoded(INSIDE_COLOR, "PNG"))
+    (globex / "theirs.png").write_bytes(encoded(OUTSIDE_COLOR, "PNG"))
+    (root / "shared.png").write_bytes(encoded(OUTSIDE_COLOR, "PNG"))
     (base / "secret.png").write_bytes(encoded(OUTSIDE_COLOR, "PNG"))
-    os.symlink(base / "secret.png", root / "link.png")
-    os.symlink(base, root / "escape")
+    os.symlink(base / "secret.png", acme / "link.png")
+    os.symlink(globex / "theirs.png", acme / "neighbour.png")
+    os.symlink(base, acme / "escape")
+    os.symlink(root, acme / "up")
     return root
 
 
-SEGMENTS = ["..", ".", "sub", "inside.png", "secret.png", "link.png", "escape", "root", "", "%2e%2e", "..\\..", "~"]
+SEGMENTS = ["..", ".", "sub", "inside.png", "secret.png", "link.png", "escape", "root", "", "%2e%2e", "..\\..", "~",
+            "globex", "theirs.png", "acme", "shared.png", "neighbour.png", "up"]
 
 
 @PROPERTY
@@ -200,17 +208,43 @@ SEGMENTS = ["..", ".", "sub", "inside.png", "secret.png", "link.png", "escape", 
 @example(segments=["..", "secret.png"], absolute="")
 @example(segments=["inside.png\x00"], absolute="")
 @example(segments=["", "inside.png"], absolute="//")
+@example(segments=["up", "globex", "theirs.png"], absolute="")
+@example(segments=["neighbour.png"], absolute="")
 def test_paths_never_read_outside_the_image_root(settings, image_tree, segments, absolute):
     settings.FACEPORTAL_IMAGE_ROOT = str(image_tree)
     raw = absolute + "/".join(segments)
     assume(raw.strip())
     try:
-        data = images.read_path(raw, index=0)
+        data = images.read_path(raw, index=0, organization="acme")
     except InvalidImage as refused:
         assert refused.code in {"image_path_forbidden", "image_path_not_found", "image_too_large"}
         return
     pixels = images.decode(data, index=0).pixels
-    assert tuple(int(v) for v in pixels[0, 0][::-1]) == INSIDE_COLOR  # BGR -> RGB
+    assert tuple(int(v) for v in pixels[0, 0][::-1]) == INSIDE_COLOR  # BGR -> RGB, acme's own file only
+
+
+@PROPERTY
+@given(segments=st.lists(st.one_of(st.sampled_from(SEGMENTS), st.text(alphabet="abcxyz._-", max_size=8)),
+                         min_size=1, max_size=4),
+       absolute=st.sampled_from(["", "/"]))
+@example(segments=["up", "globex", "theirs.png"], absolute="")
+@example(segments=["neighbour.png"], absolute="")
+@example(segments=["globex", "theirs.png"], absolute="/")
+def test_a_path_outside_the_organisation_reads_exactly_as_a_missing_file(settings, image_tree, segments, absolute):
+    # Whether another tenant's (or anyone's) file exists there must not show in the refusal.
+    settings.FACEPORTAL_IMAGE_ROOT = str(image_tree)
+    raw = absolute + "/".join(segments)
+    assume(raw.strip() and ".." not in raw.split("/"))
+    try:
+        data = images.read_path(raw, index=0, organization="acme")
+    except InvalidImage as refused:
+        with pytest.raises(InvalidImage) as absent:
+            images.read_path("no/such/file.png", index=0, organization="acme")
+        assert (refused.code, refused.message, refused.details) == (
+            absent.value.code, absent.value.message, absent.value.details), raw
+        return
+    pixels = images.decode(data, index=0).pixels
+    assert tuple(int(v) for v in pixels[0, 0][::-1]) == INSIDE_COLOR
 
 
 def test_paths_are_refused_when_no_root_is_configured(settings):
@@ -224,7 +258,8 @@ def test_paths_are_refused_when_no_root_is_configured(settings):
 
 PRIVATE_V4 = ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "0.0.0.0/8",
               "100.64.0.0/10", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4"]
-PRIVATE_V6 = ["::1/128", "fc00::/7", "fe80::/10", "ff00::/8", "::/128"]
+PRIVATE_V6 = ["::1/128", "fc00::/7", "fe80::/10", "ff00::/8", "::/128", "fec0::/10", "100::/64", "2001:db8::/32",
+              "3fff::/20", "5f00::/16", "4000::/2", "8000::/2", "c000::/3", "e000::/4", "f000::/5", "f800::/6"]
 
 
 @st.composite
@@ -272,6 +307,17 @@ def test_ipv6_forms_embedding_a_private_ipv4_are_not_public(data):
     private = v4_in(data.draw, PRIVATE_V4)
     address = data.draw(ipv6_embedding(private))
     assert not images._is_public(address), (address, private)
+
+
+@PROPERTY
+@given(value=st.integers(0, 2**128 - 1))
+def test_ipv6_outside_global_unicast_is_never_public(value):
+    # Anything outside 2000::/3 that carries no IPv4 address (site-local fec0::/10, unique-local,
+    # link-local, unallocated space) is no address a server should connect to.
+    address = ipaddress.IPv6Address(value)
+    if address in ipaddress.ip_network("2000::/3") or images._embedded_ipv4(address):
+        return
+    assert not images._is_public(str(address)), address
 
 
 @PROPERTY

@@ -15,11 +15,12 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import connection, connections
 from django.test import Client
 
 from apikeys.models import APIKey
-from apikeys.services import api_key_issue, api_key_revoke
+from apikeys.services import ABSENT, _cache_key, api_key_issue, api_key_revoke
 from faces.index import get_index
 from faces.index.embedded import EmbeddedVectorIndex
 from faces.models import EmbeddedVector, Face, IndexState, Person
@@ -201,10 +202,13 @@ def test_an_organisation_can_be_deleted_completely(make_org, make_key, manifest)
         assert not model.objects.filter(organization_id=acme_id).exists(), model.__name__
     assert get_index().count(organization_id=acme_id) == 0
     # The key's cached identity is gone; what may still name its public prefix is a throttle
-    # counter, which holds timestamps only and expires with its window.
+    # counter (timestamps only) or the key's tombstone (the absent marker), both expiring within
+    # the minute.
+    assert cache.get(_cache_key(issued.api_key.prefix)) == ABSENT
     cache_client = redis.Redis.from_url(django_settings.CACHES["default"]["LOCATION"])
     for key in cache_client.scan_iter(f"*{issued.api_key.prefix}*"):
-        assert b"throttle_" in key and 0 < cache_client.ttl(key) <= 60, key
+        assert b"throttle_" in key or key.endswith(_cache_key(issued.api_key.prefix).encode()), key
+        assert 0 < cache_client.ttl(key) <= 60, key
     assert key_client(issued).get(PEOPLE).status_code == 401
     # The other tenant is whole.
     assert Face.objects.filter(organization=other).count() == 1

@@ -211,3 +211,31 @@ async def test_a_key_cannot_open_b_socket_and_learns_nothing(tenants):
     into_nothing = await close_of(socket_path(key, organization="no-such-org"))
     assert into_b["type"] == "websocket.close" and into_b["code"] == CLOSE_FORBIDDEN
     assert into_b == into_nothing
+
+
+@pytest.mark.parametrize("route", ["/recognize/acme", "/verify/acme", "/orgs/acme/people"])
+@pytest.mark.parametrize("spelling", ["{p}", "/{p}", "globex/{p}", "/globex/{p}", "../globex/{p}", "./globex/{p}"])
+def test_a_server_path_never_reaches_another_organisations_folder(make_org, make_key, manifest, settings, tmp_path,
+                                                                  route, spelling):
+    acme = make_org("acme")
+    make_org("globex")
+    client = key_client(make_key(acme))
+    (tmp_path / "acme").mkdir()
+    (tmp_path / "globex").mkdir()
+    photo = manifest["Angelina_Jolie"][0]
+    (tmp_path / "globex" / "jolie.jpg").write_bytes(photo.path.read_bytes())
+    settings.FACEPORTAL_IMAGE_ROOT = str(tmp_path)
+
+    def answer(name: str):
+        path = spelling.format(p=name)
+        body = {"image": {"path": path}}
+        if route.startswith("/verify"):
+            body["other_image"] = photo.b64()
+        if route.endswith("/people"):
+            body = {"name": "Jolie", "images": [{"path": path}]}
+        return client.post(route, body, format="json")
+
+    existing, missing = answer("jolie.jpg"), answer("nobody.jpg")
+    assert existing.status_code == missing.status_code and 400 <= existing.status_code < 500, existing.content
+    assert existing.json() == missing.json()  # globex's file exists or not: the same refusal
+    assert not Person.objects.filter(organization=acme).exists()

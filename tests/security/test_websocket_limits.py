@@ -4,12 +4,16 @@ and the key of one organisation never opens another's socket (same answer whethe
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import logging
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import connections
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from recognition.connections import CLOSE_AUTH_THROTTLED, CLOSE_TOO_MANY_FOR_KEY, CLOSE_UNAUTHORIZED, websocket_slots
 from tests.websocket import ORIGIN, application, socket_path
@@ -151,3 +155,40 @@ async def test_bad_handshakes_from_many_networks_leave_an_idle_key_working(defau
     # ... while the sources are held: the right key from one of them gets 4430.
     held = await connect(socket_path(idle), client=sources[0])
     await assert_closed_with(held, CLOSE_AUTH_THROTTLED)
+
+
+# Control, format and non-ASCII characters that no issued key holds (none is whitespace, which the
+# handshake trims from each parameter's ends).
+HOSTILE_CHARACTERS = st.sampled_from(["\x00", "\x01", "\x08", "\x1b", "\x7f", "\u200b", "\u202e", "é", "\ufeff"])
+FRESH_NETWORKS = itertools.count(1)
+
+
+@given(data=st.data())
+@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_token_with_a_control_or_odd_character_is_refused_and_counted_like_any_bad_key(
+    rates, acme_keys, caplog, data
+):
+    rates(auth_failure="2/min")
+    valid = acme_keys[0]
+    scheme, prefix, secret = valid.plaintext.split("_", 2)
+    parts = {"scheme": scheme, "prefix": prefix, "secret": secret}
+    part = data.draw(st.sampled_from(sorted(parts)), label="part")
+    text = parts[part]
+    position = data.draw(st.integers(min_value=0, max_value=len(text) - 1), label="position")
+    inserted = data.draw(st.text(HOSTILE_CHARACTERS, min_size=1, max_size=3), label="inserted")
+    # Replacing keeps each part's length (a 12-character prefix with a NUL reached the database).
+    replace = data.draw(st.booleans(), label="replace")
+    parts[part] = text[:position] + inserted + text[position + (len(inserted) if replace else 0):]
+    hostile = "_".join(parts[name] for name in ("scheme", "prefix", "secret"))
+    client = f"2001:db8:{next(FRESH_NETWORKS):x}::1"  # each example's own budget
+    caplog.clear()
+
+    async def handshakes() -> None:
+        for _ in range(2):
+            refused = await connect(socket_path(valid, token=hostile), client=client)
+            await assert_closed_with(refused, CLOSE_UNAUTHORIZED)
+        held = await connect(socket_path(valid), client=client)  # both counted: the address is spent
+        await assert_closed_with(held, CLOSE_AUTH_THROTTLED)
+
+    async_to_sync(handshakes)()
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR or record.exc_info]
