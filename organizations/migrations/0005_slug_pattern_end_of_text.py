@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('organizations', '0002_false_match_rate'),
+        ('organizations', '0004_unknown_face_settings'),
     ]
 
     operations = [
