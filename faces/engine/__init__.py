@@ -6,6 +6,7 @@
 from faces.engine.base import DetectedFace, EmbeddedFace, FaceBox
 from faces.engine.pipeline import (
     FaceEngine,
+    call_in_engine_pool,
     engine_loaded,
     get_engine,
     map_in_engine_pool,
@@ -18,6 +19,7 @@ __all__ = [
     "EmbeddedFace",
     "FaceBox",
     "FaceEngine",
+    "call_in_engine_pool",
     "engine_loaded",
     "get_engine",
     "map_in_engine_pool",

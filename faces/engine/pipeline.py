@@ -58,6 +58,13 @@ def run_in_engine_pool(fn, /, *args, **kwargs) -> Future:
     return _engine_pool().submit(fn, *args, **kwargs)
 
 
+def call_in_engine_pool(fn, /, *args, **kwargs):
+    """`fn(*args, **kwargs)` on an engine-pool thread, waited for; inline when already on one."""
+    if threading.get_ident() in _pool_threads:
+        return fn(*args, **kwargs)
+    return run_in_engine_pool(fn, *args, **kwargs).result()
+
+
 def map_in_engine_pool(fn, items: list) -> list:
     """`[fn(item) for item in items]` spread over the pool's threads (in order), inline when on one."""
     if len(items) < 2 or threading.get_ident() in _pool_threads:

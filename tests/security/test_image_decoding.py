@@ -1,4 +1,4 @@
-"""Decoding under a budget (faces/images.py): only the documented formats reach a decoder, tiny
+"""Decoding under a budget (faces/images/decoding.py): only the documented formats reach a decoder, tiny
 bombs cost bounded memory, decodes in flight share one ceiling, and 16-bit images are scaled.
 
 The memory test measures this process's RSS while a real register request (10 JPEG bombs) runs
@@ -21,6 +21,7 @@ from PIL import Image, ImageOps
 from faceportal.errors import InvalidImage, PayloadTooLarge, ServiceUnavailable
 from faces import images
 from faces.engine import get_engine, run_in_engine_pool
+from faces.images import decoding
 from faces.models import Face, Person
 from tests.conftest import key_client
 from tests.image_samples import (
@@ -75,7 +76,7 @@ def test_every_other_writable_format_is_refused_from_its_magic_bytes(monkeypatch
     def no_decoder(*args, **kwargs):
         raise AssertionError("a decoder was reached")
 
-    monkeypatch.setattr(images.Image, "open", no_decoder)
+    monkeypatch.setattr(decoding.Image, "open", no_decoder)
     for name, data in samples.items():
         with pytest.raises(InvalidImage) as refused:
             images.decode(data, index=2)
@@ -122,7 +123,7 @@ def test_an_image_costing_more_than_the_whole_budget_is_refused(settings):
 
 def test_decodes_in_flight_never_exceed_the_budget_and_waiters_time_out(settings):
     bomb = jpeg_claiming(4000, 4000)
-    one = images._decode_cost(Image.open(io.BytesIO(bomb)), settings.FACEPORTAL_DECODE_MAX_SIDE)
+    one = decoding._decode_cost(Image.open(io.BytesIO(bomb)), settings.FACEPORTAL_DECODE_MAX_SIDE)
     settings.FACEPORTAL_DECODE_BUDGET_BYTES = int(one * 2.5)  # room for two at a time, not three
     peak, errors, stop = [0], [], threading.Event()
 
@@ -289,7 +290,7 @@ def never_opened(monkeypatch) -> None:
     def no_decoder(*args, **kwargs):
         raise AssertionError("Pillow opened an image that should have been refused from its structure")
 
-    monkeypatch.setattr(images.Image, "open", no_decoder)
+    monkeypatch.setattr(decoding.Image, "open", no_decoder)
 
 
 def assert_too_complex(data: bytes, *, index: int = 0) -> None:

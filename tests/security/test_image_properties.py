@@ -1,4 +1,4 @@
-"""Property tests for image input (faces/images.py): whatever bytes or text arrive, the only
+"""Property tests for image input (faces/images/): whatever bytes or text arrive, the only
 failures are our own InvalidImage / InvalidInput / PayloadTooLarge (a 4xx), never a crash; paths
 never escape the image root; URLs never reach a private address."""
 
@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from faceportal.errors import FacePortalError, InvalidImage, InvalidInput, PayloadTooLarge
 from faceportal.serializers import validated
 from faces import images
+from faces.images import url_fetch
 from faces.serializers import PersonRenameInputSerializer, RegisterInputSerializer
 from organizations.services import validate_slug
 from recognition.serializers import RecognitionOptionsSerializer
@@ -306,7 +307,7 @@ def ipv6_embedding(draw, v4: ipaddress.IPv4Address) -> str:
 def test_ipv6_forms_embedding_a_private_ipv4_are_not_public(data):
     private = v4_in(data.draw, PRIVATE_V4)
     address = data.draw(ipv6_embedding(private))
-    assert not images._is_public(address), (address, private)
+    assert not url_fetch._is_public(address), (address, private)
 
 
 @PROPERTY
@@ -315,9 +316,9 @@ def test_ipv6_outside_global_unicast_is_never_public(value):
     # Anything outside 2000::/3 that carries no IPv4 address (site-local fec0::/10, unique-local,
     # link-local, unallocated space) is no address a server should connect to.
     address = ipaddress.IPv6Address(value)
-    if address in ipaddress.ip_network("2000::/3") or images._embedded_ipv4(address):
+    if address in ipaddress.ip_network("2000::/3") or url_fetch._embedded_ipv4(address):
         return
-    assert not images._is_public(str(address)), address
+    assert not url_fetch._is_public(str(address)), address
 
 
 @PROPERTY
@@ -325,7 +326,7 @@ def test_ipv6_outside_global_unicast_is_never_public(value):
 def test_ipv6_forms_embedding_a_public_ipv4_follow_it(data):
     public = v4_in(data.draw, ["8.0.0.0/8", "1.1.1.0/24", "151.101.0.0/16"])
     address = data.draw(ipv6_embedding(public))
-    assert images._is_public(address), (address, public)
+    assert url_fetch._is_public(address), (address, public)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """URL fetch against a real local HTTP server: FACEPORTAL_URL_FETCH_TIMEOUT bounds the whole
 transfer, not each read, so a server that trickles bytes cannot hold a request thread.
 
-The SSRF guard refuses loopback; the seam is `faces.images._is_public`, widened here to let
+The SSRF guard refuses loopback; the seam is `faces.images.url_fetch._is_public`, widened here to let
 exactly this test server's address through (every other rule of the fetch stays as it is)."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from PIL import Image
 
 from faceportal.errors import InvalidImage
 from faces import images
+from faces.images import url_fetch
 
 
 def png() -> bytes:
@@ -59,8 +60,8 @@ def local_server(monkeypatch, settings):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     allowed = server.server_address[0]
-    real_is_public = images._is_public
-    monkeypatch.setattr(images, "_is_public", lambda address: address == allowed or real_is_public(address))
+    real_is_public = url_fetch._is_public
+    monkeypatch.setattr(url_fetch, "_is_public", lambda address: address == allowed or real_is_public(address))
     settings.FACEPORTAL_URL_FETCH_ENABLED = True
     yield server
     server.shutdown()

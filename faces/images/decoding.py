@@ -1,51 +1,29 @@
-"""Image input for REST and WebSocket alike: base64 / data URI, http(s) URL, server path, upload.
-
-Every refusal raises `InvalidImage` naming the image's index and the reason, before any model
-runs or anything is stored. Limits: bytes, pixels (checked from the header, before decoding),
-images per request. URLs: public addresses only, checked after DNS resolution and on every
-redirect, with the connection pinned to the checked address. Paths: only below the requesting
-organisation's own folder, FACEPORTAL_IMAGE_ROOT/<slug>, resolved (symlinks too) before the check.
+"""Decoding under bounds: the format from the magic bytes, the structure walked before Pillow
+opens anything (faces/image_structure.py), pixels checked from the header, and decode memory
+reserved from one process-wide budget, with per-tenant slots so no tenant waits behind another's
+images. Every refusal is an `InvalidImage` naming the image's index.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextvars
 import ctypes
 import io
-import ipaddress
-import os
-import re
-import socket
 import struct
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 from django.conf import settings
-from django.core.files.uploadedfile import UploadedFile
 from PIL import Image, UnidentifiedImageError
 
 from faceportal.errors import InvalidImage, PayloadTooLarge, ServiceUnavailable
 from faces import image_structure
 from faces.image_structure import Structure
-
-MAX_REDIRECTS = 3
-_DATA_URI = re.compile(r"^data:image/[a-z0-9.+-]+(;[a-z0-9=.+-]+)*;base64,", re.IGNORECASE)
-_PATH_LIKE = re.compile(r"^[^\s]{1,1024}\.(jpe?g|png|webp|bmp|gif|tiff?)$", re.IGNORECASE)
-_BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/_=\s-]+$")
-
-# Pillow's own bomb guard is off, not aligned: ours (FACEPORTAL_MAX_IMAGE_PIXELS, read from the header
-# before any decode, with the per-request pixel budget below) replaces it and answers image_too_large;
-# Pillow's would warn, or raise at twice its fixed limit, whatever our setting says.
-Image.MAX_IMAGE_PIXELS = None
 
 
 def _return_big_buffers_to_the_os() -> None:
@@ -59,7 +37,15 @@ def _return_big_buffers_to_the_os() -> None:
         pass
 
 
-_return_big_buffers_to_the_os()
+def configure_process() -> None:
+    """The process-wide settings decoding relies on, applied once at start-up (faces.apps).
+
+    Pillow's own bomb guard is off, not aligned: ours (FACEPORTAL_MAX_IMAGE_PIXELS, read from the
+    header before any decode, with the per-request pixel budget) replaces it and answers
+    image_too_large; Pillow's would warn, or raise at twice its fixed limit, whatever our setting says.
+    """
+    Image.MAX_IMAGE_PIXELS = None
+    _return_big_buffers_to_the_os()
 
 
 @dataclass(frozen=True)
@@ -104,9 +90,9 @@ def human_size(size: int) -> str:
     return f"{size} bytes"
 
 
-def _too_big(index: int) -> InvalidImage:
+def image_too_big(index: int) -> InvalidImage:
     limit = settings.FACEPORTAL_MAX_IMAGE_BYTES
-    return _fail(index, f"larger than the {human_size(limit)} limit", code="image_too_large")
+    return image_refused(index, f"larger than the {human_size(limit)} limit", code="image_too_large")
 
 
 class ImageTooComplex(InvalidImage):
@@ -116,7 +102,7 @@ class ImageTooComplex(InvalidImage):
     status_code = 422
 
 
-def _fail(index: int, reason: str, *, code: str = "invalid_image") -> InvalidImage:
+def image_refused(index: int, reason: str, *, code: str = "invalid_image") -> InvalidImage:
     error_class = {"image_too_large": ImageTooLarge, "image_too_complex": ImageTooComplex}.get(code, InvalidImage)
     return error_class(f"Image {index}: {reason}", details={"image_index": index, "reason": reason}, code=code)
 
@@ -381,11 +367,9 @@ def _take_request_pixels(pixels: int) -> None:
 def _run_bounded(fn, /, *args, **kwargs):
     """On the engine's bounded thread pool (inline when already on it): decodes cannot multiply
     beyond the pool, whatever the number of request threads."""
-    from faces.engine.pipeline import _pool_threads, run_in_engine_pool
+    from faces.engine import call_in_engine_pool
 
-    if threading.get_ident() in _pool_threads:
-        return fn(*args, **kwargs)
-    return run_in_engine_pool(fn, *args, **kwargs).result()
+    return call_in_engine_pool(fn, *args, **kwargs)
 
 
 def _structure_limits() -> image_structure.Limits:
@@ -398,35 +382,35 @@ def _structure_limits() -> image_structure.Limits:
 
 def decode(data: bytes, *, index: int, source_kind: str = "bytes") -> LoadedImage:
     if len(data) > settings.FACEPORTAL_MAX_IMAGE_BYTES:
-        raise _too_big(index)
+        raise image_too_big(index)
     if not data:
-        raise _fail(index, "empty image")
+        raise image_refused(index, "empty image")
     # Checked from magic bytes before any decoder sees the data: no other Pillow plugin runs.
     image_format = sniff_format(data)
     if image_format is None:
-        raise _fail(index, "not a supported image format (JPEG, PNG, WebP, BMP, GIF, TIFF)",
+        raise image_refused(index, "not a supported image format (JPEG, PNG, WebP, BMP, GIF, TIFF)",
                     code="unsupported_image_format")
     try:
         # Before Pillow's open loop, which walks segments and chunks in Python.
         structure = image_structure.inspect(data, image_format, limits=_structure_limits())
     except image_structure.TooComplex as refused:
-        raise _fail(index, refused.reason, code="image_too_complex") from None
+        raise image_refused(index, refused.reason, code="image_too_complex") from None
     try:
         image = Image.open(io.BytesIO(data), formats=[image_format])
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error, EOFError):
-        raise _fail(index, f"not a valid {image_format} image") from None
+        raise image_refused(index, f"not a valid {image_format} image") from None
     width, height = image.size
     if width <= 0 or height <= 0:
-        raise _fail(index, "image has no pixels")
+        raise image_refused(index, "image has no pixels")
     if width * height > settings.FACEPORTAL_MAX_IMAGE_PIXELS:
-        raise _fail(
+        raise image_refused(
             index,
             f"{width}x{height} exceeds the limit of {settings.FACEPORTAL_MAX_IMAGE_PIXELS} pixels",
             code="image_too_large",
         )
     if any(tile[0] in Image.DECODERS for tile in image.tile):
         # Pillow's pure-Python decoders (e.g. RLE BMP) hold the interpreter lock per pixel.
-        raise _fail(index, f"this {image_format} encoding is not supported", code="unsupported_image_format")
+        raise image_refused(index, f"this {image_format} encoding is not supported", code="unsupported_image_format")
     max_side = settings.FACEPORTAL_DECODE_MAX_SIDE
     try:
         if image_format == "JPEG":
@@ -437,7 +421,7 @@ def decode(data: bytes, *, index: int, source_kind: str = "bytes") -> LoadedImag
         cost = _decode_cost(image, max_side, structure)
         capacity = settings.FACEPORTAL_DECODE_BUDGET_BYTES
         if cost > capacity:
-            raise _fail(index, f"{width}x{height} needs more memory to decode than this server allows",
+            raise image_refused(index, f"{width}x{height} needs more memory to decode than this server allows",
                         code="image_too_large")
         wait = settings.FACEPORTAL_DECODE_WAIT_SECONDS
         # The tenant's slot first: a decode waiting behind its own tenant's holds no budget.
@@ -445,270 +429,9 @@ def decode(data: bytes, *, index: int, source_kind: str = "bytes") -> LoadedImag
                 decode_budget.reserve(cost, capacity=capacity, wait_seconds=wait):
             pixels, swapped = _run_bounded(_pixels, image, max_side=max_side)
     except (OSError, ValueError, SyntaxError, struct.error, EOFError, Image.DecompressionBombError):
-        raise _fail(index, "image data is corrupt or truncated") from None
+        raise image_refused(index, "image data is corrupt or truncated") from None
     # Draft decoding may round; the size as sent is the header's, oriented like the pixels.
     return LoadedImage(index=index, pixels=pixels, source_kind=source_kind, byte_size=len(data),
                        original_size=(height, width) if swapped else (width, height))
 
 
-def _b64decode(text: str, *, index: int) -> bytes:
-    payload = _DATA_URI.sub("", text, count=1) if text[:5].lower() == "data:" else text
-    if text[:5].lower() == "data:" and payload == text:
-        raise _fail(index, "data URI must be 'data:image/<type>;base64,<data>'")
-    # Reject before decoding what could never fit, so a huge string costs no memory twice.
-    if len(payload) > settings.FACEPORTAL_MAX_IMAGE_BYTES * 4 // 3 + 16:
-        raise _too_big(index)
-    if not _BASE64_CHARS.match(payload):
-        raise _fail(index, "not valid base64")
-    # str.split drops the same whitespace in C; a regex substitution held the interpreter lock for
-    # about 1.5 ms on a 640x480 frame's base64.
-    compact = "".join(payload.split())
-    try:
-        if "-" in compact or "_" in compact:
-            return base64.urlsafe_b64decode(compact + "=" * (-len(compact) % 4))
-        return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise _fail(index, "not valid base64") from None
-
-
-# IPv6 ranges whose low 32 bits are an IPv4 address that the packet may end up at.
-_V4_IN_LOW_BITS = [ipaddress.ip_network(net) for net in (
-    "::/96",  # IPv4-compatible (deprecated): [::127.0.0.1]
-    "::ffff:0:0/96",  # IPv4-mapped
-    "::ffff:0:0:0/96",  # IPv4-translated (SIIT): [::ffff:0:127.0.0.1]
-    "64:ff9b::/96",  # NAT64, well-known prefix
-    "64:ff9b:1::/48",  # NAT64, local use
-)]
-
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    embedded = []
-    if any(ip in network for network in _V4_IN_LOW_BITS):
-        embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-    if ip.sixtofour is not None:  # 2002::/16
-        embedded.append(ip.sixtofour)
-    if ip.teredo is not None:  # 2001::/32: server and (de-obfuscated) client
-        embedded.extend(ip.teredo)
-    return embedded
-
-
-# IPv6 unicast that is routed on the Internet is allocated from 2000::/3 only; Python's `is_global`
-# alone still calls the deprecated site-local fec0::/10 (and other unallocated space) global.
-_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
-# Newer than this Python's special-purpose registry: the documentation prefix of RFC 9637.
-_NOT_GLOBAL_V6 = [ipaddress.ip_network("3fff::/20")]
-
-
-def _globally_reachable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified:
-        return False
-    if ip.version == 6:
-        return ip in _GLOBAL_UNICAST_V6 and not ip.is_site_local and not any(ip in net for net in _NOT_GLOBAL_V6)
-    return True
-
-
-def _is_public(address: str) -> bool:
-    """Global unicast, and so is every IPv4 address the IPv6 form embeds; everything else is refused."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if ip.is_multicast:
-        return False
-    embedded = _embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else []
-    # A translation form is as public as what it reaches (its own range says nothing of that).
-    candidates = embedded or [ip]
-    return all(_globally_reachable(candidate) for candidate in candidates)
-
-
-def resolve_public(host: str, port: int, *, index: int) -> str:
-    """Resolve `host` and return an address to pin the connection to; every address must be public."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        raise _fail(index, f"cannot resolve host '{host}'", code="image_url_unreachable") from None
-    addresses = [info[4][0] for info in infos]
-    if not addresses or not all(_is_public(address) for address in addresses):
-        raise _fail(index, "URL points to a private, loopback or link-local address", code="image_url_forbidden")
-    return addresses[0]
-
-
-def _fetch_once(url: str, *, index: int, seconds: float):
-    import urllib3
-
-    try:
-        parts = urlsplit(url)
-        explicit_port = parts.port  # raises on a port out of range or a broken IPv6 literal
-    except ValueError:
-        raise _fail(index, "malformed URL", code="image_url_forbidden") from None
-    if parts.scheme not in ("http", "https"):
-        raise _fail(index, "only http and https URLs are allowed", code="image_url_forbidden")
-    if not parts.hostname:
-        raise _fail(index, "URL has no host")
-    if parts.username or parts.password:
-        raise _fail(index, "URLs with credentials are not allowed", code="image_url_forbidden")
-    port = explicit_port or (443 if parts.scheme == "https" else 80)
-    address = resolve_public(parts.hostname, port, index=index)
-    timeout = urllib3.Timeout(total=seconds)
-    if parts.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(
-            address, port, server_hostname=parts.hostname, assert_hostname=parts.hostname, timeout=timeout,
-            retries=False,
-        )
-    else:
-        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False)
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-    return pool.urlopen(
-        "GET", path, headers={"Host": host_header, "User-Agent": "FacePortal/1.0"}, redirect=False,
-        preload_content=False,
-    )
-
-
-def _read_body(response, *, index: int, limit: int, deadline: float) -> bytes:
-    """The body, within the byte limit and the whole-transfer deadline.
-
-    urllib3's timeouts bound each socket read, so a server sending a byte a second never trips
-    them. Here each read takes what one receive gives (`read1`), with the socket's timeout set to
-    what is left of the deadline, which is checked between reads.
-    """
-    connection = getattr(response, "connection", None)
-    sock = getattr(connection, "sock", None)
-    body = bytearray()
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise _deadline_passed(index)
-        if sock is not None:
-            sock.settimeout(remaining)
-        chunk = response.read1(64 * 1024, decode_content=True)
-        if not chunk:
-            return bytes(body)
-        body += chunk
-        if len(body) > limit:
-            raise _too_big(index)
-
-
-def _deadline_passed(index: int) -> InvalidImage:
-    seconds = settings.FACEPORTAL_URL_FETCH_TIMEOUT
-    return _fail(index, f"URL did not deliver the image within {seconds:g} s", code="image_url_unreachable")
-
-
-def fetch_url(url: str, *, index: int) -> bytes:
-    """GET an image; FACEPORTAL_URL_FETCH_TIMEOUT bounds the whole transfer, redirects included."""
-    if not settings.FACEPORTAL_URL_FETCH_ENABLED:
-        raise _fail(index, "image URLs are disabled on this server", code="image_url_forbidden")
-    import urllib3
-
-    limit = settings.FACEPORTAL_MAX_IMAGE_BYTES
-    deadline = time.monotonic() + settings.FACEPORTAL_URL_FETCH_TIMEOUT
-    try:
-        for _ in range(MAX_REDIRECTS + 1):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _deadline_passed(index)
-            response = _fetch_once(url, index=index, seconds=remaining)
-            try:
-                if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
-                    url = urljoin(url, response.headers["Location"])
-                    continue
-                if response.status != 200:
-                    raise _fail(index, f"URL answered HTTP {response.status}", code="image_url_unreachable")
-                return _read_body(response, index=index, limit=limit, deadline=deadline)
-            finally:
-                response.release_conn()
-    except urllib3.exceptions.TimeoutError:
-        raise _deadline_passed(index) from None
-    except (urllib3.exceptions.HTTPError, OSError):
-        raise _fail(index, "URL could not be fetched", code="image_url_unreachable") from None
-    raise _fail(index, "too many redirects", code="image_url_unreachable")
-
-
-# Linux limits: a path of 4096 bytes, a name of 255. Longer ones are refused before any system
-# call, so they can never surface as an OSError (ENAMETOOLONG) carrying the client's path.
-MAX_PATH_BYTES = 4096
-MAX_NAME_BYTES = 255
-
-
-def _path_unavailable(index: int) -> InvalidImage:
-    # One answer for missing, outside the organisation's folder (another tenant's file, a symlink
-    # out), unresolvable and unreadable: no refusal tells which files exist.
-    return _fail(index, "no readable image at that path in this organisation's image folder",
-                 code="image_path_not_found")
-
-
-def read_path(raw_path: str, *, index: int, organization: str | None) -> bytes:
-    """The file at `raw_path` below FACEPORTAL_IMAGE_ROOT/<organization>, the organisation's own folder.
-
-    Refusals that depend on the path's text alone (disabled, too long, '..') say so; every refusal
-    that depends on the file system is the same one.
-    """
-    root_setting = settings.FACEPORTAL_IMAGE_ROOT
-    if not root_setting or not organization:
-        raise _fail(index, "server paths are disabled on this server", code="image_path_forbidden")
-    try:
-        encoded = os.fsencode(raw_path)
-    except UnicodeError:  # a lone surrogate outside the surrogateescape range
-        raise _fail(index, "path is not valid text", code="image_path_forbidden") from None
-    if len(encoded) > MAX_PATH_BYTES or any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
-        raise _fail(index, "path is too long", code="image_path_forbidden")
-    candidate = Path(raw_path)
-    if ".." in candidate.parts:
-        raise _fail(index, "path may not contain '..'", code="image_path_forbidden")
-    if candidate.is_absolute():
-        candidate = Path(*candidate.parts[1:])  # drop the root, whatever it is ('/' or '//')
-    try:
-        # The organisation's folder may itself be a symlink (the operator's choice); what is below
-        # it must stay below it once resolved.
-        root = (Path(root_setting) / organization).resolve()
-        target = (root / candidate).resolve()
-        if not target.is_relative_to(root) or not target.is_file():
-            raise _path_unavailable(index)
-        if target.stat().st_size > settings.FACEPORTAL_MAX_IMAGE_BYTES:
-            raise _too_big(index)
-        return target.read_bytes()
-    except (OSError, ValueError):  # a NUL byte, a symlink loop, unreadable, gone meanwhile: never logged
-        raise _path_unavailable(index) from None
-
-
-def load(source: Any, *, index: int = 0, organization: str | None = None) -> LoadedImage:
-    """Load one image given as an upload, a string (auto-detected) or {"base64"|"url"|"path": ...}.
-
-    A server path is read from `organization`'s own folder (slug); without one, paths are refused.
-    """
-    if isinstance(source, UploadedFile):
-        if source.size and source.size > settings.FACEPORTAL_MAX_IMAGE_BYTES:
-            raise _too_big(index)
-        return decode(source.read(settings.FACEPORTAL_MAX_IMAGE_BYTES + 1), index=index, source_kind="upload")
-    if isinstance(source, (bytes, bytearray)):
-        return decode(bytes(source), index=index)
-    if isinstance(source, dict) and len(source) == 1:
-        kind, value = next(iter(source.items()))
-        if isinstance(value, str) and kind in ("base64", "url", "path"):
-            return _load_text(value, kind=kind, index=index, organization=organization)
-    if not isinstance(source, str):
-        raise _fail(index, "must be a base64 string, data URI, http(s) URL, server path or file upload")
-    return _load_text(source, kind=_guess_kind(source), index=index, organization=organization)
-
-
-def _guess_kind(text: str) -> str:
-    head = text[:16].lower()
-    if head.startswith(("http://", "https://")):
-        return "url"
-    if "://" in text[:32] or head.startswith("file:"):
-        return "url"  # refused with a clear reason by the URL rules
-    if head.startswith("data:"):
-        return "base64"
-    if _PATH_LIKE.match(text):
-        return "path"  # base64 never contains '.', so a file name with an extension is a path
-    return "base64"
-
-
-def _load_text(text: str, *, kind: str, index: int, organization: str | None) -> LoadedImage:
-    text = text.strip()
-    if not text:
-        raise _fail(index, "empty image")
-    if kind == "url":
-        return decode(fetch_url(text, index=index), index=index, source_kind="url")
-    if kind == "path":
-        return decode(read_path(text, index=index, organization=organization), index=index, source_kind="path")
-    return decode(_b64decode(text, index=index), index=index, source_kind="base64")
