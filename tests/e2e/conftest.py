@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from django.db import connection
+from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
 from faces.engine.config import deepface_home
@@ -69,6 +73,38 @@ def test_database_url() -> str:
 
 
 test_database_url.__test__ = False  # a helper, not a test
+
+
+@contextmanager
+def fake_camera_browser(tmp_path: Path, video: Path, *, console_log: str,
+                        hide_scrollbars: bool = False) -> Iterator[webdriver.Chrome]:
+    """Headless Chromium whose camera plays `video` (a .y4m); the pages' console goes to
+    test-artifacts/<console_log> when the browser closes."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run",
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1400,900",
+    ]
+    if hide_scrollbars:
+        flags.append("--hide-scrollbars")
+    for flag in flags:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        try:
+            ARTIFACTS.mkdir(exist_ok=True)
+            (ARTIFACTS / console_log).write_text(
+                "\n".join(f"{entry['level']} {entry['message']}" for entry in driver.get_log("browser")))
+        finally:
+            driver.quit()
 
 
 @pytest.fixture

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from apikeys.models import APIKey
@@ -24,7 +22,13 @@ from faces.services import person_register
 from organizations.services import organization_create
 from recognition.services import recognize
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import CHROMEDRIVER, CHROMIUM, camera_frame, skip_module_without_browser, wait_for, write_y4m
+from tests.e2e.conftest import (
+    camera_frame,
+    fake_camera_browser,
+    skip_module_without_browser,
+    wait_for,
+    write_y4m,
+)
 
 skip_module_without_browser()
 
@@ -45,22 +49,8 @@ def browser(tmp_path, group_photo):
     """Chromium whose fake camera shows a family of four (for labels over neighbouring faces)."""
     video = tmp_path / "camera.y4m"
     write_y4m(video, camera_frame(group_photo), frames=15)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={video}",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1400,900",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    try:
+    with fake_camera_browser(tmp_path, video, console_log="e2e-console-console.log", hide_scrollbars=True) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def resize(driver, size: str) -> None:

@@ -11,18 +11,14 @@ import time
 import urllib.request
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from apikeys.services import api_key_issue
 from faces.models import Person, UnknownFace
 from organizations.services import organization_create
 from tests.e2e.conftest import (
-    ARTIFACTS,
-    CHROMEDRIVER,
-    CHROMIUM,
     camera_frame,
+    fake_camera_browser,
     skip_module_without_browser,
     wait_for,
     write_y4m,
@@ -43,27 +39,9 @@ def browser(tmp_path, manifest):
     """Chromium whose fake camera shows a stranger."""
     video = tmp_path / "camera.y4m"
     write_y4m(video, camera_frame(manifest[CAMERA_STRANGER[0]][0].path), frames=15)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={video}",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1400,900",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    try:
+    with fake_camera_browser(tmp_path, video, console_log="e2e-unknown-faces-console.log",
+                             hide_scrollbars=True) as driver:
         yield driver
-    finally:
-        try:
-            (ARTIFACTS / "e2e-unknown-faces-console.log").write_text(
-                "\n".join(f"{entry['level']} {entry['message']}" for entry in driver.get_log("browser")))
-        finally:
-            driver.quit()
 
 
 @pytest.fixture

@@ -12,8 +12,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from apikeys.services import api_key_issue
@@ -22,10 +20,9 @@ from organizations.services import organization_create
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import (
     ARTIFACTS,
-    CHROMEDRIVER,
-    CHROMIUM,
     VIDEO_SIZE,
     camera_frame,
+    fake_camera_browser,
     skip_module_without_browser,
     wait_for,
     write_y4m,
@@ -37,28 +34,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def browser(tmp_path, camera_video):
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={camera_video}",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1400,900",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    try:
+    with fake_camera_browser(tmp_path, camera_video, console_log="e2e-browser-console.log") as driver:
         yield driver
-    finally:
-        try:
-            (ARTIFACTS / "e2e-browser-console.log").write_text(
-                "\n".join(f"{entry['level']} {entry['message']}" for entry in driver.get_log("browser"))
-            )
-        finally:
-            driver.quit()
 
 
 @pytest.fixture
