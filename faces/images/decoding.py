@@ -12,7 +12,7 @@ import io
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -133,6 +133,17 @@ def sniff_format(data: bytes) -> str | None:
 
 # --- decoding under a memory budget ------------------------------------------------------------------
 
+def _wait_for_room(condition: threading.Condition, has_room: Callable[[], bool], *, wait_seconds: float,
+                   busy: str) -> None:
+    """With `condition` held, wait until `has_room()`; 503 `decoder_busy` once `wait_seconds` pass."""
+    deadline = time.monotonic() + wait_seconds
+    while not has_room():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ServiceUnavailable(busy, code="decoder_busy")
+        condition.wait(remaining)
+
+
 class DecodeBudget:
     """Bytes that decodes in flight in this process may hold together (FACEPORTAL_DECODE_BUDGET_BYTES).
 
@@ -151,16 +162,9 @@ class DecodeBudget:
 
     @contextmanager
     def reserve(self, nbytes: int, *, capacity: int, wait_seconds: float) -> Iterator[None]:
-        deadline = time.monotonic() + wait_seconds
         with self._condition:
-            while self._held + nbytes > capacity:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ServiceUnavailable(
-                        "The server is decoding too many images at once; try again shortly.",
-                        code="decoder_busy",
-                    )
-                self._condition.wait(remaining)
+            _wait_for_room(self._condition, lambda: self._held + nbytes <= capacity, wait_seconds=wait_seconds,
+                           busy="The server is decoding too many images at once; try again shortly.")
             self._held += nbytes
         try:
             yield
@@ -187,16 +191,9 @@ class TenantDecodeSlots:
         if tenant is None:  # not on behalf of a tenant (maintenance, benchmarks)
             yield
             return
-        deadline = time.monotonic() + wait_seconds
         with self._condition:
-            while self._in_flight.get(tenant, 0) >= slots:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ServiceUnavailable(
-                        "This organisation is decoding too many images at once; try again shortly.",
-                        code="decoder_busy",
-                    )
-                self._condition.wait(remaining)
+            _wait_for_room(self._condition, lambda: self._in_flight.get(tenant, 0) < slots, wait_seconds=wait_seconds,
+                           busy="This organisation is decoding too many images at once; try again shortly.")
             self._in_flight[tenant] = self._in_flight.get(tenant, 0) + 1
         try:
             yield
