@@ -165,6 +165,15 @@ drips = st.lists(st.binary(min_size=1, max_size=3).filter(lambda b: b"\r" not in
                  min_size=1, max_size=4)
 
 
+def answered(sock: socket.socket) -> bool:
+    """Whether the server has started its answer (peeked, not read)."""
+    sock.settimeout(0.01)
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except (TimeoutError, BlockingIOError):
+        return False
+
+
 @hypothesis_settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pieces=drips, pause=st.floats(0.2, 0.6), route=st.sampled_from(["/healthz", "/recognize/acme"]))
 def test_headers_sent_slowly_time_out(server, pieces, pause, route):
@@ -178,12 +187,8 @@ def test_headers_sent_slowly_time_out(server, pieces, pause, route):
                 for piece in pieces:
                     sock.sendall(piece)
                     time.sleep(pause)
-                sock.settimeout(0.01)
-                try:
-                    if sock.recv(1, socket.MSG_PEEK):
-                        break
-                except (TimeoutError, BlockingIOError):
-                    pass
+                if answered(sock):
+                    break
         except OSError:
             pass
         status, body, _ = answer(sock)
@@ -203,12 +208,8 @@ def test_a_body_sent_slowly_times_out(server, declared, pause):
             for _ in range(int((BODY_TIMEOUT + 6) / pause)):
                 sock.sendall(b"{")
                 time.sleep(pause)
-                sock.settimeout(0.01)
-                try:
-                    if sock.recv(1, socket.MSG_PEEK):
-                        break
-                except (TimeoutError, BlockingIOError):
-                    pass
+                if answered(sock):
+                    break
         except OSError:
             pass
         status, body, _ = answer(sock)
