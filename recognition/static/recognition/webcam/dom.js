@@ -1,6 +1,13 @@
 /* The webcam page's elements, by their ids in templates/recognition/webcam.html. */
 const $ = (id) => document.getElementById(id);
 
+/** A new element with its properties (className, textContent, ...) and children. */
+export function make(tag, props = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+}
+
 export const el = {
   state: $("connection-state"), stage: $("stage"), video: $("video"), overlay: $("overlay"),
   messages: $("messages"), cameraButton: $("camera-button"), threshold: $("threshold"),

@@ -1,7 +1,7 @@
 /* Boxes and names over the video for the latest result, lined up with the picture as the video
  * element shows it (object-fit: contain; mirrored with it), labels kept apart by ../labels.js. */
 import { placeLabels } from "../labels.js";
-import { el } from "./dom.js";
+import { el, make } from "./dom.js";
 
 let lastResult = null;
 let boxes = [];
@@ -34,16 +34,9 @@ export function clearBoxes() {
 
 function boxNode(index) {
   if (!boxes[index]) {
-    const node = document.createElement("div");
-    node.className = "face-box";
-    const label = document.createElement("div");
-    label.className = "face-label";
-    const name = document.createElement("span");
-    name.className = "name";
-    const similarity = document.createElement("span");
-    similarity.className = "similarity";
-    label.append(name, similarity);
-    node.append(label);
+    const label = make("div", { className: "face-label" },
+      make("span", { className: "name" }), make("span", { className: "similarity" }));
+    const node = make("div", { className: "face-box" }, label);
     el.overlay.append(node);
     boxes[index] = node;
   }

@@ -1,7 +1,7 @@
 /* The People card: the organisation's people with their face crops (fetched with the key), a
  * Refresh button, and a two-click delete. */
 import { api, currentCredentials, fetchWithKey, orgPath } from "./api.js";
-import { el } from "./dom.js";
+import { el, make } from "./dom.js";
 import { clearMessage, showMessage } from "./messages.js";
 
 const thumbnailCache = new Map(); // face thumbnail URL -> object URL (fetched with the key)
@@ -29,10 +29,9 @@ export async function loadPeople() {
 function renderPeople(people, count) {
   el.peopleCount.textContent = count ? `(${count})` : "";
   if (!people.length) {
-    const empty = document.createElement("li");
-    empty.className = "empty";
-    empty.textContent = "No one registered yet. Register someone from the camera.";
-    el.people.replaceChildren(empty);
+    el.people.replaceChildren(make("li", {
+      className: "empty", textContent: "No one registered yet. Register someone from the camera.",
+    }));
     return;
   }
   el.people.replaceChildren(...people.map((person) => {

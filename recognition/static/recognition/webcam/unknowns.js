@@ -3,7 +3,7 @@
  * while the answers say the organisation keeps unknown faces; refreshed every few seconds while
  * shown. Cards are updated in place, so a name being typed survives a refresh. */
 import { api, currentCredentials, fetchWithKey, orgPath } from "./api.js";
-import { el } from "./dom.js";
+import { el, make } from "./dom.js";
 import { showMessage } from "./messages.js";
 
 const REFRESH_MS = 3000;
@@ -70,10 +70,7 @@ function seenText(cluster) {
 function render(clusters, count) {
   el.unknownsCount.textContent = count ? `(${count})` : "";
   if (!clusters.length) {
-    const empty = document.createElement("li");
-    empty.className = "empty";
-    empty.textContent = "Nobody unrecognised seen lately.";
-    el.unknowns.replaceChildren(empty);
+    el.unknowns.replaceChildren(make("li", { className: "empty", textContent: "Nobody unrecognised seen lately." }));
     return;
   }
   const existing = new Map([...el.unknowns.querySelectorAll("li[data-cluster]")].map((n) => [n.dataset.cluster, n]));
@@ -91,29 +88,15 @@ function render(clusters, count) {
 }
 
 function clusterCard(cluster) {
-  const item = document.createElement("li");
-  item.className = "unknown-cluster";
+  const item = make("li", { className: "unknown-cluster" });
   item.dataset.cluster = cluster.id;
-  const image = document.createElement("img");
-  image.className = "crop";
-  image.alt = "An unrecognised face";
-  const seen = document.createElement("span");
-  seen.className = "seen";
-  const form = document.createElement("form");
-  form.autocomplete = "off";
-  const input = document.createElement("input");
-  input.name = "name";
-  input.maxLength = 200;
-  input.required = true;
-  input.placeholder = "Name";
+  const image = make("img", { className: "crop", alt: "An unrecognised face" });
+  const seen = make("span", { className: "seen" });
+  const input = make("input", { name: "name", maxLength: 200, required: true, placeholder: "Name" });
   input.setAttribute("aria-label", "Name of this person");
-  const button = document.createElement("button");
-  button.type = "submit";
-  button.className = "btn btn-primary btn-small";
-  button.textContent = "Name";
-  form.append(input, button);
-  const error = document.createElement("p");
-  error.className = "error";
+  const button = make("button", { type: "submit", className: "btn btn-primary btn-small", textContent: "Name" });
+  const form = make("form", { autocomplete: "off" }, input, button);
+  const error = make("p", { className: "error" });
   error.setAttribute("role", "alert");
   form.addEventListener("submit", (event) => {
     event.preventDefault();
