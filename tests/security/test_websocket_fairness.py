@@ -112,11 +112,11 @@ async def test_sockets_that_send_nothing_are_closed_and_free_their_slots(setting
     settings.FACEPORTAL_WS_IDLE_TIMEOUT = timeout
     org = await sync_to_async(make_org)("idler")
     key = await sync_to_async(make_key)(org, name="kiosk")
+    started = time.monotonic()  # before the first socket opens: each one's idle clock starts later
     idle = [await connect(socket_path(key)) for _ in range(sockets)]
     chatty = await connect(socket_path(key))
     for communicator in [*idle, chatty]:
         assert (await first_text(communicator))["type"] == "ready"
-    started = time.monotonic()
 
     async def keep_talking():
         # A settings message every third of the timeout: activity, so this socket stays open.
