@@ -517,6 +517,7 @@ def person_merge(*, person: Person, other: Person) -> Person:
         Face.objects.filter(person_id=other.pk).update(person_id=person.pk)
         external_id = person.external_id or other.external_id
         metadata = {**(other.metadata or {}), **(person.metadata or {})}
+        _send_after_commit(person_deleted, organization=person.organization, person=other)  # merged away
         other.delete()
         person.external_id, person.metadata = external_id, metadata
         person.save(update_fields=["external_id", "metadata", "updated_at"])

@@ -5,7 +5,7 @@ Both signals carry `organization` and `person` (`PersonSnapshot`: id, name, exte
 were) and are sent from `transaction.on_commit`, so a rolled-back registration or deletion sends
 nothing:
 - `person_created`: a registration created the person (not when it added faces to one).
-- `person_deleted`: the person and their faces are gone.
+- `person_deleted`: the person is gone: deleted with their faces, or merged into another person.
 """
 
 from dataclasses import dataclass
