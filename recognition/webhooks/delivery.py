@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import logging
 import threading
+import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-FacePortal-Signature"
 TIMESTAMP_HEADER = "X-FacePortal-Timestamp"
 BATCH = 20
+KEEP_FINISHED = timedelta(days=7)  # delivered and failed rows are kept this long, for the deliveries route
+PRUNE_EVERY = 3600.0  # seconds between prunes in the delivery thread
 
 _started = threading.Event()
 
@@ -111,11 +114,22 @@ def deliver_due(*, now: datetime | None = None, limit: int = BATCH) -> int:
     return len(claimed)
 
 
+def deliveries_prune(*, now: datetime | None = None) -> int:
+    """Forget finished deliveries older than KEEP_FINISHED; pending ones are never pruned."""
+    cutoff = (now or timezone.now()) - KEEP_FINISHED
+    deleted, _ = WebhookDelivery.objects.filter(finished_at__lt=cutoff).exclude(status=WebhookDelivery.PENDING).delete()
+    return deleted
+
+
 def _loop(poll: float, stop: threading.Event) -> None:
+    pruned_at = 0.0
     while not stop.is_set():
         attempted = 0
         try:
             close_old_connections()
+            if time.monotonic() - pruned_at >= PRUNE_EVERY:
+                deliveries_prune()
+                pruned_at = time.monotonic()
             attempted = deliver_due()
         except Exception:  # the database may be down for a while; try again next time
             logger.exception("webhook deliveries failed; retrying later")

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import threading
 import time
 from datetime import timedelta
@@ -23,7 +24,7 @@ from hypothesis import strategies as st
 
 from faces.services import person_register
 from recognition.models import Webhook, WebhookDelivery
-from recognition.webhooks.delivery import deliver_due, start_webhook_runner
+from recognition.webhooks.delivery import deliver_due, deliveries_prune, start_webhook_runner
 from recognition.webhooks.services import webhook_event_fire
 from tests.conftest import api_auth
 
@@ -207,7 +208,8 @@ def hook_for(org, server, events=("face.recognized",), **kwargs) -> Webhook:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_delivery_is_signed_and_retried_after_a_500(acme, fast_retries, receiver, runner):
+def test_a_delivery_is_signed_and_retried_after_a_500(acme, fast_retries, receiver, runner, caplog):
+    caplog.set_level(logging.DEBUG)
     server = receiver(500)
     hook = hook_for(acme.org, server)
     webhook_event_fire(organization=acme.org, event="face.recognized", payload={"person": {"id": 1}})
@@ -224,6 +226,23 @@ def test_a_delivery_is_signed_and_retried_after_a_500(acme, fast_retries, receiv
     assert delivery.attempts == 2 and delivery.last_status_code == 200
     shown = acme.client.get(f"/orgs/acme/webhooks/{hook.pk}/deliveries").json()["results"]
     assert [(d["status"], d["attempts"], d["last_status_code"]) for d in shown] == [("delivered", 2, 200)]
+    assert "webhook delivery" in caplog.text and SECRET not in caplog.text  # logged, the secret never
+
+
+@pytest.mark.django_db
+def test_finished_deliveries_are_pruned_after_a_week_and_pending_ones_never(acme):
+    hook = Webhook.objects.create(organization=acme.org, url="https://a.example/", events=["face.unknown"],
+                                  secret=SECRET)
+    now = timezone.now()
+    rows = {
+        "old delivered": ("delivered", now - timedelta(days=8)), "old failed": ("failed", now - timedelta(days=8)),
+        "recent delivered": ("delivered", now - timedelta(days=6)), "pending": ("pending", None),
+    }
+    ids = {name: WebhookDelivery.objects.create(webhook=hook, event="face.unknown", body="{}", status=status,
+                                                finished_at=finished).pk for name, (status, finished) in rows.items()}
+    assert deliveries_prune(now=now) == 2
+    left = set(WebhookDelivery.objects.values_list("pk", flat=True))
+    assert left == {ids["recent delivered"], ids["pending"]}
 
 
 @pytest.mark.django_db(transaction=True)
