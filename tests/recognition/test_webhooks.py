@@ -359,3 +359,36 @@ async def test_a_socket_fires_one_event_per_person_per_interval(acme, fast_retri
     body = json.loads(await database_sync_to_async(lambda: WebhookDelivery.objects.first().body)())
     assert body["source"] == {"channel": "websocket", "api_key_name": acme.issued.api_key.name}
     assert body["person"]["name"] == "Barack Obama" and body["decision"] == "match"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_merge_fires_person_deleted_for_the_person_merged_away(acme, manifest):
+    hook = Webhook.objects.create(organization=acme.org, url="https://a.example/", events=["person.deleted"],
+                                  secret=SECRET)
+    keep = person_register(organization=acme.org, name="Tony Blair", images=[manifest["Tony_Blair"][0].b64()])
+    other = person_register(organization=acme.org, name="T. Blair", external_id="tb-2", allow_duplicate=True,
+                            images=[manifest["Tony_Blair"][1].b64()])
+    assert not WebhookDelivery.objects.exists()  # created people: not subscribed
+    merged = acme.client.post(f"/orgs/acme/people/{keep.person.pk}/merge", {"from": other.person.pk}, format="json")
+    assert merged.status_code == 200, merged.content
+    (delivery,) = WebhookDelivery.objects.filter(webhook=hook)
+    assert json.loads(delivery.body)["person"] == {"id": other.person.pk, "name": "T. Blair", "external_id": "tb-2"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("subscribed", [["enrolment_job.finished"], ["face.unknown", "enrolment_job.finished"]])
+def test_other_code_fires_an_event_for_exactly_the_webhooks_that_want_it(acme, make_org, subscribed):
+    wanted = Webhook.objects.create(organization=acme.org, url="https://a.example/", events=subscribed, secret=SECRET)
+    Webhook.objects.create(organization=acme.org, url="https://b.example/", events=["face.unknown"], secret=SECRET)
+    Webhook.objects.create(organization=make_org("globex"), url="https://c.example/",
+                           events=["enrolment_job.finished"], secret=SECRET)
+    fired = webhook_event_fire(organization=acme.org, event="enrolment_job.finished",
+                               payload={"job": {"id": 5, "status": "finished", "people": 12}})
+    assert fired == 1
+    (delivery,) = WebhookDelivery.objects.all()
+    body = json.loads(delivery.body)
+    assert delivery.webhook_id == wanted.pk and delivery.status == "pending"
+    assert body["event"] == "enrolment_job.finished" and body["organization"] == "acme"
+    assert body["job"] == {"id": 5, "status": "finished", "people": 12} and body["event_id"]
+    with pytest.raises(ValueError):
+        webhook_event_fire(organization=acme.org, event="job.done", payload={})
