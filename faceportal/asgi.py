@@ -18,10 +18,12 @@ from faceportal.routing import websocket_urlpatterns  # noqa: E402
 from faceportal.websocket_observe import HandshakeRefusalLog  # noqa: E402
 from faces.engine import warm_in_background  # noqa: E402
 from faces.unknowns.sweep import start_sweeper  # noqa: E402
+from recognition.webhooks.delivery import start_webhook_runner  # noqa: E402
 
 disable_twisted_form_parsing()  # Django parses bodies, and answers bad ones in the error shape
 warm_in_background()
 start_sweeper()  # purges expired unknown faces on the schedule kept in the database
+start_webhook_runner()  # posts queued webhook deliveries (persisted: a restart resumes them)
 # Build the cache and channel-layer backends now (no connection is opened): otherwise the first
 # concurrent requests import redis-py on several threads at once and fail on its partly
 # initialised modules (seen as 500s right after start).

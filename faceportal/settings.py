@@ -491,6 +491,19 @@ FACEPORTAL_UNKNOWN_KEEP_INTERVAL = env_float("FACEPORTAL_UNKNOWN_KEEP_INTERVAL",
 # How often the server purges expired unknowns (0 = never in the server; run `manage.py purge_unknown_faces`).
 FACEPORTAL_UNKNOWN_SWEEP_SECONDS = env_float("FACEPORTAL_UNKNOWN_SWEEP_SECONDS", 3600.0)
 
+# --- Webhooks (docs/WEBHOOKS.md) -------------------------------------------------------------------
+# Targets must resolve to public addresses unless this is on (a home server posting to its LAN).
+FACEPORTAL_WEBHOOK_ALLOW_PRIVATE = env_bool("FACEPORTAL_WEBHOOK_ALLOW_PRIVATE", False)
+# Seconds one delivery attempt may take, connection and answer together.
+FACEPORTAL_WEBHOOK_TIMEOUT = env_float("FACEPORTAL_WEBHOOK_TIMEOUT", 10.0, minimum=0.1)
+# Attempts per delivery before it is marked failed; the wait doubles from the backoff after each.
+FACEPORTAL_WEBHOOK_MAX_ATTEMPTS = env_int("FACEPORTAL_WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+FACEPORTAL_WEBHOOK_BACKOFF_SECONDS = env_float("FACEPORTAL_WEBHOOK_BACKOFF_SECONDS", 30.0)
+# How often the server's delivery thread looks for due deliveries (0: no thread in the server).
+FACEPORTAL_WEBHOOK_POLL_SECONDS = env_float("FACEPORTAL_WEBHOOK_POLL_SECONDS", 2.0)
+# A WebSocket fires at most one event per person (and one face.unknown) per this many seconds.
+FACEPORTAL_WEBHOOK_WS_INTERVAL = env_float("FACEPORTAL_WEBHOOK_WS_INTERVAL", 30.0)
+
 # --- Vector store ---------------------------------------------------------------------------------
 # Embedded store: organisations with at least this many faces are searched through a persisted
 # HNSW graph (usearch, int8, candidates re-ranked exactly) instead of exact NumPy; the search

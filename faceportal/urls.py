@@ -26,6 +26,7 @@ from faces.unknowns.apis import (
 from organizations.apis import OrganizationCreateApi, OrganizationDetailApi
 from recognition import views as recognition_views
 from recognition.apis import RecognizeApi, VerifyApi
+from recognition.webhooks.apis import WebhookDeliveryListApi, WebhookDetailApi, WebhookListApi
 
 
 def slash_alias(view):
@@ -71,6 +72,10 @@ api_routes = [
                UnknownClusterAssignApi.as_view(), "unknown-cluster-assign"),
     *api_route("orgs/<str:organization>/unknown-clusters/<int:cluster_id>/dismiss",
                UnknownClusterDismissApi.as_view(), "unknown-cluster-dismiss"),
+    *api_route("orgs/<str:organization>/webhooks", WebhookListApi.as_view(), "webhook-list"),
+    *api_route("orgs/<str:organization>/webhooks/<int:webhook_id>", WebhookDetailApi.as_view(), "webhook-detail"),
+    *api_route("orgs/<str:organization>/webhooks/<int:webhook_id>/deliveries", WebhookDeliveryListApi.as_view(),
+               "webhook-delivery-list"),
 ]
 
 urlpatterns = [

@@ -35,6 +35,7 @@ from faces.index.base import cosine_to_similarity, vector_from_bytes, vector_to_
 from faces.matching import decide_vectors, decision_in_force
 from faces.models import Face, Person
 from faces.selectors import face_vector_records, gallery_size_forget, person_get
+from faces.signals import PersonSnapshot, person_created, person_deleted
 from organizations.models import Organization
 
 logger = logging.getLogger(__name__)
@@ -365,7 +366,14 @@ def _store_faces(
         transaction.on_commit(lambda: metrics.faces_registered(count=len(records)))
         if on_stored is not None:
             on_stored()
+        if created:
+            _send_after_commit(person_created, organization=organization, person=person)
     return person, created, faces
+
+
+def _send_after_commit(signal, *, organization: Organization, person: Person) -> None:
+    snapshot = PersonSnapshot(id=person.pk, name=person.name, external_id=person.external_id)
+    transaction.on_commit(lambda: signal.send(sender=Person, organization=organization, person=snapshot))
 
 
 def _load_each(sources: list[Any], *, organization: Organization) -> tuple[list[LoadedImage], list[ImageOutcome]]:
@@ -439,6 +447,7 @@ def person_delete(*, person: Person) -> int:
             return 0  # deleted meanwhile
         records = list(face_vector_records(faces=Face.objects.filter(person_id=person.pk)))
         face_ids = [record.face_id for record in records]
+        _send_after_commit(person_deleted, organization=person.organization, person=person)
         person.delete()
         # Inside the transaction: if the store is unreachable, the person stays, whole; if the
         # commit fails after the store removed the vectors, they are put back.
@@ -508,6 +517,7 @@ def person_merge(*, person: Person, other: Person) -> Person:
         Face.objects.filter(person_id=other.pk).update(person_id=person.pk)
         external_id = person.external_id or other.external_id
         metadata = {**(other.metadata or {}), **(person.metadata or {})}
+        _send_after_commit(person_deleted, organization=person.organization, person=other)  # merged away
         other.delete()
         person.external_id, person.metadata = external_id, metadata
         person.save(update_fields=["external_id", "metadata", "updated_at"])

@@ -62,6 +62,7 @@ class RecognizeApi(OrganizationScopedApi):
         result = recognize(
             organization=self.organization(), image=data["image"], threshold=data.get("threshold"),
             max_results=data.get("max_results") or DEFAULT_MAX_RESULTS, seen_by=request_key(request),
+            fire_events=True,
         )
         return Response(RecognizeOutputSerializer(result).data)
 

@@ -55,6 +55,7 @@ from recognition.realtime import (
     recognize_frame,
     result_reply,
 )
+from recognition.webhooks.services import EventThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
         )
         self.limiter = FrameRateLimiter(rate=settings.FACEPORTAL_WS_MAX_FPS)
         self.keep = KeepThrottle(interval=settings.FACEPORTAL_UNKNOWN_KEEP_INTERVAL)
+        self.events = EventThrottle(interval=settings.FACEPORTAL_WEBHOOK_WS_INTERVAL)
         # Every message draws on this one, refused ones too: a flood of tiny messages ends the
         # connection instead of taking the event loop from every other connection.
         self.flood = FrameRateLimiter(rate=settings.FACEPORTAL_WS_MAX_FPS * settings.FACEPORTAL_WS_FLOOD_FACTOR)
@@ -254,7 +256,7 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
             # Not thread-sensitive: connections must not queue behind each other on one thread.
             result = await database_sync_to_async(recognize_frame, thread_sensitive=False)(
                 organization=self.organization, token=self.token, identity=self.identity, frame=frame,
-                keep=self.keep,
+                keep=self.keep, events=self.events,
             )
         except KeyRevoked:
             self.counters.rejected += 1

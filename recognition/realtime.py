@@ -32,6 +32,7 @@ from recognition.serializers import (
     RecognizeOutputSerializer,
 )
 from recognition.services import DEFAULT_MAX_RESULTS, recognize
+from recognition.webhooks.services import EventThrottle
 
 
 class FrameRateExceeded(FacePortalError):
@@ -220,7 +221,8 @@ def decision_for_connection(*, organization: Organization) -> dict[str, Any]:
 
 
 def recognize_frame(*, organization: Organization, token: str, identity: AuthenticatedKey,
-                    frame: Frame, keep: KeepThrottle | None = None) -> dict[str, Any]:
+                    frame: Frame, keep: KeepThrottle | None = None,
+                    events: EventThrottle | None = None) -> dict[str, Any]:
     """Re-check the key (a cache hit), then the same recognition as `POST /recognize`, in the
     same shape.
 
@@ -232,7 +234,8 @@ def recognize_frame(*, organization: Organization, token: str, identity: Authent
         keep.refresh(organization)
     result = recognize(organization=organization, image=frame.image, threshold=frame.threshold,
                        max_results=frame.max_results or DEFAULT_MAX_RESULTS, seen_by=identity,
-                       source=SOURCE_WEBSOCKET, may_keep=keep is not None and keep.may_keep())
+                       source=SOURCE_WEBSOCKET, may_keep=keep is not None and keep.may_keep(),
+                       fire_events=events is not None, event_throttle=events)
     if keep is not None and any(face.unknown_face is not None for face in result.faces):
         keep.kept()
     return RecognizeOutputSerializer(result).data

@@ -20,6 +20,7 @@ from faces.models import SOURCE_REST
 from faces.selectors import PersonMatch, person_get
 from faces.unknowns.services import UnknownCandidate, unknown_faces_keep
 from organizations.models import Organization
+from recognition.webhooks.services import EventThrottle, recognition_events_fire
 
 DEFAULT_MAX_RESULTS = 5
 
@@ -71,13 +72,16 @@ def _ms(started: float) -> float:
 def recognize(
     *, organization: Organization, image: Any, threshold: float | None = None,
     max_results: int = DEFAULT_MAX_RESULTS, seen_by: AuthenticatedKey | None = None, source: str = SOURCE_REST,
-    may_keep: bool = True,
+    may_keep: bool = True, fire_events: bool = False, event_throttle: EventThrottle | None = None,
 ) -> Recognition:
     """Every face in `image`, each with its decision. Takes validated options
     (`recognition.serializers.RecognitionOptionsSerializer`); `image` is read here.
 
     When the organisation keeps unknown faces (and `may_keep`: the socket keeps one per interval),
-    faces decided unknown that pass the enrolment gates are kept, seen by `seen_by`."""
+    faces decided unknown that pass the enrolment gates are kept, seen by `seen_by`.
+
+    With `fire_events`, each face queues its webhook event (`face.recognized` or `face.unknown`),
+    at most one per person per interval of `event_throttle` when given (a socket's frames)."""
     started = time.perf_counter()
     with decoding_for(organization.pk):
         loaded = load(image, index=0, organization=organization.slug)
@@ -115,10 +119,14 @@ def recognize(
     timings["search"] = _ms(search_started) if result.faces else 0.0
     timings["total"] = _ms(started)
     width, height = loaded.size  # as sent: decoding may have downscaled the pixels
-    return Recognition(faces=faces, threshold=chosen, model=engine.model_name, detector=engine.detector_name,
+    recognition = Recognition(faces=faces, threshold=chosen, model=engine.model_name, detector=engine.detector_name,
                        image=ImageSize(width=width, height=height), timings_ms=timings,
                        keep_unknown_faces=organization.keep_unknown_faces,
                        faces_dropped=result.faces_dropped)
+    if fire_events and faces:
+        recognition_events_fire(organization=organization, recognition=recognition, channel=source,
+                                api_key_name=seen_by.name if seen_by is not None else None, throttle=event_throttle)
+    return recognition
 
 
 def _single_face(image: Any, *, index: int, organization: Organization) -> tuple[np.ndarray, dict[str, int]]:

@@ -64,6 +64,12 @@ def _is_public(address: str) -> bool:
     return all(_globally_reachable(candidate) for candidate in candidates)
 
 
+def is_public_address(address: str) -> bool:
+    """Whether a connection to `address` (an IP literal) stays on the public Internet; the check
+    image URLs and webhook targets share."""
+    return _is_public(address)
+
+
 def resolve_public(host: str, port: int, *, index: int) -> str:
     """Resolve `host` and return an address to pin the connection to; every address must be public."""
     try:

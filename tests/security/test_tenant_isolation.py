@@ -13,6 +13,7 @@ from faces.models import Face, Person, UnknownFace
 from faces.services import person_register
 from faces.unknowns.clustering import unknown_grouping
 from recognition.connections import CLOSE_FORBIDDEN
+from recognition.models import Webhook
 from recognition.services import recognize
 from tests.conftest import api_auth, key_client
 from tests.websocket import ORIGIN, application, socket_path
@@ -46,6 +47,8 @@ def tenants(make_org, make_key, manifest):
         "b_face": b_person.faces.first(),
         "b_probe": photos[2],
         "globex": globex,
+        "b_webhook": Webhook.objects.create(organization=globex, url="https://b.example/hook",
+                                            events=["person.created"], secret="b-secret-b-secret").pk,
     }
 
 
@@ -56,6 +59,7 @@ def snapshot_of_b(tenants) -> dict:
         "faces": sorted(Face.objects.filter(organization=globex).values_list("id", flat=True)),
         "vectors": sorted(get_index().face_ids(organization_id=globex.pk)),
         "unknowns": sorted(UnknownFace.objects.filter(organization=globex).values_list("id", flat=True)),
+        "webhooks": sorted(Webhook.objects.filter(organization=globex).values_list("id", "url")),
     }
 
 
@@ -80,6 +84,11 @@ def requests_against(org: str, *, person_id: int, face_id: int, tenants, probe_b
         "delete unknown": client.delete(f"/orgs/{org}/unknown-faces/{unknown}", format="json"),
         "delete all unknowns": client.delete(f"/orgs/{org}/unknown-faces", format="json"),
         "list clusters": client.get(f"/orgs/{org}/unknown-clusters"),
+        "list webhooks": client.get(f"/orgs/{org}/webhooks"),
+        "create webhook": client.post(f"/orgs/{org}/webhooks", {"url": "https://a.example/", "events": ["face.unknown"],
+                                                                "secret": "x" * 20}, format="json"),
+        "delete webhook": client.delete(f"/orgs/{org}/webhooks/{tenants['b_webhook']}", format="json"),
+        "webhook deliveries": client.get(f"/orgs/{org}/webhooks/{tenants['b_webhook']}/deliveries"),
         "assign cluster": client.post(f"/orgs/{org}/unknown-clusters/{cluster}/assign", {"name": "X"},
                                       format="json"),
         "dismiss cluster": client.post(f"/orgs/{org}/unknown-clusters/{cluster}/dismiss", {}, format="json"),
@@ -158,6 +167,14 @@ def test_b_ids_under_a_slug_answer_exactly_like_missing_ids(tenants):
                                                   format="json"),
         "dismiss cluster": lambda cid: client.post(f"/orgs/acme/unknown-clusters/{cid}/dismiss", {}, format="json"),
     }
+    webhook_routes = {
+        "delete webhook": lambda wid: client.delete(f"/orgs/acme/webhooks/{wid}", format="json"),
+        "webhook deliveries": lambda wid: client.get(f"/orgs/acme/webhooks/{wid}/deliveries"),
+    }
+    for route, call in webhook_routes.items():
+        real, missing = call(tenants["b_webhook"]), call(MISSING_ID)
+        assert real.status_code == 404, (route, real.content)
+        same_answer(real, missing)
     for route, call in unknown_routes.items():
         b_id = tenants["b_unknown"] if "unknown" in route else tenants["b_cluster"]
         real, missing = call(b_id), call(MISSING_ID)

@@ -12,6 +12,7 @@ import base64
 import pytest
 import schemathesis
 from django.core.wsgi import get_wsgi_application
+from django.test import override_settings
 from schemathesis.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -152,6 +153,21 @@ def test_real_answers_of_every_route_match_the_schema(api, manifest):
     face = {**person, "face_id": detail["faces"][0]["id"]}
     api.call("delete", "/orgs/{organization}/people/{person_id}/faces/{face_id}", path_parameters=face, status=204)
     api.call("delete", "/orgs/{organization}/people/{person_id}", path_parameters=person, status=204)
+
+    # Webhooks: a private target is refused unless the deployment allows them (docs/WEBHOOKS.md).
+    hook_body = {"url": "http://127.0.0.1:9/hook", "events": ["person.created"], "secret": "s" * 20}
+    api.call("post", "/orgs/{organization}/webhooks", path_parameters=org, status=400, body=hook_body)
+    with override_settings(FACEPORTAL_WEBHOOK_ALLOW_PRIVATE=True):
+        hook = api.call("post", "/orgs/{organization}/webhooks", path_parameters=org, status=201, body=hook_body)
+    api.call("get", "/orgs/{organization}/webhooks", path_parameters=org, status=200)
+    api.call("post", "/register/{organization}", path_parameters=org, status=201,
+             body={"name": "Hooked Person", "images": [blair[1].b64()], "allow_duplicate": True})
+    hooked = {**org, "webhook_id": hook["id"]}
+    assert api.call("get", "/orgs/{organization}/webhooks/{webhook_id}/deliveries", path_parameters=hooked,
+                    status=200)["results"][0]["status"] == "pending"
+    api.call("delete", "/orgs/{organization}/webhooks/{webhook_id}", path_parameters=hooked, status=204, body={})
+    api.call("delete", "/orgs/{organization}/webhooks/{webhook_id}", path_parameters=hooked, status=404, body={})
+    api.call("get", "/orgs/{organization}/webhooks/{webhook_id}/deliveries", path_parameters=hooked, status=404)
 
     api.call("get", "/healthz", headers={}, status=200)
     api.call("get", "/readyz", headers={}, status=200)
