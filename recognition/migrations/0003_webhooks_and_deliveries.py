@@ -7,8 +7,6 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
 
-    initial = True
-
     dependencies = [
         ('organizations', '0005_slug_pattern_end_of_text'),
         ('recognition', '0002_daily_request_count_to_organizations'),
