@@ -17,11 +17,13 @@ from faceportal.parsers import disable_twisted_form_parsing  # noqa: E402
 from faceportal.routing import websocket_urlpatterns  # noqa: E402
 from faceportal.websocket_observe import HandshakeRefusalLog  # noqa: E402
 from faces.engine import warm_in_background  # noqa: E402
+from faces.enrolment_jobs import start_enrolment_runner  # noqa: E402
 from faces.unknowns.sweep import start_sweeper  # noqa: E402
 
 disable_twisted_form_parsing()  # Django parses bodies, and answers bad ones in the error shape
 warm_in_background()
 start_sweeper()  # purges expired unknown faces on the schedule kept in the database
+start_enrolment_runner()  # enrols uploaded archives, resuming unfinished jobs kept in the database
 # Build the cache and channel-layer backends now (no connection is opened): otherwise the first
 # concurrent requests import redis-py on several threads at once and fail on its partly
 # initialised modules (seen as 500s right after start).

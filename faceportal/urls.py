@@ -15,6 +15,7 @@ from faces.apis import (
     PersonMergeApi,
     RegisterApi,
 )
+from faces.job_apis import EnrolmentJobDetailApi, EnrolmentJobListApi
 from faces.unknowns.apis import (
     UnknownClusterAssignApi,
     UnknownClusterDismissApi,
@@ -71,6 +72,9 @@ api_routes = [
                UnknownClusterAssignApi.as_view(), "unknown-cluster-assign"),
     *api_route("orgs/<str:organization>/unknown-clusters/<int:cluster_id>/dismiss",
                UnknownClusterDismissApi.as_view(), "unknown-cluster-dismiss"),
+    *api_route("orgs/<str:organization>/enrolment-jobs", EnrolmentJobListApi.as_view(), "enrolment-job-list"),
+    *api_route("orgs/<str:organization>/enrolment-jobs/<int:job_id>", EnrolmentJobDetailApi.as_view(),
+               "enrolment-job-detail"),
 ]
 
 urlpatterns = [
