@@ -141,7 +141,7 @@ def main() -> None:
          ["enrolment job, requests one after another", job_faces_busy, job_seconds_busy,
           job_faces_busy / job_seconds_busy]],
         note=f"{settings.FACEPORTAL_ENGINE_WORKERS} engine threads, {os.cpu_count()} cores. The job enrols one "
-        "image at a time, on one engine thread, and waits while every engine thread is taken.",
+        "image at a time, on one engine thread, and only while no live request is in the engine pool.",
     )
 
 

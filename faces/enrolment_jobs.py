@@ -5,8 +5,9 @@ created) into one EnrolmentJobImage row per image; the request answers 202. A da
 started with the server (`start_enrolment_runner`, faceportal.asgi) enrols them one image at a
 time, each in one transaction with its outcome, so a process killed mid-way redoes at most the
 image it was on. The job row is claimed with SKIP LOCKED, so several processes never run one job
-at once. Before each image the runner waits while the engine pool is full, and it submits one
-image at a time: live recognition always finds a free engine thread, or waits one image at most.
+at once. Before each image the runner waits until the engine pool has no live work queued or
+running, and it submits one image at a time: live recognition always finds a free engine thread,
+and shares the cores with at most one image in progress.
 
 Folders: `<name>/<image>` enrols under that person's name (as `manage.py enroll`); a folder
 named `ext:<id>` adds faces to the person whose external_id is `<id>` (created, named `<id>`,
@@ -36,7 +37,7 @@ from PIL import Image
 from rest_framework.exceptions import ValidationError
 
 from faceportal.errors import Conflict, FacePortalError, InvalidInput, Unprocessable
-from faces.engine import engine_pool_in_flight, engine_pool_size
+from faces.engine import engine_pool_in_flight
 from faces.models import JOB_ACTIVE, JOB_DONE, JOB_RUNNING, EnrolmentJob, EnrolmentJobImage, Face, Person
 from faces.serializers import ExternalIdField, person_name_validate
 from faces.services import person_register
@@ -190,9 +191,11 @@ def enrolment_job_create(*, organization: Organization, archive: Any) -> Enrolme
 
 # --- The runner ----------------------------------------------------------------------------------
 
-def _wait_for_free_engine_thread(stop: threading.Event | None) -> None:
-    """Live requests first: wait while every engine thread is taken or work is queued."""
-    while engine_pool_in_flight() >= engine_pool_size():
+def _wait_for_idle_engine(stop: threading.Event | None) -> None:
+    """Live requests first: wait while any engine work is queued or running. An image already
+    started is not interrupted, so a request arriving meanwhile shares the cores with it (one
+    engine thread; the others stay free)."""
+    while engine_pool_in_flight() > 0:
         if stop is not None and stop.is_set():
             return
         time.sleep(YIELD_NAP)
@@ -258,7 +261,7 @@ def enrolment_job_step(*, stop: threading.Event | None = None) -> bool:
     """Enrol the next image of the oldest unfinished job (or finish that job); False when none waits.
 
     The image's faces and its outcome commit together: a crash before the commit leaves it pending."""
-    _wait_for_free_engine_thread(stop)
+    _wait_for_idle_engine(stop)
     with transaction.atomic():
         job = (EnrolmentJob.objects.select_for_update(skip_locked=True).select_related("organization")
                .filter(status__in=JOB_ACTIVE).order_by("id").first())

@@ -216,3 +216,51 @@ def test_another_organisations_job_is_not_found(acme, make_tenant):
     missing = acme.client.get("/orgs/acme/enrolment-jobs/987654321")
     assert mine.status_code == missing.status_code == 404
     assert mine.content == missing.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_runner_waits_while_live_work_fills_the_engine_pool(acme, manifest):
+    from django.db import connection
+
+    from faces.engine import run_in_engine_pool
+
+    job = upload(acme.client, "acme", zipped({"Ada/1.jpg": manifest["Tony_Blair"][0].path.read_bytes()})).json()
+    release = threading.Event()
+    # One live request in the engine pool is enough to hold the job back.
+    busy = [run_in_engine_pool(release.wait, 60)]
+
+    def run() -> None:
+        try:
+            enrolment_jobs.enrolment_jobs_run(max_images=2)
+        finally:
+            connection.close()
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    try:
+        time.sleep(1.0)
+        assert runner.is_alive()
+        assert EnrolmentJob.objects.get(pk=job["id"]).done == 0  # nothing taken from live work
+    finally:
+        release.set()
+    for future in busy:
+        future.result(timeout=60)
+    runner.join(timeout=120)
+    assert EnrolmentJob.objects.get(pk=job["id"]).status == "done"
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_jobs_read_only_with_a_progress_bar(acme, django_user_model):
+    from django.test import Client
+
+    staff_client = Client()
+    staff_client.force_login(django_user_model.objects.create_superuser("root", password="x"))
+    job = upload(acme.client, "acme", zipped({f"Ada/{n}.jpg": jpeg() for n in range(4)})).json()
+    enrolment_jobs.enrolment_jobs_run(max_images=1)  # one of four: a blank image, refused
+    listing = staff_client.get("/admin/faces/enrolmentjob/")
+    assert listing.status_code == 200
+    assert b'<progress value="1" max="4"' in listing.content
+    page = staff_client.get(f"/admin/faces/enrolmentjob/{job['id']}/change/")
+    assert page.status_code == 200 and b"<progress" in page.content and b"Ada/0.jpg" in page.content
+    assert b'name="_save"' not in page.content  # read-only
+    assert staff_client.get("/admin/faces/enrolmentjob/add/").status_code == 403
