@@ -30,7 +30,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db import DatabaseError, IntegrityError, close_old_connections, connection, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 from PIL import Image
@@ -227,6 +227,11 @@ def _enrol_one(*, organization: Organization, image: EnrolmentJobImage) -> dict[
     except FacePortalError as exc:  # unreadable image (invalid_image), matches someone else (409), ...
         reason = exc.details.get("reason") if isinstance(exc.details, dict) else None
         return {"accepted": False, "code": exc.code, "reason": reason or exc.message}
+    except DatabaseError:
+        raise  # the database is away: the image stays pending and is tried again
+    except Exception:  # one image the engine cannot handle must not hold the job up for ever
+        logger.exception("enrolment job image failed", extra={"organization": organization.slug, "path": image.path})
+        return {"accepted": False, "code": "internal_error", "reason": "this image could not be processed"}
     outcome = result.outcomes[0]
     return {"accepted": outcome.accepted, "code": outcome.code, "reason": outcome.reason,
             "face_id": outcome.face_id, "person_id": result.person.pk}

@@ -264,3 +264,17 @@ def test_the_admin_shows_jobs_read_only_with_a_progress_bar(acme, django_user_mo
     assert page.status_code == 200 and b"<progress" in page.content and b"Ada/0.jpg" in page.content
     assert b'name="_save"' not in page.content  # read-only
     assert staff_client.get("/admin/faces/enrolmentjob/add/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_an_image_the_engine_cannot_handle_does_not_hold_the_job_up(acme, monkeypatch):
+    job = upload(acme.client, "acme", zipped({f"Ada/{n}.jpg": jpeg(64 + n, 64) for n in range(2)})).json()
+
+    def engine_fault(**kwargs):
+        raise RuntimeError("engine fault")
+
+    monkeypatch.setattr(enrolment_jobs, "person_register", engine_fault)
+    enrolment_jobs.enrolment_jobs_run()
+    final = acme.client.get(f"/orgs/acme/enrolment-jobs/{job['id']}").json()
+    assert final["status"] == "done"
+    assert [image["code"] for image in final["images"]] == ["internal_error", "internal_error"]
