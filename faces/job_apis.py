@@ -37,7 +37,7 @@ class EnrolmentJobImageOutputSerializer(serializers.Serializer):
 
 class EnrolmentJobOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    status = serializers.ChoiceField(choices=["queued", "running", "done"])
+    status = serializers.CharField(help_text="queued, running or done")
     done = serializers.IntegerField(help_text="Images processed so far")
     total = serializers.IntegerField(help_text="Images in the archive")
     faces_added = serializers.IntegerField()
