@@ -17,6 +17,7 @@ from faceportal.parsers import disable_twisted_form_parsing  # noqa: E402
 from faceportal.routing import websocket_urlpatterns  # noqa: E402
 from faceportal.websocket_observe import HandshakeRefusalLog  # noqa: E402
 from faces.engine import warm_in_background  # noqa: E402
+from faces.enrolment_jobs import start_enrolment_runner  # noqa: E402
 from faces.unknowns.sweep import start_sweeper  # noqa: E402
 from recognition.webhooks.delivery import start_webhook_runner  # noqa: E402
 
@@ -24,6 +25,7 @@ disable_twisted_form_parsing()  # Django parses bodies, and answers bad ones in 
 warm_in_background()
 start_sweeper()  # purges expired unknown faces on the schedule kept in the database
 start_webhook_runner()  # posts queued webhook deliveries (persisted: a restart resumes them)
+start_enrolment_runner()  # enrols uploaded archives, resuming unfinished jobs kept in the database
 # Build the cache and channel-layer backends now (no connection is opened): otherwise the first
 # concurrent requests import redis-py on several threads at once and fail on its partly
 # initialised modules (seen as 500s right after start).

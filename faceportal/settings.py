@@ -348,7 +348,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 # FACEPORTAL_MAX_BODY_BYTES, every other route FACEPORTAL_MAX_SMALL_BODY_BYTES.
 FACEPORTAL_MAX_SMALL_BODY_BYTES = env_int("FACEPORTAL_MAX_SMALL_BODY_BYTES", 1024 * 1024)
 FACEPORTAL_IMAGE_ROUTES = frozenset({
-    "register", "recognize", "verify",
+    "register", "recognize", "verify", "enrolment-job-list",
     "admin:organizations_organization_try_recognize", "admin:organizations_organization_try_register",
 })
 # A request's headers must all arrive within this many seconds of its first byte, and its body
@@ -490,6 +490,12 @@ FACEPORTAL_WS_MAX_QUEUED_FRAMES = env_int("FACEPORTAL_WS_MAX_QUEUED_FRAMES", 64)
 FACEPORTAL_UNKNOWN_KEEP_INTERVAL = env_float("FACEPORTAL_UNKNOWN_KEEP_INTERVAL", 2.0)
 # How often the server purges expired unknowns (0 = never in the server; run `manage.py purge_unknown_faces`).
 FACEPORTAL_UNKNOWN_SWEEP_SECONDS = env_float("FACEPORTAL_UNKNOWN_SWEEP_SECONDS", 3600.0)
+# Bulk enrolment jobs (docs/API.md): an archive's bounds; each image also meets the image limits above.
+FACEPORTAL_ENROLMENT_JOB_MAX_FILES = env_int("FACEPORTAL_ENROLMENT_JOB_MAX_FILES", 5000)
+FACEPORTAL_ENROLMENT_JOB_MAX_UNZIPPED_BYTES = env_int("FACEPORTAL_ENROLMENT_JOB_MAX_UNZIPPED_BYTES", 200 * 1024 * 1024)
+FACEPORTAL_ENROLMENT_JOB_MAX_RATIO = env_float("FACEPORTAL_ENROLMENT_JOB_MAX_RATIO", 20.0)
+# Seconds the job runner sleeps when no job is waiting (0: no runner in this process).
+FACEPORTAL_ENROLMENT_JOB_POLL_SECONDS = env_float("FACEPORTAL_ENROLMENT_JOB_POLL_SECONDS", 2.0)
 
 # --- Webhooks (docs/WEBHOOKS.md) -------------------------------------------------------------------
 # Targets must resolve to public addresses unless this is on (a home server posting to its LAN).

@@ -15,6 +15,7 @@ from faces.apis import (
     PersonMergeApi,
     RegisterApi,
 )
+from faces.job_apis import EnrolmentJobDetailApi, EnrolmentJobListApi
 from faces.unknowns.apis import (
     UnknownClusterAssignApi,
     UnknownClusterDismissApi,
@@ -76,6 +77,9 @@ api_routes = [
     *api_route("orgs/<str:organization>/webhooks/<int:webhook_id>", WebhookDetailApi.as_view(), "webhook-detail"),
     *api_route("orgs/<str:organization>/webhooks/<int:webhook_id>/deliveries", WebhookDeliveryListApi.as_view(),
                "webhook-delivery-list"),
+    *api_route("orgs/<str:organization>/enrolment-jobs", EnrolmentJobListApi.as_view(), "enrolment-job-list"),
+    *api_route("orgs/<str:organization>/enrolment-jobs/<int:job_id>", EnrolmentJobDetailApi.as_view(),
+               "enrolment-job-detail"),
 ]
 
 urlpatterns = [

@@ -8,7 +8,7 @@ from PIL import Image, UnidentifiedImageError
 
 from faceportal.admin_names import DisplayNameForm, warn_about_lookalikes
 from faces.engine.pipeline import CROP_CONTEXT
-from faces.models import Face, Person
+from faces.models import EnrolmentJob, EnrolmentJobImage, Face, Person
 from faces.services import face_delete, person_delete
 
 PREVIEW_FACES = 5  # thumbnails per row in the people list
@@ -183,3 +183,48 @@ class FaceAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for face in queryset:
             face_delete(face=face)
+
+
+def progress_bar(job: EnrolmentJob) -> str:
+    return format_html(
+        '<progress value="{}" max="{}" title="{} of {}">{}%</progress> {} / {}',
+        job.done, job.total or 1, job.done, job.total, job.percent, job.done, job.total)
+
+
+class EnrolmentJobImageInline(admin.TabularInline):
+    model = EnrolmentJobImage
+    fields = ["position", "path", "processed", "accepted", "code", "reason", "face_id", "person_id"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("data")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(EnrolmentJob)
+class EnrolmentJobAdmin(admin.ModelAdmin):
+    """Read-only: jobs are started through the API and run by the server."""
+
+    list_display = ["id", "organization", "status", "progress", "faces_added", "created_at", "finished_at"]
+    list_filter = ["status"]
+    fields = ["organization", "status", "progress", "faces_added", "created_at", "started_at", "finished_at"]
+    readonly_fields = fields
+    inlines = [EnrolmentJobImageInline]
+
+    @admin.display(description="Progress")
+    def progress(self, obj):
+        return progress_bar(obj)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

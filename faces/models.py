@@ -129,3 +129,62 @@ class SweepState(models.Model):
 
     name = models.CharField(max_length=64, unique=True)
     last_run_at = models.DateTimeField(null=True, blank=True)
+
+
+# --- Bulk enrolment jobs: a zip of one folder per person, enrolled outside requests ---------------
+
+JOB_QUEUED = "queued"
+JOB_RUNNING = "running"
+JOB_DONE = "done"
+JOB_STATUSES = [(JOB_QUEUED, "Queued"), (JOB_RUNNING, "Running"), (JOB_DONE, "Done")]
+JOB_ACTIVE = (JOB_QUEUED, JOB_RUNNING)
+
+
+class EnrolmentJob(models.Model):
+    """One uploaded archive; its images are rows of EnrolmentJobImage, so a restart resumes it."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="enrolment_jobs")
+    status = models.CharField(max_length=16, choices=JOB_STATUSES, default=JOB_QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    faces_added = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # One unfinished job per organisation: the database says so, not only the view.
+            models.UniqueConstraint(fields=["organization"], condition=models.Q(status__in=JOB_ACTIVE),
+                                    name="one_active_enrolment_job_per_org"),
+        ]
+
+    def __str__(self) -> str:
+        return f"enrolment job {self.pk} ({self.organization_id})"
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.done / self.total) if self.total else 100
+
+
+class EnrolmentJobImage(models.Model):
+    """One image of a job: its bytes until it is processed, then its outcome (as /register reports it)."""
+
+    job = models.ForeignKey(EnrolmentJob, on_delete=models.CASCADE, related_name="images")
+    position = models.PositiveIntegerField()
+    path = models.CharField(max_length=500)  # inside the archive
+    folder = models.CharField(max_length=255)  # the person's folder: a name, or ext:<external_id>
+    data = models.BinaryField(default=b"")  # emptied once processed
+    content_hash = models.CharField(max_length=64)
+    processed = models.BooleanField(default=False)
+    accepted = models.BooleanField(default=False)
+    code = models.CharField(max_length=64, null=True, blank=True)
+    reason = models.CharField(max_length=500, null=True, blank=True)
+    face_id = models.BigIntegerField(null=True, blank=True)
+    person_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "position"]
+        constraints = [models.UniqueConstraint(fields=["job", "position"], name="unique_job_image_position")]
+        indexes = [models.Index(fields=["job", "processed", "position"], name="job_image_pending")]

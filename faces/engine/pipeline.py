@@ -54,8 +54,36 @@ def _engine_pool() -> ThreadPoolExecutor:
         return _pool
 
 
+_in_flight = 0  # tasks submitted to the pool and not finished (queued or running)
+_in_flight_lock = threading.Lock()
+
+
+def _finished(_future: Future) -> None:
+    global _in_flight
+    with _in_flight_lock:
+        _in_flight -= 1
+
+
 def run_in_engine_pool(fn, /, *args, **kwargs) -> Future:
-    return _engine_pool().submit(fn, *args, **kwargs)
+    global _in_flight
+    with _in_flight_lock:
+        _in_flight += 1
+    try:
+        future = _engine_pool().submit(fn, *args, **kwargs)
+    except BaseException:
+        _finished(None)  # type: ignore[arg-type]
+        raise
+    future.add_done_callback(_finished)
+    return future
+
+
+def engine_pool_in_flight() -> int:
+    """Engine tasks queued or running now: background work waits while the pool is full."""
+    return _in_flight
+
+
+def engine_pool_size() -> int:
+    return max(1, settings.FACEPORTAL_ENGINE_WORKERS)
 
 
 def call_in_engine_pool(fn, /, *args, **kwargs):

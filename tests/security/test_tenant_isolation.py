@@ -5,11 +5,16 @@ is untouched afterwards."""
 
 from __future__ import annotations
 
+import io
+import zipfile
+
 import pytest
 from channels.testing import WebsocketCommunicator
+from django.core.files.uploadedfile import SimpleUploadedFile
 
+from faces.enrolment_jobs import enrolment_job_create
 from faces.index import get_index
-from faces.models import Face, Person, UnknownFace
+from faces.models import EnrolmentJob, Face, Person, UnknownFace
 from faces.services import person_register
 from faces.unknowns.clustering import unknown_grouping
 from recognition.connections import CLOSE_FORBIDDEN
@@ -37,7 +42,10 @@ def tenants(make_org, make_key, manifest):
     (seen,) = recognize(organization=globex, image=manifest["Simon_Helberg"][0].b64()).faces
     b_unknown = seen.unknown_face
     assert b_unknown is not None
+    archive = zipped_person("Zed", manifest["Tony_Blair"][0].path.read_bytes())
+    b_job = enrolment_job_create(organization=globex, archive=SimpleUploadedFile("b.zip", archive))
     return {
+        "b_job": b_job.pk,
         "b_unknown": b_unknown,
         "b_cluster": unknown_grouping(organization=globex).clusters[0].id,
         "a_key": make_key(acme, user="alice", name="a-key"),
@@ -52,6 +60,13 @@ def tenants(make_org, make_key, manifest):
     }
 
 
+def zipped_person(name: str, photo: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(f"{name}/1.jpg", photo)
+    return buffer.getvalue()
+
+
 def snapshot_of_b(tenants) -> dict:
     globex = tenants["globex"]
     return {
@@ -60,6 +75,7 @@ def snapshot_of_b(tenants) -> dict:
         "vectors": sorted(get_index().face_ids(organization_id=globex.pk)),
         "unknowns": sorted(UnknownFace.objects.filter(organization=globex).values_list("id", flat=True)),
         "webhooks": sorted(Webhook.objects.filter(organization=globex).values_list("id", "url")),
+        "enrolment jobs": sorted(EnrolmentJob.objects.filter(organization=globex).values_list("id", "done")),
     }
 
 
@@ -105,6 +121,11 @@ def requests_against(org: str, *, person_id: int, face_id: int, tenants, probe_b
                                         format="json"),
         "issue a key": client.post(f"/orgs/{org}/api-key", {"user": "x", "api_key_name": "y", "api_auth": auth},
                                    format="json"),
+        "start an enrolment job": client.post(
+            f"/orgs/{org}/enrolment-jobs",
+            {"archive": SimpleUploadedFile("a.zip", zipped_person("Intruder", tenants["b_probe"].path.read_bytes()))},
+            format="multipart"),
+        "enrolment job progress": client.get(f"/orgs/{org}/enrolment-jobs/{tenants['b_job']}"),
     }
 
 
@@ -145,6 +166,8 @@ def test_b_ids_under_a_slug_answer_exactly_like_missing_ids(tenants):
         "move b's face under b's person id": lambda pid: client.post(
             f"/orgs/acme/people/{pid}/faces/{b_face if pid == b_person else MISSING_ID}/move", {"to": a_person},
             format="json"),
+        "b's enrolment job": lambda pid: client.get(
+            f"/orgs/acme/enrolment-jobs/{tenants['b_job'] if pid == b_person else MISSING_ID}"),
         "assign a cluster to b's person": lambda pid: client.post(
             f"/orgs/acme/unknown-clusters/{a_cluster}/assign", {"person": pid}, format="json"),
     }

@@ -8,6 +8,8 @@ calls: the real model on real photos, through the WSGI app.
 from __future__ import annotations
 
 import base64
+import io
+import zipfile
 
 import pytest
 import schemathesis
@@ -21,6 +23,7 @@ from schemathesis.checks import (
 )
 
 from faces.engine import get_engine
+from faces.enrolment_jobs import enrolment_jobs_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,10 +50,11 @@ class Api:
         self.checked: set[tuple[str, str, int]] = set()
 
     def call(self, method: str, path: str, *, status: int, headers: dict | None = None,
-             path_parameters: dict | None = None, body=None, query: dict | None = None):
+             path_parameters: dict | None = None, body=None, query: dict | None = None,
+             media_type: str = "application/json"):
         operation = self.schema[path][method.upper()]
         case = operation.Case(path_parameters=path_parameters or {}, query=query,
-                              **({"body": body, "media_type": "application/json"} if body is not None else {}))
+                              **({"body": body, "media_type": media_type} if body is not None else {}))
         response = case.call(headers=headers if headers is not None else self.key_headers)
         assert response.status_code == status, f"{method} {path}: {response.status_code} {response.text[:500]}"
         # Raises when the status is undocumented, the content type differs or the body breaks the schema.
@@ -168,6 +172,23 @@ def test_real_answers_of_every_route_match_the_schema(api, manifest):
     api.call("delete", "/orgs/{organization}/webhooks/{webhook_id}", path_parameters=hooked, status=204, body={})
     api.call("delete", "/orgs/{organization}/webhooks/{webhook_id}", path_parameters=hooked, status=404, body={})
     api.call("get", "/orgs/{organization}/webhooks/{webhook_id}/deliveries", path_parameters=hooked, status=404)
+    # Bulk enrolment jobs: a zip is taken (202), a second one waits (409), progress is read.
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("Ada Lovelace/1.jpg", blair[5].path.read_bytes())
+        zipped.writestr("ext:emp-9/1.jpg", manifest["_noface"][0].path.read_bytes())
+    jobs = "/orgs/{organization}/enrolment-jobs"
+    job = api.call("post", jobs, path_parameters=org, status=202, body={"archive": archive.getvalue()},
+                   media_type="multipart/form-data")
+    api.call("post", jobs, path_parameters=org, status=409, body={"archive": archive.getvalue()},
+             media_type="multipart/form-data")
+    enrolment_jobs_run()
+    progress = api.call("get", jobs + "/{job_id}", path_parameters={**org, "job_id": job["id"]}, status=200)
+    assert (progress["done"], progress["total"]) == (2, 2)
+    assert [image["code"] for image in progress["images"]] == [None, "no_face"]
+    api.call("get", jobs + "/{job_id}", path_parameters={**org, "job_id": 999999}, status=404)
+    api.call("post", jobs, path_parameters=org, status=400, body={"archive": b"not a zip"},
+             media_type="multipart/form-data")
 
     api.call("get", "/healthz", headers={}, status=200)
     api.call("get", "/readyz", headers={}, status=200)
