@@ -14,7 +14,7 @@ named `ext:<id>` adds faces to the person whose external_id is `<id>` (created, 
 when there is none). Folders starting with `_` or `.` are skipped, as `manage.py enroll` does.
 One wrapper folder around them all (`zip -r people.zip people/`) is allowed.
 
-When a job finishes, `enrolment_job_finished` is sent (sender=EnrolmentJob, job=, organization=).
+When a job finishes, faces.signals.enrolment_job_finished is sent (sender=EnrolmentJob, job=, organization=).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, close_old_connections, connection, transaction
-from django.dispatch import Signal
 from django.utils import timezone
 from PIL import Image
 from rest_framework.exceptions import ValidationError
@@ -41,6 +40,7 @@ from faces.engine import engine_pool_in_flight
 from faces.models import JOB_ACTIVE, JOB_DONE, JOB_RUNNING, EnrolmentJob, EnrolmentJobImage, Face, Person
 from faces.serializers import ExternalIdField, person_name_validate
 from faces.services import person_register
+from faces.signals import enrolment_job_finished
 from organizations.models import Organization
 
 logger = logging.getLogger(__name__)
@@ -50,8 +50,6 @@ EXTERNAL_ID_PREFIX = "ext:"
 RATIO_CHECKED_ABOVE = 64 * 1024  # smaller files cannot bomb, whatever their ratio
 YIELD_NAP = 0.005  # seconds between looks at a full engine pool
 
-# Receivers (webhooks) get `job` and `organization`; sent once the job's last image has committed.
-enrolment_job_finished = Signal()
 
 _wake = threading.Event()
 _started = threading.Event()

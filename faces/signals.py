@@ -6,6 +6,9 @@ were) and are sent from `transaction.on_commit`, so a rolled-back registration o
 nothing:
 - `person_created`: a registration created the person (not when it added faces to one).
 - `person_deleted`: the person is gone: deleted with their faces, or merged into another person.
+
+`enrolment_job_finished` carries `organization` and `job` (faces.models.EnrolmentJob), sent once a
+bulk enrolment job's last image has committed.
 """
 
 from dataclasses import dataclass
@@ -14,6 +17,7 @@ from django.dispatch import Signal
 
 person_created = Signal()
 person_deleted = Signal()
+enrolment_job_finished = Signal()
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from faces import enrolment_jobs
-from faces.enrolment_jobs import enrolment_job_finished, start_enrolment_runner
+from faces.enrolment_jobs import start_enrolment_runner
 from faces.models import EnrolmentJob, EnrolmentJobImage, Face, Person
+from faces.signals import enrolment_job_finished
 
 # Photos of each identity: one, and three of a few, so face counts differ; quick enough for the suite.
 PER_PERSON = {"Tony_Blair": 3, "Barack_Obama": 2}

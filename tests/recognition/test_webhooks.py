@@ -22,7 +22,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from faces.models import EnrolmentJob
 from faces.services import person_register
+from faces.signals import enrolment_job_finished
 from recognition.models import Webhook, WebhookDelivery
 from recognition.webhooks.delivery import deliver_due, deliveries_prune, start_webhook_runner
 from recognition.webhooks.services import webhook_event_fire
@@ -392,3 +394,14 @@ def test_other_code_fires_an_event_for_exactly_the_webhooks_that_want_it(acme, m
     assert body["job"] == {"id": 5, "status": "finished", "people": 12} and body["event_id"]
     with pytest.raises(ValueError):
         webhook_event_fire(organization=acme.org, event="job.done", payload={})
+
+
+def test_a_finished_enrolment_job_fires_its_event(acme):
+    hook = Webhook.objects.create(organization=acme.org, url="https://a.example/", events=["enrolment_job.finished"],
+                                  secret=SECRET)
+    job = EnrolmentJob.objects.create(organization=acme.org, status="finished", total=3, done=3, faces_added=2)
+    enrolment_job_finished.send(sender=EnrolmentJob, organization=acme.org, job=job)
+    (delivery,) = WebhookDelivery.objects.filter(webhook=hook)
+    body = json.loads(delivery.body)
+    assert body["event"] == "enrolment_job.finished"
+    assert body["job"] == {"id": job.pk, "status": "finished", "done": 3, "total": 3, "faces_added": 2}

@@ -175,7 +175,7 @@ def test_real_answers_of_every_route_match_the_schema(api, manifest):
     # Bulk enrolment jobs: a zip is taken (202), a second one waits (409), progress is read.
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zipped:
-        zipped.writestr("Ada Lovelace/1.jpg", blair[5].path.read_bytes())
+        zipped.writestr("Ada Lovelace/1.jpg", manifest["Kaley_Cuoco"][0].path.read_bytes())
         zipped.writestr("ext:emp-9/1.jpg", manifest["_noface"][0].path.read_bytes())
     jobs = "/orgs/{organization}/enrolment-jobs"
     job = api.call("post", jobs, path_parameters=org, status=202, body={"archive": archive.getvalue()},
