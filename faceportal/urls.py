@@ -15,6 +15,7 @@ from faces.apis import (
     PersonMergeApi,
     RegisterApi,
 )
+from faces.transfer_apis import GalleryExportApi, GalleryImportApi
 from faces.unknowns.apis import (
     UnknownClusterAssignApi,
     UnknownClusterDismissApi,
@@ -71,6 +72,8 @@ api_routes = [
                UnknownClusterAssignApi.as_view(), "unknown-cluster-assign"),
     *api_route("orgs/<str:organization>/unknown-clusters/<int:cluster_id>/dismiss",
                UnknownClusterDismissApi.as_view(), "unknown-cluster-dismiss"),
+    *api_route("orgs/<str:organization>/export", GalleryExportApi.as_view(), "gallery-export"),
+    *api_route("orgs/<str:organization>/import", GalleryImportApi.as_view(), "gallery-import"),
 ]
 
 urlpatterns = [
