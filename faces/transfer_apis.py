@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -75,7 +76,9 @@ class GalleryExportApi(OrganizationScopedApi):
                    tags=["faces"], auth=[*API_KEY_AUTH, *STAFF_AUTH])
     def get(self, request, organization: str):
         pieces = gallery_export_chunks(organization=self.organization())
-        response = StreamingHttpResponse(_streamed(pieces), content_type="application/zip")
+        # An ASGI server (daphne) sends each piece as it is made; a WSGI one iterates the pieces itself.
+        content = _streamed(pieces) if isinstance(request._request, ASGIRequest) else pieces
+        response = StreamingHttpResponse(content, content_type="application/zip")
         response["Content-Disposition"] = f'attachment; filename="{organization}-gallery.zip"'
         response["Cache-Control"] = "no-store"
         return response

@@ -96,6 +96,9 @@ def requests_against(org: str, *, person_id: int, face_id: int, tenants, probe_b
                                         format="json"),
         "issue a key": client.post(f"/orgs/{org}/api-key", {"user": "x", "api_key_name": "y", "api_auth": auth},
                                    format="json"),
+        "export the gallery": client.get(f"/orgs/{org}/export"),
+        "import a gallery": client.generic("POST", f"/orgs/{org}/import", b"PK\x05\x06" + bytes(18),
+                                           content_type="application/zip"),
     }
 
 
