@@ -32,7 +32,7 @@ from faces.models import Face, Person
 from faces.selectors import gallery_size_forget
 from faces.serializers import ExternalIdField, MetadataField, PersonNameField
 from faces.services import SAME_IMAGE_SIMILARITY, mirrored_write
-from faces.vector_maintenance import _embed_crop
+from faces.vector_maintenance import embed_crop
 from organizations.models import Organization
 
 logger = logging.getLogger(__name__)
@@ -295,7 +295,7 @@ def _vectors_of(*, manifest: dict[str, Any], members: dict[str, bytes], reembed:
         if not crop.startswith(b"\xff\xd8\xff"):
             raise _refuse(f"{face['crop']!r} is not a JPEG image.", member=face["crop"])
         if reembed or not face.get("embedding"):
-            vectors.append(_embed_crop(crop))
+            vectors.append(embed_crop(crop))
             continue
         raw = members[face["embedding"]]
         if len(raw) != manifest["dimension"] * 4:
