@@ -24,8 +24,8 @@ IMAGE_LIMIT = 2 * 1024 * 1024
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 2.0
 SMALL_ROUTES = ["/healthz", "/readyz", "/orgs", "/orgs/acme/people", "/orgs/acme/api-key", "/no/such/route",
-                "/admin/login/"]
-IMAGE_ROUTES = ["/register/acme", "/recognize/acme", "/verify/acme", "/recognize/acme/"]
+                "/admin/login/", "/orgs/acme/export"]
+IMAGE_ROUTES = ["/register/acme", "/recognize/acme", "/verify/acme", "/recognize/acme/", "/orgs/acme/import"]
 
 
 @pytest.fixture(scope="module")
