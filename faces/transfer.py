@@ -51,40 +51,34 @@ MAX_RATIO = 100  # uncompressed / compressed, for members over RATIO_FLOOR bytes
 RATIO_FLOOR = 64 * 1024
 MAX_DIMENSION = 4096
 READ_CHUNK = 64 * 1024
+EXPORT_BATCH = 200  # faces read from the database at a time while exporting
 
 
 # --- export ---------------------------------------------------------------------------------
 
 
-def gallery_manifest(*, organization: Organization) -> tuple[dict[str, Any], list[tuple[str, Callable[[], bytes]]]]:
-    """The manifest and, for each member, its name and a reader (faces are read one at a time)."""
+def gallery_manifest(*, organization: Organization) -> tuple[dict[str, Any], list[tuple[int, int]]]:
+    """The manifest, and each face's (id, number): face n's members are faces/<n>.jpg and .f32."""
     engine = get_engine()
-    people: list[dict[str, Any]] = []
-    members: list[tuple[str, Callable[[], bytes]]] = []
+    faces: list[tuple[int, int]] = []
     faces_by_person: dict[int, list[dict[str, Any]]] = {}
     rows = (Face.objects.filter(organization=organization).order_by("person_id", "id")
             .values_list("id", "person_id", "model_name", "box", "detection_confidence"))
     for number, (face_id, person_id, model_name, box, confidence) in enumerate(rows.iterator(chunk_size=500)):
-        crop_name, embedding_name = f"faces/{number}.jpg", f"faces/{number}.f32"
         faces_by_person.setdefault(person_id, []).append({
-            "crop": crop_name, "embedding": embedding_name, "model_name": model_name,
+            "crop": f"faces/{number}.jpg", "embedding": f"faces/{number}.f32", "model_name": model_name,
             "box": box, "detection_confidence": confidence,
         })
-        members.append((crop_name, _face_column(face_id, "crop")))
-        members.append((embedding_name, _face_column(face_id, "embedding")))
-    for person in Person.objects.filter(organization=organization).order_by("id"):
-        people.append({"name": person.name, "external_id": person.external_id, "metadata": person.metadata or {},
-                       "faces": faces_by_person.get(person.pk, [])})
+        faces.append((face_id, number))
+    people = [{"name": person.name, "external_id": person.external_id, "metadata": person.metadata or {},
+               "faces": faces_by_person.get(person.pk, [])}
+              for person in Person.objects.filter(organization=organization).order_by("id")]
     manifest = {
         "format": FORMAT, "version": FORMAT_VERSION, "organization": organization.slug,
         "exported_at": timezone.now().isoformat(), "model_name": engine.model_name,
         "detector": engine.detector_name, "dimension": engine.dimension, "people": people,
     }
-    return manifest, members
-
-
-def _face_column(face_id: int, column: str) -> Callable[[], bytes]:
-    return lambda: bytes(Face.objects.filter(pk=face_id).values_list(column, flat=True).first() or b"")
+    return manifest, faces
 
 
 class _Pipe:
@@ -109,20 +103,24 @@ class _Pipe:
 def gallery_export_chunks(*, organization: Organization) -> Iterator[bytes]:
     """The export zip, a piece at a time: never the whole file in memory. The manifest is read
     here, before the first piece, so a failure is an error answer rather than a cut-off file."""
-    manifest, members = gallery_manifest(organization=organization)
-    return _zip_pieces(manifest, members)
+    manifest, faces = gallery_manifest(organization=organization)
+    return _zip_pieces(manifest, faces)
 
 
-def _zip_pieces(manifest: dict[str, Any], members: list[tuple[str, Callable[[], bytes]]]) -> Iterator[bytes]:
+def _zip_pieces(manifest: dict[str, Any], faces: list[tuple[int, int]]) -> Iterator[bytes]:
     pipe = _Pipe()
     with zipfile.ZipFile(pipe, mode="w", compression=zipfile.ZIP_DEFLATED) as archive:  # type: ignore[arg-type]
         archive.writestr(MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
         yield pipe.drain()
-        for name, read in members:
-            # Crops are JPEG already: stored, not deflated again.
-            compression = zipfile.ZIP_STORED if name.endswith(".jpg") else zipfile.ZIP_DEFLATED
-            archive.writestr(name, read(), compress_type=compression)
-            yield pipe.drain()
+        for start in range(0, len(faces), EXPORT_BATCH):
+            batch = dict(faces[start:start + EXPORT_BATCH])
+            rows = Face.objects.filter(pk__in=batch).values_list("id", "crop", "embedding")
+            for face_id, crop, embedding in sorted(rows, key=lambda row: batch[row[0]]):
+                number = batch[face_id]
+                # Crops are JPEG already: stored, not deflated again.
+                archive.writestr(f"faces/{number}.jpg", bytes(crop or b""), compress_type=zipfile.ZIP_STORED)
+                archive.writestr(f"faces/{number}.f32", bytes(embedding))
+                yield pipe.drain()
     yield pipe.drain()
 
 
