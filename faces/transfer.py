@@ -101,17 +101,16 @@ class _Pipe:
 
 
 def gallery_export_chunks(*, organization: Organization) -> Iterator[bytes]:
-    """The export zip, a piece at a time: never the whole file in memory. The manifest is read
-    here, before the first piece, so a failure is an error answer rather than a cut-off file."""
+    """The export zip, a piece at a time: never the whole file in memory. The people and faces are
+    read here, before the first piece, so a failure is an error answer rather than a cut-off file."""
     manifest, faces = gallery_manifest(organization=organization)
     return _zip_pieces(manifest, faces)
 
 
 def _zip_pieces(manifest: dict[str, Any], faces: list[tuple[int, int]]) -> Iterator[bytes]:
     pipe = _Pipe()
+    written: set[str] = set()
     with zipfile.ZipFile(pipe, mode="w", compression=zipfile.ZIP_DEFLATED) as archive:  # type: ignore[arg-type]
-        archive.writestr(MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
-        yield pipe.drain()
         for start in range(0, len(faces), EXPORT_BATCH):
             batch = dict(faces[start:start + EXPORT_BATCH])
             rows = Face.objects.filter(pk__in=batch).values_list("id", "crop", "embedding")
@@ -120,7 +119,12 @@ def _zip_pieces(manifest: dict[str, Any], faces: list[tuple[int, int]]) -> Itera
                 # Crops are JPEG already: stored, not deflated again.
                 archive.writestr(f"faces/{number}.jpg", bytes(crop or b""), compress_type=zipfile.ZIP_STORED)
                 archive.writestr(f"faces/{number}.f32", bytes(embedding))
+                written.add(f"faces/{number}.jpg")
                 yield pipe.drain()
+        # Last, so that it lists only the faces written: one deleted meanwhile is simply left out.
+        for person in manifest["people"]:
+            person["faces"] = [face for face in person["faces"] if face["crop"] in written]
+        archive.writestr(MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
     yield pipe.drain()
 
 

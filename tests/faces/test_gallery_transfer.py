@@ -30,7 +30,8 @@ from faces.index import get_index, reset_index
 from faces.index.atlas import AtlasVectorIndex
 from faces.index.base import vector_from_bytes
 from faces.models import Face, Person
-from faces.services import person_register
+from faces.services import face_delete, person_register
+from faces.transfer import gallery_export_chunks
 from faces.vector_maintenance import vectors_check
 from organizations.services import organization_create
 from recognition.services import recognize
@@ -220,6 +221,19 @@ async def test_an_asgi_server_gets_the_export_piece_by_piece(gallery):
     assert len([piece for piece in pieces if piece]) > faces, "sent face by face, never built whole first"
     archive = zipfile.ZipFile(io.BytesIO(b"".join(pieces)))
     assert archive.testzip() is None and len(archive.namelist()) == 1 + 2 * faces
+
+
+def test_a_face_deleted_while_exporting_is_left_out_not_named_without_its_crop(gallery, staff_client, make_org):
+    pieces = gallery_export_chunks(organization=gallery.org)  # the manifest's list of faces is read now
+    gone = Face.objects.filter(organization=gallery.org).first()
+    face_delete(face=gone)
+    data = b"".join(pieces)
+    listed = [face for person in json.loads(zipfile.ZipFile(io.BytesIO(data)).read("manifest.json"))["people"]
+              for face in person["faces"]]
+    assert len(listed) == 2 * len(PEOPLE) - 1
+    target = make_org("target")
+    assert import_file(staff_client, "target", data).status_code == 200
+    assert org_contents(target)["faces"] == 2 * len(PEOPLE) - 1
 
 
 def test_export_and_import_refuse_the_wrong_callers(gallery, make_tenant, anon_client):
