@@ -348,7 +348,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 # FACEPORTAL_MAX_BODY_BYTES, every other route FACEPORTAL_MAX_SMALL_BODY_BYTES.
 FACEPORTAL_MAX_SMALL_BODY_BYTES = env_int("FACEPORTAL_MAX_SMALL_BODY_BYTES", 1024 * 1024)
 FACEPORTAL_IMAGE_ROUTES = frozenset({
-    "register", "recognize", "verify", "enrolment-job-list",
+    "register", "recognize", "verify", "enrolment-job-list", "gallery-import",
     "admin:organizations_organization_try_recognize", "admin:organizations_organization_try_register",
 })
 # A request's headers must all arrive within this many seconds of its first byte, and its body

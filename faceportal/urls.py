@@ -16,6 +16,7 @@ from faces.apis import (
     RegisterApi,
 )
 from faces.job_apis import EnrolmentJobDetailApi, EnrolmentJobListApi
+from faces.transfer_apis import GalleryExportApi, GalleryImportApi
 from faces.unknowns.apis import (
     UnknownClusterAssignApi,
     UnknownClusterDismissApi,
@@ -80,6 +81,8 @@ api_routes = [
     *api_route("orgs/<str:organization>/enrolment-jobs", EnrolmentJobListApi.as_view(), "enrolment-job-list"),
     *api_route("orgs/<str:organization>/enrolment-jobs/<int:job_id>", EnrolmentJobDetailApi.as_view(),
                "enrolment-job-detail"),
+    *api_route("orgs/<str:organization>/export", GalleryExportApi.as_view(), "gallery-export"),
+    *api_route("orgs/<str:organization>/import", GalleryImportApi.as_view(), "gallery-import"),
 ]
 
 urlpatterns = [

@@ -104,7 +104,7 @@ class ReembedResult:
     written: bool
 
 
-def _embed_crop(crop: bytes) -> np.ndarray | None:
+def embed_crop(crop: bytes) -> np.ndarray | None:
     if not crop:
         return None
     try:
@@ -128,7 +128,7 @@ def vectors_reembed(
     unembeddable: list[int] = []
     rows = Face.objects.filter(organization=organization).order_by("id").values_list("id", "crop")
     for face_id, crop in rows.iterator(chunk_size=200):
-        vector = _embed_crop(bytes(crop or b""))
+        vector = embed_crop(bytes(crop or b""))
         if vector is None:
             unembeddable.append(face_id)
         else:

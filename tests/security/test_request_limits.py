@@ -24,8 +24,10 @@ IMAGE_LIMIT = 2 * 1024 * 1024
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 2.0
 SMALL_ROUTES = ["/healthz", "/readyz", "/orgs", "/orgs/acme/people", "/orgs/acme/api-key", "/no/such/route",
-                "/admin/login/", "/orgs/acme/enrolment-jobs/1"]
-IMAGE_ROUTES = ["/register/acme", "/recognize/acme", "/verify/acme", "/recognize/acme/", "/orgs/acme/enrolment-jobs"]
+                "/admin/login/", "/orgs/acme/enrolment-jobs/1",
+                "/orgs/acme/export"]
+IMAGE_ROUTES = ["/register/acme", "/recognize/acme", "/verify/acme", "/recognize/acme/", "/orgs/acme/enrolment-jobs",
+                 "/orgs/acme/import"]
 
 
 @pytest.fixture(scope="module")

@@ -126,6 +126,9 @@ def requests_against(org: str, *, person_id: int, face_id: int, tenants, probe_b
             {"archive": SimpleUploadedFile("a.zip", zipped_person("Intruder", tenants["b_probe"].path.read_bytes()))},
             format="multipart"),
         "enrolment job progress": client.get(f"/orgs/{org}/enrolment-jobs/{tenants['b_job']}"),
+        "export the gallery": client.get(f"/orgs/{org}/export"),
+        "import a gallery": client.generic("POST", f"/orgs/{org}/import", b"PK\x05\x06" + bytes(18),
+                                           content_type="application/zip"),
     }
 
 
