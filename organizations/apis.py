@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -16,8 +17,8 @@ from faceportal.openapi import STAFF_AUTH, error_responses
 from faceportal.permissions import IsStaff
 from faceportal.serializers import RequestSerializer, validated
 from organizations.models import MAX_UNKNOWN_MAX_KEPT, MAX_UNKNOWN_RETENTION_DAYS, Organization
-from organizations.selectors import organization_get
-from organizations.services import organization_create, organization_update
+from organizations.selectors import organization_get, organization_list_with_counts
+from organizations.services import organization_create, organization_delete, organization_update
 
 SETTINGS_FIELDS = ["false_match_rate", "keep_unknown_faces", "unknown_retention_days", "unknown_max_kept"]
 
@@ -38,6 +39,28 @@ class OrganizationDetailOutputSerializer(serializers.ModelSerializer):
         fields = ["organization", "name", "is_active", *SETTINGS_FIELDS, "created_at"]
 
 
+class OrganizationListItemSerializer(OrganizationDetailOutputSerializer):
+    people_count = serializers.IntegerField()
+    face_count = serializers.IntegerField()
+    api_key_count = serializers.IntegerField(help_text="Keys not revoked (expired ones included).")
+
+    class Meta(OrganizationDetailOutputSerializer.Meta):
+        fields = [*OrganizationDetailOutputSerializer.Meta.fields, "people_count", "face_count", "api_key_count"]
+
+
+class OrganizationPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = OrganizationListItemSerializer(many=True)
+
+
+class OrganizationPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
 class OrganizationUpdateInputSerializer(RequestSerializer):
     name = StrictCharField(required=False, max_length=200, allow_blank=False)
     is_active = StrictBooleanField(required=False)
@@ -54,7 +77,21 @@ class OrganizationCreateInputSerializer(RequestSerializer):
 
 
 class OrganizationCreateApi(APIView):
+    """GET lists the organisations, POST creates one (both staff)."""
+
     permission_classes = [IsStaff]
+    required_scope = "staff"
+
+    @extend_schema(
+        responses={200: OrganizationPageSerializer, **error_responses(400, 401, 403, 404, 429, 503)},
+        summary="List organizations with their people, face and key counts (staff only)",
+        operation_id="organization_list", tags=["organizations"], auth=STAFF_AUTH,
+        parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
+    )
+    def get(self, request):
+        paginator = OrganizationPagination()
+        page = paginator.paginate_queryset(organization_list_with_counts(), request, view=self)
+        return paginator.get_paginated_response(OrganizationListItemSerializer(page, many=True).data)
 
     @extend_schema(
         request=OrganizationCreateInputSerializer,
@@ -83,6 +120,7 @@ class OrganizationCreateApi(APIView):
 
 class OrganizationDetailApi(APIView):
     permission_classes = [IsStaff]
+    required_scope = "staff"
 
     @extend_schema(responses={200: OrganizationDetailOutputSerializer, **error_responses(401, 403, 404, 429, 503)},
                    summary="An organization and its settings (staff only)", operation_id="organization_get",
@@ -105,3 +143,15 @@ class OrganizationDetailApi(APIView):
         data = validated(OrganizationUpdateInputSerializer, data=request.data)
         org = organization_update(organization=organization_get(slug=organization, active_only=False), **data)
         return Response(OrganizationDetailOutputSerializer(org).data)
+
+    @extend_schema(
+        request=None,
+        responses={204: None, **error_responses(401, 403, 404, 429, 503)},
+        summary="Delete an organization and everything in it (staff only)", operation_id="organization_delete",
+        description="Removes every person, face, vector (on the configured vector backend), API key and kept "
+        "unknown face of the organization; its keys stop working at once. Not reversible.",
+        tags=["organizations"], auth=STAFF_AUTH,
+    )
+    def delete(self, request, organization: str):
+        organization_delete(organization=organization_get(slug=organization, active_only=False))
+        return Response(status=status.HTTP_204_NO_CONTENT)
