@@ -346,3 +346,11 @@ def api_key_rotate(*, api_key: APIKey, grace_seconds: int = 0) -> IssuedKey:
     logger.info("api key rotated", extra={"organization": locked.organization.slug, "key_prefix": prefix,
                                           "grace_seconds": grace_seconds})
     return IssuedKey(api_key=locked, plaintext=f"{KEY_SCHEME}_{prefix}_{secret}")
+
+
+def api_key_cache_revive_organization(*, organization: Organization) -> None:
+    """Once a reactivation commits, drop the tombstones its deactivation left: the keys (those not
+    revoked or expired, as ever) are read from the now-active row on their next use."""
+    rows = APIKey.objects.filter(organization=organization).values_list("prefix", "previous_prefix")
+    prefixes = [prefix for row in rows for prefix in row if prefix]
+    transaction.on_commit(lambda: [_forget(prefix) for prefix in prefixes], robust=True)
