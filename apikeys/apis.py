@@ -169,7 +169,7 @@ def _key_of(*, organization: str, key_id: int) -> APIKey:
     org = organization_get(slug=organization, active_only=False)
     api_key = APIKey.objects.select_related("organization").filter(organization=org, pk=key_id).first()
     if api_key is None:
-        raise NotFound(f"No API key {key_id} in '{org.slug}'.", code="api_key_not_found")
+        raise NotFound(f"No such API key in '{org.slug}'.", code="api_key_not_found")
     return api_key
 
 

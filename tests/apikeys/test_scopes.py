@@ -139,3 +139,27 @@ async def test_the_socket_refuses_a_key_without_recognize_with_its_own_close_cod
     assert closed["code"] == CLOSE_SCOPE_DENIED
     final = closed["sent_before"][-1]
     assert '"scope_denied"' in final["text"] and "recognize" in final["text"]
+
+
+def test_the_schema_names_each_operations_scope(anon_client):
+    import yaml
+
+    response = anon_client.get("/api/schema/")
+    assert response.status_code == 200
+    schema = yaml.safe_load(response.content)
+    scopes = {}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if isinstance(operation, dict) and "x-required-scope" in operation:
+                scopes[(method, path)] = operation["x-required-scope"]
+                assert f"`{operation['x-required-scope']}`" in operation["description"] or (
+                    operation["x-required-scope"] == "staff" and "Staff only" in operation["description"])
+    for route, view_class in tenant_routes():
+        path = "/" + re.sub(r"<\w+:(\w+)>", r"{\1}", route)
+        for method in METHODS:
+            if hasattr(view_class, method):
+                assert scopes.get((method, path)) == view_class.required_scope, (method, path)
+    for method, path in [("get", "/orgs"), ("delete", "/orgs/{organization}"),
+                         ("get", "/orgs/{organization}/api-keys"),
+                         ("post", "/orgs/{organization}/api-keys/{key_id}/rotate")]:
+        assert scopes.get((method, path)) == "staff", (method, path)
