@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularSwaggerView
 
 import faceportal.openapi  # noqa: F401  registers the API-key security schemes for the schema
 from apikeys.apis import ApiKeyApi, ApiKeyListApi, ApiKeyRotateApi
+from console.apis import OrganizationListCreateApi
 from faceportal import views as site_views
 from faceportal.schema_view import CachedSchemaView
 from faces.apis import (
@@ -23,7 +24,7 @@ from faces.unknowns.apis import (
     UnknownFaceListApi,
     UnknownFaceThumbnailApi,
 )
-from organizations.apis import OrganizationCreateApi, OrganizationDetailApi
+from organizations.apis import OrganizationDetailApi
 from recognition import views as recognition_views
 from recognition.apis import RecognizeApi, VerifyApi
 
@@ -46,7 +47,7 @@ def api_route(route: str, view, name: str) -> list:
 
 
 api_routes = [
-    *api_route("orgs", OrganizationCreateApi.as_view(), "org-create"),
+    *api_route("orgs", OrganizationListCreateApi.as_view(), "org-create"),
     *api_route("orgs/<str:organization>", OrganizationDetailApi.as_view(), "org-detail"),
     *api_route("orgs/<str:organization>/api-key", ApiKeyApi.as_view(), "api-key"),
     *api_route("orgs/<str:organization>/api-keys", ApiKeyListApi.as_view(), "api-key-list"),
