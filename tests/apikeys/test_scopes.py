@@ -41,9 +41,15 @@ def tenant_routes() -> list[tuple[str, type[OrganizationScopedApi]]]:
     return routes
 
 
+# A value for each path converter that names nothing: the call is let through (or refused) before
+# any lookup, so a missing id answers 404 only once the scope allowed it.
+MISSING = {"int": str(MISSING_ID), "uuid": "00000000-0000-0000-0000-000000000000", "str": "missing",
+           "slug": "missing", "path": "missing"}
+
+
 def concrete(route: str, organization: str) -> str:
     path = route.replace("<str:organization>", organization)
-    return "/" + re.sub(r"<int:\w+>", str(MISSING_ID), path)
+    return "/" + re.sub(r"<(\w+):\w+>", lambda found: MISSING[found.group(1)], path)
 
 
 def calls(route: str, view_class) -> list[tuple[str, str]]:
