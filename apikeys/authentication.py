@@ -76,7 +76,7 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         with released_unless_refused(budget):
             identity = api_key_verify(raw_key=raw_key)
             if identity is None:  # the reservation stays taken: that is the failure, counted
-                raise exceptions.AuthenticationFailed("Invalid, revoked or unknown API key.")
+                raise exceptions.AuthenticationFailed("Invalid, expired, revoked or unknown API key.")
         return APIKeyPrincipal(identity), identity
 
     def authenticate_header(self, request) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.dispatch import receiver
 
-from apikeys.services import api_key_cache_forget_organization
-from organizations.signals import organization_deactivated, organization_deleting
+from apikeys.services import api_key_cache_forget_organization, api_key_cache_revive_organization
+from organizations.signals import organization_deactivated, organization_deleting, organization_reactivated
 
 
 @receiver(organization_deactivated)
@@ -13,3 +13,8 @@ from organizations.signals import organization_deactivated, organization_deletin
 def forget_cached_keys(sender, organization, **kwargs) -> None:
     # Sent inside the caller's transaction: the keys are read now, evicted once it commits.
     api_key_cache_forget_organization(organization=organization)
+
+
+@receiver(organization_reactivated)
+def revive_cached_keys(sender, organization, **kwargs) -> None:
+    api_key_cache_revive_organization(organization=organization)

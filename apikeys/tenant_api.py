@@ -11,6 +11,7 @@ from rest_framework import serializers
 from rest_framework.views import APIView
 
 from apikeys.authentication import HasOrganizationKey, check_api_auth_body, request_key
+from apikeys.permissions import HasScope
 from apikeys.services import AuthenticatedKey
 from faceportal.serializers import ApiAuthBodySerializer, RequestSerializer, validated
 from organizations.models import Organization
@@ -19,9 +20,13 @@ from organizations.usage import request_count_increment
 
 
 class OrganizationScopedApi(APIView):
-    """Base for data routes: the key's organisation must be the URL's, and `api_auth` must match."""
+    """Base for data routes: the key's organisation must be the URL's, it must hold the route's
+    `required_scope` (`recognize`, `enrol` or `manage`; every subclass sets one), and `api_auth`
+    must match."""
 
-    permission_classes = [HasOrganizationKey]
+    # The organisation first: a key of another organisation learns nothing about scopes here.
+    permission_classes = [HasOrganizationKey, HasScope]
+    required_scope: str | None = None
 
     def finalize_response(self, request, response, *args, **kwargs):
         # `_auth` is set only once authentication ran: reading `request.auth` here could run it

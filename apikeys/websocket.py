@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
+from apikeys.models import SCOPE_RECOGNIZE
 from apikeys.services import AuthenticatedKey, api_key_verify
 from organizations.models import Organization
 
@@ -21,6 +22,7 @@ from organizations.models import Organization
 CLOSE_BAD_REQUEST = 4400  # a required query parameter is missing or empty
 CLOSE_UNAUTHORIZED = 4401  # the key is unknown, malformed, revoked, or its organisation is inactive
 CLOSE_FORBIDDEN = 4403  # the key is valid but is not `organization`'s, or `user`/`api_key_name` differ
+CLOSE_SCOPE_DENIED = 4433  # the key is valid here but lacks the `recognize` scope
 
 REQUIRED_PARAMETERS = ("token", "organization", "user", "api_key_name")
 MAX_PARAMETER_LENGTH = 300
@@ -71,11 +73,15 @@ def websocket_key_verify(*, credentials: HandshakeCredentials) -> AuthenticatedK
     """
     identity = api_key_verify(raw_key=credentials.token)
     if identity is None:
-        raise WebSocketAuthError(CLOSE_UNAUTHORIZED, "Invalid, revoked or unknown API key.")
+        raise WebSocketAuthError(CLOSE_UNAUTHORIZED, "Invalid, expired, revoked or unknown API key.")
     if identity.organization_slug != credentials.organization:
         raise WebSocketAuthError(CLOSE_FORBIDDEN, "This API key may not access that organization.")
     if identity.user != credentials.user or identity.name != credentials.api_key_name:
         raise WebSocketAuthError(CLOSE_FORBIDDEN, "'user' and 'api_key_name' do not match the API key.")
+    if not identity.has_scope(SCOPE_RECOGNIZE):
+        raise WebSocketAuthError(
+            CLOSE_SCOPE_DENIED, f"This API key lacks the '{SCOPE_RECOGNIZE}' scope the recognition socket needs."
+        )
     return identity
 
 
@@ -84,7 +90,7 @@ def websocket_authenticate(*, credentials: HandshakeCredentials) -> tuple[Authen
     identity = websocket_key_verify(credentials=credentials)
     organization = Organization.objects.filter(pk=identity.organization_id, is_active=True).first()
     if organization is None:  # deactivated since the key was cached
-        raise WebSocketAuthError(CLOSE_UNAUTHORIZED, "Invalid, revoked or unknown API key.")
+        raise WebSocketAuthError(CLOSE_UNAUTHORIZED, "Invalid, expired, revoked or unknown API key.")
     return identity, organization
 
 

@@ -5,8 +5,7 @@ sits above them all (organizations, apikeys, faces, recognition) and the rooms n
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, Count, IntegerField, Max, OuterRef, Q, Subquery, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models import Case, IntegerField, Max, Q, Value, When
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -15,6 +14,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from apikeys.models import APIKey
+from console.selectors import count_per_organization
 from faceportal.errors import FacePortalError
 from faceportal.serializers import validated
 from faces.matching import decision_in_force, uncalibrated_threshold
@@ -30,20 +30,6 @@ from organizations.models import Organization
 from organizations.usage import requests_per_day
 from recognition.serializers import DecisionInForceSerializer, RecognizeInputSerializer, RecognizeOutputSerializer
 from recognition.services import DEFAULT_MAX_RESULTS, recognize
-
-
-def count_per_organization(model, **filters):
-    """A correlated COUNT per organisation: separate subqueries, so the counts never multiply
-    each other as joins of keys x people x faces would."""
-    counted = (
-        model.objects.filter(organization=OuterRef("pk"), **filters)
-        .order_by()
-        .values("organization")
-        .annotate(total=Count("pk"))
-        .values("total")
-    )
-    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
-
 
 admin.site.unregister(Organization)
 

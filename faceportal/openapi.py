@@ -68,6 +68,18 @@ class FacePortalAutoSchema(AutoSchema):
     e.g. key revocation's `api_auth`) shows it, and file uploads list multipart first, so Swagger
     UI offers the file picker by default."""
 
+    def get_operation(self, *args, **kwargs):
+        """Each operation names the API-key scope it needs (`x-required-scope`, and a line of its
+        description), from the view's `required_scope`; staff routes say `staff`."""
+        operation = super().get_operation(*args, **kwargs)
+        scope = getattr(self.view, "required_scope", None)
+        if operation is not None and scope:
+            operation["x-required-scope"] = scope
+            line = ("Staff only (session or HTTP Basic)." if scope == "staff"
+                    else f"Needs an API key with the `{scope}` scope.")
+            operation["description"] = f"{operation.get('description', '')}\n\n{line}".strip()
+        return operation
+
     def _get_request_body(self, direction="request"):
         if self.method == "DELETE" and self._declares_request():
             self.method = "POST"  # the parent documents bodies of POST/PUT/PATCH only
@@ -133,7 +145,7 @@ class ErrorSerializer(serializers.Serializer):
 
 ERROR_EXAMPLES: dict[int, tuple[str, str, str, dict]] = {
     400: ("Invalid input", "invalid_input", "'threshold' must be between 0 and 1.", {"field": "threshold"}),
-    401: ("Missing or bad credentials", "authentication_failed", "Invalid, revoked or unknown API key.", {}),
+    401: ("Missing or bad credentials", "authentication_failed", "Invalid, expired, revoked or unknown API key.", {}),
     403: ("Wrong organisation", "forbidden", "This API key may not access that organization.", {}),
     404: ("Unknown resource", "not_found", "Not found.", {}),
     409: ("Already exists", "organization_exists", "Organization 'acme' already exists.", {}),

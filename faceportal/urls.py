@@ -3,7 +3,8 @@ from django.urls import path
 from drf_spectacular.views import SpectacularSwaggerView
 
 import faceportal.openapi  # noqa: F401  registers the API-key security schemes for the schema
-from apikeys.apis import ApiKeyApi
+from apikeys.apis import ApiKeyApi, ApiKeyListApi, ApiKeyRotateApi
+from console.apis import OrganizationListCreateApi
 from faceportal import views as site_views
 from faceportal.schema_view import CachedSchemaView
 from faces.apis import (
@@ -25,7 +26,7 @@ from faces.unknowns.apis import (
     UnknownFaceListApi,
     UnknownFaceThumbnailApi,
 )
-from organizations.apis import OrganizationCreateApi, OrganizationDetailApi
+from organizations.apis import OrganizationDetailApi
 from recognition import views as recognition_views
 from recognition.apis import RecognizeApi, VerifyApi
 from recognition.webhooks.apis import WebhookDeliveryListApi, WebhookDetailApi, WebhookListApi
@@ -49,9 +50,11 @@ def api_route(route: str, view, name: str) -> list:
 
 
 api_routes = [
-    *api_route("orgs", OrganizationCreateApi.as_view(), "org-create"),
+    *api_route("orgs", OrganizationListCreateApi.as_view(), "org-create"),
     *api_route("orgs/<str:organization>", OrganizationDetailApi.as_view(), "org-detail"),
     *api_route("orgs/<str:organization>/api-key", ApiKeyApi.as_view(), "api-key"),
+    *api_route("orgs/<str:organization>/api-keys", ApiKeyListApi.as_view(), "api-key-list"),
+    *api_route("orgs/<str:organization>/api-keys/<int:key_id>/rotate", ApiKeyRotateApi.as_view(), "api-key-rotate"),
     *api_route("register/<str:organization>", RegisterApi.as_view(), "register"),
     *api_route("recognize/<str:organization>", RecognizeApi.as_view(), "recognize"),
     *api_route("verify/<str:organization>", VerifyApi.as_view(), "verify"),

@@ -8,6 +8,7 @@ from rest_framework import status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
+from apikeys.models import SCOPE_ENROL, SCOPE_MANAGE
 from apikeys.tenant_api import OrganizationScopedApi
 from faceportal.errors import NotFound
 from faceportal.openapi import API_KEY_AUTH, DATA_ROUTE_ERRORS, error_responses, json_or_upload
@@ -50,6 +51,8 @@ REGISTER_RESPONSE_EXAMPLE = {
 
 
 class RegisterApi(OrganizationScopedApi):
+    required_scope = SCOPE_ENROL
+
     @extend_schema(
         request=json_or_upload(RegisterInputSerializer),
         responses={201: RegisterOutputSerializer, **error_responses(*DATA_ROUTE_ERRORS, 409, 422)},
@@ -89,6 +92,8 @@ class PeoplePagination(PageNumberPagination):
 
 
 class PersonListApi(OrganizationScopedApi):
+    required_scope = SCOPE_MANAGE
+
     @extend_schema(
         parameters=[PersonSearchSerializer],
         responses={200: PersonPageSerializer, **error_responses(400, 401, 403, 404, 429, 503)},
@@ -109,6 +114,8 @@ class PersonListApi(OrganizationScopedApi):
 
 
 class PersonDetailApi(OrganizationScopedApi):
+    required_scope = SCOPE_MANAGE
+
     @extend_schema(responses={200: PersonDetailOutputSerializer, **error_responses(401, 403, 404, 429, 503)},
                    summary="A person with their faces", operation_id="person_get", tags=["faces"], auth=API_KEY_AUTH)
     def get(self, request, organization: str, person_id: int):
@@ -142,6 +149,8 @@ class PersonDetailApi(OrganizationScopedApi):
 
 
 class FaceDetailApi(OrganizationScopedApi):
+    required_scope = SCOPE_MANAGE
+
     @extend_schema(request=ApiAuthBodySerializer,
                    responses={204: None, **error_responses(400, 401, 403, 404, 429, 503)},
                    summary="Delete one face of a person", operation_id="face_delete", tags=["faces"], auth=API_KEY_AUTH)
@@ -152,6 +161,8 @@ class FaceDetailApi(OrganizationScopedApi):
 
 
 class FaceThumbnailApi(OrganizationScopedApi):
+    required_scope = SCOPE_MANAGE
+
     @extend_schema(responses={(200, "image/jpeg"): OpenApiTypes.BINARY, **error_responses(401, 403, 404, 429, 503)},
                    summary="The stored crop of one face (JPEG)", operation_id="face_thumbnail", tags=["faces"],
                    auth=API_KEY_AUTH)
@@ -167,6 +178,8 @@ class FaceThumbnailApi(OrganizationScopedApi):
 
 
 class PersonMergeApi(OrganizationScopedApi):
+    required_scope = SCOPE_MANAGE
+
     @extend_schema(request=PersonMergeInputSerializer,
                    responses={200: PersonDetailOutputSerializer, **error_responses(400, 401, 403, 404, 415, 429, 503)},
                    summary="Merge another person into this one", operation_id="person_merge",
@@ -184,6 +197,8 @@ class PersonMergeApi(OrganizationScopedApi):
 
 
 class FaceMoveApi(OrganizationScopedApi):
+    required_scope = SCOPE_MANAGE
+
     @extend_schema(request=FaceMoveInputSerializer,
                    responses={200: PersonDetailOutputSerializer, **error_responses(400, 401, 403, 404, 415, 429, 503)},
                    summary="Move one face to another person", operation_id="face_move",

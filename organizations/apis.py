@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiExample, extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from faceportal.fields import (
-    DisplayNameField,
     StrictBooleanField,
     StrictCharField,
     StrictFloatField,
@@ -15,27 +14,10 @@ from faceportal.fields import (
 from faceportal.openapi import STAFF_AUTH, error_responses
 from faceportal.permissions import IsStaff
 from faceportal.serializers import RequestSerializer, validated
-from organizations.models import MAX_UNKNOWN_MAX_KEPT, MAX_UNKNOWN_RETENTION_DAYS, Organization
+from organizations.models import MAX_UNKNOWN_MAX_KEPT, MAX_UNKNOWN_RETENTION_DAYS
 from organizations.selectors import organization_get
-from organizations.services import organization_create, organization_update
-
-SETTINGS_FIELDS = ["false_match_rate", "keep_unknown_faces", "unknown_retention_days", "unknown_max_kept"]
-
-
-class OrganizationOutputSerializer(serializers.ModelSerializer):
-    organization = serializers.CharField(source="slug")
-
-    class Meta:
-        model = Organization
-        fields = ["organization", "name", "is_active", "created_at"]
-
-
-class OrganizationDetailOutputSerializer(serializers.ModelSerializer):
-    organization = serializers.CharField(source="slug")
-
-    class Meta:
-        model = Organization
-        fields = ["organization", "name", "is_active", *SETTINGS_FIELDS, "created_at"]
+from organizations.serializers import OrganizationDetailOutputSerializer
+from organizations.services import organization_delete, organization_update
 
 
 class OrganizationUpdateInputSerializer(RequestSerializer):
@@ -47,42 +29,9 @@ class OrganizationUpdateInputSerializer(RequestSerializer):
     unknown_max_kept = StrictIntegerField(required=False, min_value=1, max_value=MAX_UNKNOWN_MAX_KEPT)
 
 
-class OrganizationCreateInputSerializer(RequestSerializer):
-    # Length and alphabet are checked by the service, so the message is the same everywhere.
-    organization = StrictCharField(trim_whitespace=False, allow_blank=True)
-    name = DisplayNameField(required=False, max_length=200)
-
-
-class OrganizationCreateApi(APIView):
-    permission_classes = [IsStaff]
-
-    @extend_schema(
-        request=OrganizationCreateInputSerializer,
-        responses={201: OrganizationOutputSerializer, **error_responses(400, 401, 403, 409, 415, 429, 503)},
-        summary="Create an organization (staff only)", operation_id="organization_create",
-        tags=["organizations"],
-        auth=STAFF_AUTH,
-        examples=[
-            OpenApiExample("New tenant", value={"organization": "acme", "name": "Acme Corp"}, request_only=True),
-            OpenApiExample(
-                "Created",
-                value={"organization": "acme", "name": "Acme Corp", "is_active": True,
-                       "created_at": "2025-01-31T09:00:00Z"},
-                response_only=True,
-                status_codes=["201"],
-            ),
-        ],
-    )
-    def post(self, request):
-        data = validated(OrganizationCreateInputSerializer, data=request.data)
-        org = organization_create(
-            slug=data["organization"], name=data.get("name")
-        )
-        return Response(OrganizationOutputSerializer(org).data, status=status.HTTP_201_CREATED)
-
-
 class OrganizationDetailApi(APIView):
     permission_classes = [IsStaff]
+    required_scope = "staff"
 
     @extend_schema(responses={200: OrganizationDetailOutputSerializer, **error_responses(401, 403, 404, 429, 503)},
                    summary="An organization and its settings (staff only)", operation_id="organization_get",
@@ -105,3 +54,15 @@ class OrganizationDetailApi(APIView):
         data = validated(OrganizationUpdateInputSerializer, data=request.data)
         org = organization_update(organization=organization_get(slug=organization, active_only=False), **data)
         return Response(OrganizationDetailOutputSerializer(org).data)
+
+    @extend_schema(
+        request=None,
+        responses={204: None, **error_responses(401, 403, 404, 429, 503)},
+        summary="Delete an organization and everything in it (staff only)", operation_id="organization_delete",
+        description="Removes every person, face, vector (on the configured vector backend), API key and kept "
+        "unknown face of the organization; its keys stop working at once. Not reversible.",
+        tags=["organizations"], auth=STAFF_AUTH,
+    )
+    def delete(self, request, organization: str):
+        organization_delete(organization=organization_get(slug=organization, active_only=False))
+        return Response(status=status.HTTP_204_NO_CONTENT)

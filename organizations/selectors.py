@@ -12,3 +12,4 @@ def organization_get(*, slug: str, active_only: bool = True) -> Organization:
     if organization is None:
         raise NotFound(f"Organization '{slug}' does not exist.", code="organization_not_found")
     return organization
+

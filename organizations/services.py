@@ -12,6 +12,7 @@ from organizations.signals import (
     organization_deactivated,
     organization_deleted,
     organization_deleting,
+    organization_reactivated,
 )
 
 _SLUG_RE = re.compile(SLUG_PATTERN)
@@ -64,11 +65,15 @@ def organization_update(*, organization: Organization, is_active: bool | None = 
         fields = [name for name in changes if getattr(organization, name) != changes[name]]
         for name in fields:
             setattr(organization, name, changes[name])
-        if is_active is True and not organization.is_active:
+        reactivated = is_active is True and not organization.is_active
+        if reactivated:
             organization.is_active = True
             fields.append("is_active")
         if fields:
             organization.save(update_fields=fields)
+        if reactivated:
+            # Deactivation left tombstones in the key cache; its keys work again once this commits.
+            organization_reactivated.send(sender=Organization, organization=organization)
         if is_active is False and organization.is_active:
             organization_deactivate(organization=organization)
     return organization

@@ -4,6 +4,7 @@ from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework.response import Response
 
 from apikeys.authentication import request_key
+from apikeys.models import SCOPE_RECOGNIZE
 from apikeys.tenant_api import OrganizationScopedApi
 from faceportal.openapi import API_KEY_AUTH, DATA_ROUTE_ERRORS, error_responses, json_or_upload
 from recognition.serializers import (
@@ -41,6 +42,8 @@ RECOGNIZE_RESPONSE_EXAMPLE = {
 
 
 class RecognizeApi(OrganizationScopedApi):
+    required_scope = SCOPE_RECOGNIZE
+
     @extend_schema(
         request=json_or_upload(RecognizeInputSerializer),
         responses={200: RecognizeOutputSerializer, **error_responses(*DATA_ROUTE_ERRORS)},
@@ -68,6 +71,8 @@ class RecognizeApi(OrganizationScopedApi):
 
 
 class VerifyApi(OrganizationScopedApi):
+    required_scope = SCOPE_RECOGNIZE
+
     @extend_schema(
         request=json_or_upload(VerifyInputSerializer),
         responses={200: VerifyOutputSerializer, **error_responses(*DATA_ROUTE_ERRORS, 422)},

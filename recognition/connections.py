@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 
-from apikeys.websocket import CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED
+from apikeys.websocket import CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_SCOPE_DENIED, CLOSE_UNAUTHORIZED
 
 CLOSE_KEY_REVOKED = 4410  # the key was revoked (or its organisation deactivated) while connected
 CLOSE_BUSY = 4503  # the server is at its WebSocket connection limit; retry later
@@ -24,6 +24,7 @@ CLOSE_ERROR_CODES = {
     CLOSE_BAD_REQUEST: "invalid_handshake",
     CLOSE_UNAUTHORIZED: "authentication_failed",
     CLOSE_FORBIDDEN: "forbidden",
+    CLOSE_SCOPE_DENIED: "scope_denied",
     CLOSE_KEY_REVOKED: "api_key_revoked",
     CLOSE_TOO_MANY_FOR_KEY: "too_many_connections",
     CLOSE_AUTH_THROTTLED: "throttled",

@@ -261,9 +261,9 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
         except KeyRevoked:
             self.counters.rejected += 1
             ConnectionObserver.frames("error")
-            error = FacePortalError("The API key was revoked.", code="api_key_revoked")
+            error = FacePortalError("The API key was revoked or has expired.", code="api_key_revoked")
             await self.send_json(error_reply(error=error, seq=frame.seq, counters=self.counters))
-            await self._close(CLOSE_KEY_REVOKED, "API key revoked.")
+            await self._close(CLOSE_KEY_REVOKED, "API key revoked or expired.")
             return
         except FacePortalError as exc:
             self.counters.rejected += 1

@@ -9,6 +9,7 @@ from rest_framework import status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
+from apikeys.models import SCOPE_MANAGE
 from apikeys.tenant_api import OrganizationScopedApi
 from faceportal.openapi import API_KEY_AUTH, error_responses
 from faceportal.serializers import ApiAuthBodySerializer
@@ -49,6 +50,8 @@ class UnknownPagination(PageNumberPagination):
 
 
 class UnknownFaceListApi(OrganizationScopedApi):
+    required_scope = SCOPE_MANAGE
+
     @extend_schema(parameters=[UnknownFaceListQuerySerializer],
                    responses={200: UnknownFacePageSerializer, **error_responses(*READ_ERRORS)},
                    summary="Kept unknown faces, newest first (paginated)", operation_id="unknown_face_list",
@@ -74,6 +77,8 @@ class UnknownFaceListApi(OrganizationScopedApi):
 
 
 class UnknownFaceDetailApi(OrganizationScopedApi):
+    required_scope = SCOPE_MANAGE
+
     @extend_schema(request=ApiAuthBodySerializer, responses={204: None, **error_responses(*READ_ERRORS)},
                    summary="Delete one kept unknown face", operation_id="unknown_face_delete",
                    tags=TAGS, auth=API_KEY_AUTH)
@@ -84,6 +89,8 @@ class UnknownFaceDetailApi(OrganizationScopedApi):
 
 
 class UnknownFaceThumbnailApi(OrganizationScopedApi):
+    required_scope = SCOPE_MANAGE
+
     @extend_schema(responses={(200, "image/jpeg"): OpenApiTypes.BINARY, **error_responses(401, 403, 404, 429, 503)},
                    summary="The kept crop of an unknown face (JPEG)", operation_id="unknown_face_thumbnail",
                    tags=TAGS, auth=API_KEY_AUTH)
@@ -95,6 +102,8 @@ class UnknownFaceThumbnailApi(OrganizationScopedApi):
 
 
 class UnknownClusterListApi(OrganizationScopedApi):
+    required_scope = SCOPE_MANAGE
+
     @extend_schema(parameters=[PageQuerySerializer],
                    responses={200: UnknownClusterPageSerializer, **error_responses(*READ_ERRORS)},
                    summary="Kept unknown faces grouped by person (paginated)", operation_id="unknown_cluster_list",
@@ -112,6 +121,8 @@ class UnknownClusterListApi(OrganizationScopedApi):
 
 
 class UnknownClusterAssignApi(OrganizationScopedApi):
+    required_scope = SCOPE_MANAGE
+
     @extend_schema(
         request=ClusterAssignInputSerializer,
         responses={200: ClusterAssignOutputSerializer, **error_responses(400, 401, 403, 404, 409, 415, 429, 503)},
@@ -135,6 +146,8 @@ class UnknownClusterAssignApi(OrganizationScopedApi):
 
 
 class UnknownClusterDismissApi(OrganizationScopedApi):
+    required_scope = SCOPE_MANAGE
+
     @extend_schema(request=ApiAuthBodySerializer,
                    responses={200: ClusterDismissOutputSerializer, **error_responses(*READ_ERRORS, 415)},
                    summary="Dismiss a cluster: not a person of interest", operation_id="unknown_cluster_dismiss",

@@ -169,6 +169,22 @@ def test_wrong_key_shows_a_clear_message_and_does_not_retry(live_server_url, bro
     assert browser.find_element(By.ID, "connection-state").text == "Disconnected"
 
 
+def test_a_key_without_the_recognize_scope_is_explained_and_not_retried(live_server_url, browser, acme_key):
+    org = acme_key.api_key.organization
+    enrol_only = api_key_issue(organization=org, user="alice", name="enrolling", scopes=["enrol", "manage"])
+    browser.get(f"{live_server_url}/demo/")
+    browser.find_element(By.ID, "organization").send_keys("acme")
+    browser.find_element(By.ID, "user").send_keys("alice")
+    browser.find_element(By.ID, "api-key-name").send_keys("enrolling")
+    browser.find_element(By.ID, "api-key").send_keys(enrol_only.plaintext)
+    browser.find_element(By.ID, "connect-button").click()
+    wait_for(browser, lambda d: "'recognize' scope" in d.find_element(By.ID, "api-key-error").text,
+             "no message for a key without the recognize scope")
+    assert browser.find_element(By.ID, "connection-state").text == "Disconnected"
+    time.sleep(1.5)  # the first reconnect would come after 1 s: there is none
+    assert browser.find_element(By.ID, "connection-state").text == "Disconnected"
+
+
 def test_the_pages_scripts_are_served_as_javascript(live_server_url):
     """The webcam and try-it pages load ES modules, which a browser runs only when served with a
     JavaScript MIME type: each one as daphne and whitenoise serve it."""

@@ -60,7 +60,8 @@ def test_admin_never_shows_a_secret(make_org, manifest):
     staff = get_user_model().objects.create_superuser("root", password="root-pass-123")
     browser = Client()
     browser.force_login(staff)
-    added = browser.post("/admin/apikeys/apikey/add/", {"organization": org.pk, "user": "alice", "name": "ci"},
+    added = browser.post("/admin/apikeys/apikey/add/", {"organization": org.pk, "user": "alice", "name": "ci",
+                                                     "scopes": ["recognize", "enrol", "manage"]},
                          follow=True)
     assert added.status_code == 200
     api_key = APIKey.objects.get(name="ci")

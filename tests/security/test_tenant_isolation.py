@@ -10,7 +10,9 @@ import zipfile
 
 import pytest
 from channels.testing import WebsocketCommunicator
+from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
 
 from faces.enrolment_jobs import enrolment_job_create
 from faces.index import get_index
@@ -129,6 +131,11 @@ def requests_against(org: str, *, person_id: int, face_id: int, tenants, probe_b
         "export the gallery": client.get(f"/orgs/{org}/export"),
         "import a gallery": client.generic("POST", f"/orgs/{org}/import", b"PK\x05\x06" + bytes(18),
                                            content_type="application/zip"),
+        "list keys": client.get(f"/orgs/{org}/api-keys"),
+        "rotate b's key": client.post(f"/orgs/{org}/api-keys/{tenants['b_key'].api_key.pk}/rotate", {},
+                                      format="json"),
+        "get the organization": client.get(f"/orgs/{org}"),
+        "delete the organization": client.delete(f"/orgs/{org}"),
     }
 
 
@@ -206,6 +213,16 @@ def test_b_ids_under_a_slug_answer_exactly_like_missing_ids(tenants):
         real, missing = call(b_id), call(MISSING_ID)
         assert real.status_code == 404, (route, real.content)
         same_answer(real, missing)
+    # Staff provisioning: B's key id under A's slug is "no such key", exactly like a missing id.
+    staff = APIClient()
+    staff.force_login(get_user_model().objects.create_user("iso-staff", is_staff=True))
+    b_key_id = tenants["b_key"].api_key.pk
+    real = staff.post(f"/orgs/acme/api-keys/{b_key_id}/rotate", {}, format="json")
+    assert real.status_code == 404, real.content
+    same_answer(real, staff.post(f"/orgs/acme/api-keys/{MISSING_ID}/rotate", {}, format="json"))
+    listed = staff.get("/orgs/acme/api-keys").json()["results"]
+    assert b_key_id not in {row["id"] for row in listed} and {row["api_key_name"] for row in listed} == {"a-key"}
+    assert key_client(tenants["b_key"]).get("/orgs/globex/people").status_code == 200  # not rotated
     # B's face id under A's own person is "no such face", exactly like a missing face id.
     same_answer(client.delete(f"/orgs/acme/people/{a_person}/faces/{b_face}", format="json"),
                 client.delete(f"/orgs/acme/people/{a_person}/faces/{MISSING_ID}", format="json"))

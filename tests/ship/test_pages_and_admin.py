@@ -89,7 +89,8 @@ def test_a_key_created_in_the_admin_is_shown_once_and_never_again(admin_client, 
     org = make_org("acme")
     form = admin_client.get(f"/admin/apikeys/apikey/add/?organization={org.pk}").content.decode()
     assert "API key name" in form
-    created = admin_client.post("/admin/apikeys/apikey/add/", {"organization": org.pk, "user": "bob", "name": "ci"})
+    created = admin_client.post("/admin/apikeys/apikey/add/", {"organization": org.pk, "user": "bob", "name": "ci",
+                                                            "scopes": ["recognize", "enrol", "manage"]})
     assert created.status_code == 200  # the key page answers the POST: no redirect that could carry it
     assert "no-store" in created["Cache-Control"]
     html = created.content.decode()

@@ -196,6 +196,31 @@ def test_real_answers_of_every_route_match_the_schema(api, manifest):
     assert {person["status"] for person in imported["people"]} <= {"updated"}
     call_binary(api, "post", "/orgs/{organization}/import", path_parameters=org, status=400, headers=api.STAFF,
                 body=b"not a zip")
+    # Provisioning: organisations and keys (staff), scopes, rotation.
+    listing = api.call("get", "/orgs", headers=api.STAFF, query={"page_size": 10}, status=200)
+    assert listing["results"][0]["organization"] == "acme" and "people_count" in listing["results"][0]
+    kiosk = api.call("post", "/orgs/{organization}/api-key", headers=api.STAFF, path_parameters=org, status=201,
+                     body={"user": "lobby", "api_key_name": "kiosk", "scopes": ["recognize"],
+                           "expires_at": "2999-01-01T00:00:00Z"})
+    api.call("post", "/orgs/{organization}/api-key", headers=api.STAFF, path_parameters=org, status=400,
+             body={"user": "lobby", "api_key_name": "bad", "scopes": ["everything"]})
+    kiosk_headers = {"Authorization": f"Bearer {kiosk['api_key']}"}
+    denied = api.call("get", "/orgs/{organization}/people", headers=kiosk_headers, path_parameters=org, status=403)
+    assert denied["error"]["code"] == "scope_denied"
+    keys = api.call("get", "/orgs/{organization}/api-keys", headers=api.STAFF, path_parameters=org, status=200)
+    assert {row["api_key_name"] for row in keys["results"]} >= {"laptop", "kiosk"}
+    rotated = api.call("post", "/orgs/{organization}/api-keys/{key_id}/rotate", headers=api.STAFF,
+                       path_parameters={**org, "key_id": kiosk["id"]}, body={"grace_seconds": 60}, status=200)
+    assert rotated["previous_valid_until"] is not None and rotated["api_key"] != kiosk["api_key"]
+    api.call("post", "/orgs/{organization}/api-keys/{key_id}/rotate", headers=api.STAFF,
+             path_parameters={**org, "key_id": kiosk["id"]}, body={"grace_seconds": 90000}, status=400)
+    api.call("post", "/orgs/{organization}/api-keys/{key_id}/rotate", headers=api.STAFF,
+             path_parameters={**org, "key_id": 999999}, body={}, status=404)
+    api.call("post", "/orgs", headers=api.STAFF, body={"organization": "short-lived"}, status=201)
+    api.call("delete", "/orgs/{organization}", headers=api.STAFF, path_parameters={"organization": "short-lived"},
+             status=204)
+    api.call("delete", "/orgs/{organization}", headers=api.STAFF, path_parameters={"organization": "short-lived"},
+             status=404)
 
     api.call("get", "/healthz", headers={}, status=200)
     api.call("get", "/readyz", headers={}, status=200)

@@ -6,7 +6,9 @@ import { currentCredentials } from "./api.js";
 import { clearConnectErrors, connectError, keyError, setConnectedView } from "./connect.js";
 import { clearMessage, setConnectionState, showMessage } from "./messages.js";
 
-const CLOSE = { BAD_REQUEST: 4400, UNAUTHORIZED: 4401, FORBIDDEN: 4403, REVOKED: 4410, BUSY: 4503 };
+const CLOSE = {
+  BAD_REQUEST: 4400, UNAUTHORIZED: 4401, FORBIDDEN: 4403, REVOKED: 4410, SCOPE_DENIED: 4433, BUSY: 4503,
+};
 // One frame in flight: the next is captured when the answer arrives, so boxes lag the face by one
 // frame's processing, never by a queue. (The server also drops stale frames for other clients.)
 const MAX_IN_FLIGHT = 1;
@@ -199,7 +201,13 @@ function handleClose(closed, event) {
       stop(() => connectError(serverSays || "Fill in the organisation, user, API key name and key, then connect."));
       return;
     case CLOSE.UNAUTHORIZED:
-      stop(() => keyError("The API key was refused: it is unknown, mistyped or revoked."));
+      stop(() => keyError("The API key was refused: it is unknown, mistyped, expired or revoked."));
+      return;
+    case CLOSE.SCOPE_DENIED:
+      stop(() => keyError(
+        (serverSays || "This API key may not use live recognition.")
+        + " Ask staff for a key with the 'recognize' scope.",
+      ));
       return;
     case CLOSE.FORBIDDEN:
       stop(() => connectError(
@@ -208,7 +216,7 @@ function handleClose(closed, event) {
       ));
       return;
     case CLOSE.REVOKED:
-      stop(() => keyError("The API key was revoked while connected. Ask for a new key."));
+      stop(() => keyError("The API key was revoked or expired while connected. Ask for a new key."));
       return;
     default:
       if (event.code >= 4400 && event.code < 4500) { // any other refusal: retrying would not help
