@@ -64,13 +64,15 @@ def test_every_tenant_route_declares_a_known_scope():
 
 
 def test_the_documented_choices():
-    """recognise/verify need `recognize`, register needs `enrol`, everything else `manage`."""
+    """recognise/verify need `recognize`, register and enrolment jobs `enrol`, everything else `manage`."""
     by_route = {route: view_class.required_scope for route, view_class in tenant_routes()}
     assert by_route["recognize/<str:organization>"] == "recognize"
     assert by_route["verify/<str:organization>"] == "recognize"
     assert by_route["register/<str:organization>"] == "enrol"
-    others = {scope for route, scope in by_route.items() if route.split("/")[0] not in {"recognize", "verify",
-                                                                                         "register"}}
+    assert by_route["orgs/<str:organization>/enrolment-jobs"] == "enrol"
+    assert by_route["orgs/<str:organization>/enrolment-jobs/<int:job_id>"] == "enrol"
+    others = {scope for route, scope in by_route.items()
+              if route.split("/")[0] not in {"recognize", "verify", "register"} and "/enrolment-jobs" not in route}
     assert others == {"manage"}
 
 
