@@ -30,11 +30,12 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, close_old_connections, connection, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from PIL import Image
 from rest_framework.exceptions import ValidationError
 
+from faceportal.background import one_pass, start_once
 from faceportal.errors import Conflict, FacePortalError, InvalidInput, Unprocessable
 from faces.engine import engine_pool_in_flight
 from faces.models import JOB_ACTIVE, JOB_DONE, JOB_RUNNING, EnrolmentJob, EnrolmentJobImage, Face, Person
@@ -294,13 +295,9 @@ def enrolment_jobs_run(*, max_images: int | None = None, stop: threading.Event |
 
 def _loop(poll: float, stop: threading.Event) -> None:
     while not stop.is_set():
-        try:
-            close_old_connections()
-            enrolment_jobs_run(stop=stop)
-        except Exception:  # the database may be down for a while; the job stays where it was
-            logger.exception("enrolment job runner failed; retrying later")
-        finally:
-            connection.close()
+        # A failed pass leaves the job where it was (each image commits on its own).
+        one_pass(lambda: enrolment_jobs_run(stop=stop), logger=logger,
+                 failure="enrolment job runner failed; retrying later")
         _wake.wait(poll)
         _wake.clear()
 
@@ -309,11 +306,4 @@ def start_enrolment_runner(*, poll: float | None = None, stop: threading.Event |
                            ) -> threading.Thread | None:
     """Start the job runner thread once per process (none when the poll interval is 0)."""
     poll = settings.FACEPORTAL_ENROLMENT_JOB_POLL_SECONDS if poll is None else poll
-    if not poll or (stop is None and _started.is_set()):
-        return None
-    if stop is None:
-        _started.set()
-    thread = threading.Thread(target=_loop, args=(poll, stop or threading.Event()), name="enrolment-jobs",
-                              daemon=True)
-    thread.start()
-    return thread
+    return start_once(name="enrolment-jobs", loop=_loop, period=poll, started=_started, stop=stop)

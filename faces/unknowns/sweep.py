@@ -14,9 +14,10 @@ import threading
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from faceportal.background import one_pass, start_once
 from faces.models import SweepState
 from faces.unknowns.services import unknown_faces_purge
 
@@ -59,24 +60,12 @@ def purge_now(*, now: datetime | None = None) -> int:
 def _loop(interval: float, stop: threading.Event) -> None:
     nap = min(MAX_NAP, max(0.5, interval / 4))
     while not stop.is_set():
-        try:
-            close_old_connections()
-            purge_if_due(interval=interval)
-        except Exception:  # the database may be down for a while; try again next time
-            logger.exception("unknown-face purge failed; retrying later")
-        finally:
-            connection.close()
+        one_pass(lambda: purge_if_due(interval=interval), logger=logger,
+                 failure="unknown-face purge failed; retrying later")
         stop.wait(nap)
 
 
 def start_sweeper(*, interval: float | None = None, stop: threading.Event | None = None) -> threading.Thread | None:
     """Start the purge thread once per process (none when the interval is 0)."""
     interval = settings.FACEPORTAL_UNKNOWN_SWEEP_SECONDS if interval is None else interval
-    if not interval or (stop is None and _started.is_set()):
-        return None
-    if stop is None:
-        _started.set()
-    thread = threading.Thread(target=_loop, args=(interval, stop or threading.Event()), name="unknown-face-purge",
-                              daemon=True)
-    thread.start()
-    return thread
+    return start_once(name="unknown-face-purge", loop=_loop, period=interval, started=_started, stop=stop)

@@ -25,9 +25,10 @@ import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from faceportal.background import one_pass, start_once
 from recognition.models import WebhookDelivery
 from recognition.webhooks.targets import TargetRefused, parse_target, post_pinned, resolve_target
 
@@ -124,17 +125,10 @@ def deliveries_prune(*, now: datetime | None = None) -> int:
 def _loop(poll: float, stop: threading.Event) -> None:
     pruned_at = 0.0
     while not stop.is_set():
-        attempted = 0
-        try:
-            close_old_connections()
-            if time.monotonic() - pruned_at >= PRUNE_EVERY:
-                deliveries_prune()
-                pruned_at = time.monotonic()
-            attempted = deliver_due()
-        except Exception:  # the database may be down for a while; try again next time
-            logger.exception("webhook deliveries failed; retrying later")
-        finally:
-            connection.close()
+        if time.monotonic() - pruned_at >= PRUNE_EVERY:
+            one_pass(deliveries_prune, logger=logger, failure="pruning webhook deliveries failed; retrying later")
+            pruned_at = time.monotonic()
+        attempted = one_pass(deliver_due, logger=logger, failure="webhook deliveries failed; retrying later") or 0
         if attempted < BATCH:  # a full batch means more are due now
             stop.wait(poll)
 
@@ -142,11 +136,4 @@ def _loop(poll: float, stop: threading.Event) -> None:
 def start_webhook_runner(*, poll: float | None = None, stop: threading.Event | None = None) -> threading.Thread | None:
     """Start the delivery thread once per process (none when the poll interval is 0)."""
     poll = settings.FACEPORTAL_WEBHOOK_POLL_SECONDS if poll is None else poll
-    if not poll or (stop is None and _started.is_set()):
-        return None
-    if stop is None:
-        _started.set()
-    thread = threading.Thread(target=_loop, args=(poll, stop or threading.Event()), name="webhook-delivery",
-                              daemon=True)
-    thread.start()
-    return thread
+    return start_once(name="webhook-delivery", loop=_loop, period=poll, started=_started, stop=stop)
