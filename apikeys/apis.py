@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -12,6 +11,7 @@ from apikeys.services import api_key_issue, api_key_revoke_by_name, api_key_rota
 from faceportal.errors import NotFound
 from faceportal.fields import StrictCharField, StrictIntegerField
 from faceportal.openapi import API_KEY_AUTH, STAFF_AUTH, error_responses
+from faceportal.pagination import LargePagePagination, page_of
 from faceportal.permissions import IsStaff
 from faceportal.serializers import ApiAuthSerializer, RequestSerializer, validated
 from organizations.selectors import organization_get
@@ -40,17 +40,10 @@ class ApiKeyListItemSerializer(ApiKeyOutputSerializer):
         fields = [*ApiKeyOutputSerializer.Meta.fields, "is_expired", "rotated_at", "previous_valid_until"]
 
 
-class ApiKeyPageSerializer(serializers.Serializer):
-    count = serializers.IntegerField()
-    next = serializers.URLField(allow_null=True)
-    previous = serializers.URLField(allow_null=True)
-    results = ApiKeyListItemSerializer(many=True)
+ApiKeyPageSerializer = page_of(ApiKeyListItemSerializer, name="ApiKeyPageSerializer")
 
 
-class ApiKeyPagination(PageNumberPagination):
-    page_size = 100
-    page_size_query_param = "page_size"
-    max_page_size = 500
+ApiKeyPagination = LargePagePagination
 
 
 SCOPES_HELP = (

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from console.selectors import organization_list_with_counts
 from faceportal.openapi import STAFF_AUTH, error_responses
+from faceportal.pagination import PageSizePagination, page_of
 from faceportal.permissions import IsStaff
 from faceportal.serializers import validated
 from organizations.serializers import (
@@ -30,17 +30,10 @@ class OrganizationListItemSerializer(OrganizationDetailOutputSerializer):
         fields = [*OrganizationDetailOutputSerializer.Meta.fields, "people_count", "face_count", "api_key_count"]
 
 
-class OrganizationPageSerializer(serializers.Serializer):
-    count = serializers.IntegerField()
-    next = serializers.URLField(allow_null=True)
-    previous = serializers.URLField(allow_null=True)
-    results = OrganizationListItemSerializer(many=True)
+OrganizationPageSerializer = page_of(OrganizationListItemSerializer, name="OrganizationPageSerializer")
 
 
-class OrganizationPagination(PageNumberPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
+OrganizationPagination = PageSizePagination
 
 
 class OrganizationListCreateApi(APIView):

@@ -5,13 +5,13 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
 from apikeys.models import SCOPE_ENROL, SCOPE_MANAGE
 from apikeys.tenant_api import OrganizationScopedApi
 from faceportal.errors import NotFound
 from faceportal.openapi import API_KEY_AUTH, DATA_ROUTE_ERRORS, error_responses, json_or_upload
+from faceportal.pagination import PageSizePagination
 from faceportal.serializers import ApiAuthBodySerializer
 from faces.models import Face
 from faces.selectors import face_get, person_get, person_list
@@ -85,10 +85,7 @@ class RegisterApi(OrganizationScopedApi):
         return Response(RegisterOutputSerializer(result).data, status=status.HTTP_201_CREATED)
 
 
-class PeoplePagination(PageNumberPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
+PeoplePagination = PageSizePagination
 
 
 class PersonListApi(OrganizationScopedApi):

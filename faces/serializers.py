@@ -18,6 +18,7 @@ from faceportal.fields import (
     StrictIntegerField,
     TimingsField,
 )
+from faceportal.pagination import page_of
 from faceportal.serializers import ApiAuthSerializer, BoxSerializer, RequestSerializer
 from faces.engine.base import FaceBox
 from faces.models import MAX_EXTERNAL_ID_LENGTH, MAX_METADATA_BYTES, MAX_NAME_LENGTH, Face, Person
@@ -202,8 +203,4 @@ class RegisterOutputSerializer(serializers.Serializer):
     timings_ms = TimingsField()
 
 
-class PersonPageSerializer(serializers.Serializer):
-    count = serializers.IntegerField()
-    next = serializers.URLField(allow_null=True)
-    previous = serializers.URLField(allow_null=True)
-    results = PersonListItemSerializer(many=True)
+PersonPageSerializer = page_of(PersonListItemSerializer, name="PersonPageSerializer")

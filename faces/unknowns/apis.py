@@ -6,12 +6,12 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
 from apikeys.models import SCOPE_MANAGE
 from apikeys.tenant_api import OrganizationScopedApi
 from faceportal.openapi import API_KEY_AUTH, error_responses
+from faceportal.pagination import PageSizePagination
 from faceportal.serializers import ApiAuthBodySerializer
 from faces.selectors import person_get
 from faces.unknowns.selectors import (
@@ -43,10 +43,7 @@ TAGS = ["unknown faces"]
 READ_ERRORS = (400, 401, 403, 404, 429, 503)
 
 
-class UnknownPagination(PageNumberPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
+UnknownPagination = PageSizePagination
 
 
 class UnknownFaceListApi(OrganizationScopedApi):

@@ -6,6 +6,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from faceportal.fields import StrictBooleanField, StrictIntegerField
+from faceportal.pagination import page_of
 from faceportal.serializers import ApiAuthSerializer, BoxSerializer, RequestSerializer
 from faces.models import UnknownFace
 from faces.serializers import PersonNameField, PersonOutputSerializer
@@ -39,11 +40,7 @@ class UnknownFaceOutputSerializer(serializers.ModelSerializer):
         return thumbnail_url(self.context["organization_slug"], unknown.pk)
 
 
-class UnknownFacePageSerializer(serializers.Serializer):
-    count = serializers.IntegerField()
-    next = serializers.URLField(allow_null=True)
-    previous = serializers.URLField(allow_null=True)
-    results = UnknownFaceOutputSerializer(many=True)
+UnknownFacePageSerializer = page_of(UnknownFaceOutputSerializer, name="UnknownFacePageSerializer")
 
 
 class SampleFaceSerializer(serializers.Serializer):
@@ -71,11 +68,7 @@ class UnknownClusterOutputSerializer(serializers.Serializer):
             f"?cluster={cluster.id}"
 
 
-class UnknownClusterPageSerializer(serializers.Serializer):
-    count = serializers.IntegerField()
-    next = serializers.URLField(allow_null=True)
-    previous = serializers.URLField(allow_null=True)
-    results = UnknownClusterOutputSerializer(many=True)
+UnknownClusterPageSerializer = page_of(UnknownClusterOutputSerializer, name="UnknownClusterPageSerializer")
 
 
 class ClusterAssignInputSerializer(RequestSerializer):
