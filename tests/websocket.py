@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 
 from channels.routing import URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
+from channels.testing import WebsocketCommunicator
 
 from apikeys.services import IssuedKey
 from faceportal.routing import websocket_urlpatterns
@@ -27,3 +28,15 @@ def socket_path(issued: IssuedKey | None = None, **params) -> str:
         }
     query.update(params)
     return "/ws/recognize?" + urlencode({k: v for k, v in query.items() if v is not None})
+
+
+async def close_of(path: str) -> dict:
+    """The close message, with everything the server sent before it (its final error message)."""
+    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN])
+    connected, _ = await communicator.connect(timeout=30)
+    assert connected
+    before = []
+    while (message := await communicator.receive_output(timeout=30))["type"] != "websocket.close":
+        before.append(message)
+    await communicator.wait()
+    return {**message, "sent_before": before}

@@ -9,7 +9,6 @@ import re
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.urls import URLPattern
 from rest_framework.test import APIRequestFactory
 
@@ -20,7 +19,7 @@ from apikeys.tenant_api import OrganizationScopedApi
 from apikeys.websocket import CLOSE_SCOPE_DENIED
 from faceportal.urls import urlpatterns
 from tests.conftest import key_client
-from tests.websocket import ORIGIN, application, socket_path
+from tests.websocket import close_of, socket_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -127,16 +126,6 @@ def test_another_organisations_key_hears_forbidden_not_which_scope_is_missing(ma
         response = client.get(path)
         assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
 
-
-async def close_of(path: str) -> dict:
-    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN])
-    connected, _ = await communicator.connect(timeout=30)
-    assert connected
-    before = []
-    while (message := await communicator.receive_output(timeout=30))["type"] != "websocket.close":
-        before.append(message)
-    await communicator.wait()
-    return {**message, "sent_before": before}
 
 
 @pytest.mark.parametrize("scopes", [s for s in SCOPE_SETS if "recognize" not in s], ids=lambda s: "+".join(sorted(s)))

@@ -9,7 +9,6 @@ import io
 import zipfile
 
 import pytest
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
@@ -23,7 +22,7 @@ from recognition.connections import CLOSE_FORBIDDEN
 from recognition.models import Webhook
 from recognition.services import recognize
 from tests.conftest import api_auth, key_client
-from tests.websocket import ORIGIN, application, socket_path
+from tests.websocket import close_of, socket_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -252,17 +251,6 @@ def test_b_names_and_faces_never_surface_in_a(tenants):
 
 
 
-
-async def close_of(path: str) -> dict:
-    """The close message, with everything the server sent before it (its final error message)."""
-    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN])
-    connected, _ = await communicator.connect(timeout=30)
-    assert connected
-    before = []
-    while (message := await communicator.receive_output(timeout=30))["type"] != "websocket.close":
-        before.append(message)
-    await communicator.wait()
-    return {**message, "sent_before": before}
 
 
 async def test_a_key_cannot_open_b_socket_and_learns_nothing(tenants):
