@@ -16,88 +16,22 @@ import sqlite3
 from pathlib import Path
 
 import dj_database_url
-import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from faceportal.environment import (
+    bad,
+    env,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_rate,
+    env_str,
+    raw,
+)
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-env = environ.Env()
-
-# Empty counts as unset: `.env.example` and Compose pass `NAME=` for "use the default".
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _raw(name: str) -> str | None:
-    value = os.environ.get(name)
-    return None if value is None or value.strip() == "" else value.strip()
-
-
-def _bad(name: str, value: str, expected: str) -> ImproperlyConfigured:
-    return ImproperlyConfigured(f"{name}={value!r} is not {expected}.")
-
-
-def env_str(name: str, default: str) -> str:
-    return env.str(name) if _raw(name) is not None else default
-
-
-def env_bool(name: str, default: bool) -> bool:
-    # django-environ reads any unknown word as False; a typo like DEBUG=ture must stop the start.
-    value = _raw(name)
-    if value is None:
-        return default
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise _bad(name, value, "a boolean (true/false, 1/0, yes/no, on/off)")
-
-
-def env_int(name: str, default: int, *, minimum: int | None = 0) -> int:
-    value = _raw(name)
-    if value is None:
-        return default
-    try:
-        number = env.int(name)
-    except ValueError:
-        raise _bad(name, value, "an integer") from None
-    if minimum is not None and number < minimum:
-        raise _bad(name, value, f"an integer >= {minimum}")
-    return number
-
-
-def env_float(name: str, default: float | None, *, minimum: float = 0.0, maximum: float | None = None) -> float | None:
-    value = _raw(name)
-    if value is None:
-        return default
-    try:
-        number = env.float(name)
-    except ValueError:
-        raise _bad(name, value, "a number") from None
-    if number < minimum or (maximum is not None and number > maximum):
-        raise _bad(name, value, f"a number between {minimum} and {maximum}" if maximum is not None
-                   else f"a number >= {minimum}")
-    return number
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    if _raw(name) is None:
-        return default
-    return [item.strip() for item in env.list(name) if item.strip()]
-
-
-def env_choice(name: str, default: str, choices: set[str]) -> str:
-    value = env_str(name, default)
-    if value not in choices:
-        raise _bad(name, value, "one of " + ", ".join(sorted(choices)))
-    return value
-
-
-def env_rate(name: str, default: str) -> str:
-    value = env_str(name, default)
-    if not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", value):
-        raise _bad(name, value, "a rate like 600/min")
-    return value
-
 
 VAR_DIR = Path(env_str("FACEPORTAL_VAR_DIR", str(BASE_DIR / "var")))
 # Git ignores var/, so a fresh clone lacks it; the default SQLite file and the index live there.
@@ -146,8 +80,8 @@ def _sqlite_has_api_keys(path: str) -> bool:
 # Embedded default (SQLite, one host): SECRET_KEY and the API-key pepper are generated once into
 # var/ and never change. With a server database several hosts share the data, so a per-host file
 # would differ between them: both must come from the environment (docs/SECRETS.md).
-SECRET_KEY_FROM_ENV = _raw("SECRET_KEY") is not None
-_missing = [name for name in ("SECRET_KEY", "FACEPORTAL_API_KEY_PEPPER") if _raw(name) is None]
+SECRET_KEY_FROM_ENV = raw("SECRET_KEY") is not None
+_missing = [name for name in ("SECRET_KEY", "FACEPORTAL_API_KEY_PEPPER") if raw(name) is None]
 if _missing and not EMBEDDED_DATABASE:
     raise ImproperlyConfigured(
         f"{' and '.join(_missing)} must be set when DATABASE_URL points at a server database "
@@ -160,9 +94,9 @@ if not DEBUG and (SECRET_KEY == LEGACY_DEV_SECRET_KEY or len(SECRET_KEY) < 32):
 # Keyed hash for API keys, separate from SECRET_KEY so rotating SECRET_KEY keeps API keys valid.
 # An embedded install that already issued keys hashed them with the old fallback (SECRET_KEY or
 # the legacy dev key): that value is frozen into var/ once, so those keys keep working.
-API_KEY_PEPPER = _raw("FACEPORTAL_API_KEY_PEPPER") or _var_secret(
+API_KEY_PEPPER = raw("FACEPORTAL_API_KEY_PEPPER") or _var_secret(
     "api_key_pepper",
-    seed=(_raw("SECRET_KEY") or LEGACY_DEV_SECRET_KEY)
+    seed=(raw("SECRET_KEY") or LEGACY_DEV_SECRET_KEY)
     if _sqlite_has_api_keys(DATABASES["default"]["NAME"]) else None,
 )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
@@ -172,11 +106,11 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # Behind a TLS-terminating proxy, FACEPORTAL_SECURE_PROXY_SSL_HEADER names the header it sets
 # ("X-Forwarded-Proto", or "Name=value"; the value defaults to https). Only set it when that proxy
 # always sets or overwrites the header: otherwise a client could claim https itself.
-_PROXY_SSL = _raw("FACEPORTAL_SECURE_PROXY_SSL_HEADER")
+_PROXY_SSL = raw("FACEPORTAL_SECURE_PROXY_SSL_HEADER")
 if _PROXY_SSL:
     _header, _, _value = _PROXY_SSL.partition("=")
     if not re.fullmatch(r"[A-Za-z0-9-]+", _header.strip()):
-        raise _bad("FACEPORTAL_SECURE_PROXY_SSL_HEADER", _PROXY_SSL, "a header name like X-Forwarded-Proto")
+        raise bad("FACEPORTAL_SECURE_PROXY_SSL_HEADER", _PROXY_SSL, "a header name like X-Forwarded-Proto")
     SECURE_PROXY_SSL_HEADER = ("HTTP_" + _header.strip().upper().replace("-", "_"), _value.strip() or "https")
 # Served over https (directly, or through that proxy): cookies only over https, and HSTS.
 FACEPORTAL_HTTPS = env_bool("FACEPORTAL_HTTPS", bool(_PROXY_SSL))
@@ -444,7 +378,7 @@ FACEPORTAL_WARM_ENGINE = env_bool("FACEPORTAL_WARM_ENGINE", True)
 FACEPORTAL_MAX_IMAGE_BYTES = env_int("FACEPORTAL_MAX_IMAGE_BYTES", 10 * 1024 * 1024)
 FACEPORTAL_MAX_IMAGE_PIXELS = env_int("FACEPORTAL_MAX_IMAGE_PIXELS", 40_000_000)
 FACEPORTAL_MAX_IMAGES_PER_REQUEST = env_int("FACEPORTAL_MAX_IMAGES_PER_REQUEST", 10)
-FACEPORTAL_IMAGE_ROOT = _raw("FACEPORTAL_IMAGE_ROOT")
+FACEPORTAL_IMAGE_ROOT = raw("FACEPORTAL_IMAGE_ROOT")
 FACEPORTAL_URL_FETCH_TIMEOUT = env_float("FACEPORTAL_URL_FETCH_TIMEOUT", 5.0)
 FACEPORTAL_URL_FETCH_ENABLED = env_bool("FACEPORTAL_URL_FETCH_ENABLED", True)
 # Decoding: images are downscaled to this longest side while decoding (JPEG: before, in the

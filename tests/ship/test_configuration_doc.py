@@ -12,8 +12,8 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("faceportal", "organizations", "apikeys", "faces", "recognition", "console")
 # Read by a library the service configures through the environment, not by our code.
 READ_BY_LIBRARIES = {"DEEPFACE_BACKEND_ENGINE"}
-# settings.py's readers (faceportal/settings.py) and the standard library's.
-READERS = {"env_str", "env_bool", "env_int", "env_float", "env_list", "env_choice", "env_rate", "_raw", "get", "getenv"}
+# The readers of faceportal/environment.py, and the standard library's.
+READERS = {"env_str", "env_bool", "env_int", "env_float", "env_list", "env_choice", "env_rate", "raw", "get", "getenv"}
 
 
 def variables_read() -> set[str]:
