@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+import schemathesis
 from django.contrib.auth import get_user_model
 from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
@@ -35,6 +36,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # print_blob lets a failure seen in CI be replayed. No deadline: a slow machine is not a failure.
 hypothesis_settings.register_profile("faceportal", derandomize=False, database=None, deadline=None, print_blob=True)
 hypothesis_settings.load_profile("faceportal")
+# The gallery import's body is a zip's bytes, sent as they are (schema conformance, the fuzz runs).
+schemathesis.serializer.alias("application/zip", "application/octet-stream")
 
 
 DATABASE_FIXTURES = {"django_db_setup", "db", "transactional_db"}

@@ -78,7 +78,9 @@ def assert_error_shape(response, where: str) -> None:
 
 
 def describe(request: WireRequest, response) -> str:
-    return f"{request.method} {request.url()[:300]} -> {response.status_code}: {response.content[:300]!r}"
+    # A streamed answer (the gallery export's zip) is named, not read: reading would consume it.
+    body = b"<streamed>" if getattr(response, "streaming", False) else response.content[:300]
+    return f"{request.method} {request.url()[:300]} -> {response.status_code}: {body!r}"
 
 
 def assert_no_5xx(request: WireRequest, response) -> None:

@@ -236,8 +236,6 @@ def test_real_answers_of_every_route_match_the_schema(api, manifest):
         documented - routes
 
 
-# The gallery import's body is the zip's bytes, sent as they are.
-schemathesis.serializer.alias("application/zip", "application/octet-stream")
 
 
 def call_binary(api: Api, method: str, path: str, *, status: int, path_parameters: dict,
