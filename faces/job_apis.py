@@ -7,6 +7,7 @@ from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
+from apikeys.models import SCOPE_ENROL
 from apikeys.tenant_api import OrganizationScopedApi
 from faceportal.errors import NotFound
 from faceportal.openapi import API_KEY_AUTH, DATA_ROUTE_ERRORS, error_responses
@@ -58,7 +59,7 @@ def enrolment_job_get(*, organization, job_id: int) -> EnrolmentJob:
 
 
 class EnrolmentJobListApi(OrganizationScopedApi):
-    required_scope = "enrol"
+    required_scope = SCOPE_ENROL
     parser_classes = [MultiPartParser]
 
     @extend_schema(
@@ -77,7 +78,7 @@ class EnrolmentJobListApi(OrganizationScopedApi):
 
 
 class EnrolmentJobDetailApi(OrganizationScopedApi):
-    required_scope = "enrol"
+    required_scope = SCOPE_ENROL
 
     @extend_schema(
         responses={200: EnrolmentJobDetailOutputSerializer, **error_responses(401, 403, 404, 429, 503)},

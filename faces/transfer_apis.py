@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apikeys.authentication import HasOrganizationKey
+from apikeys.models import SCOPE_MANAGE
 from apikeys.permissions import HasScope
 from apikeys.tenant_api import OrganizationScopedApi
 from faceportal.errors import InvalidInput, PayloadTooLarge
@@ -69,7 +70,7 @@ class ImportOutputSerializer(serializers.Serializer):
 class GalleryExportApi(OrganizationScopedApi):
     # The organisation's own key with `manage`, or staff.
     permission_classes = [(HasOrganizationKey & HasScope) | IsStaff]
-    required_scope = "manage"
+    required_scope = SCOPE_MANAGE
 
     @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY,
                               **error_responses(401, 403, 404, 429, 503)},

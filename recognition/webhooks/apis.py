@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
+from apikeys.models import SCOPE_MANAGE
 from apikeys.tenant_api import OrganizationScopedApi
 from faceportal.openapi import API_KEY_AUTH, error_responses
 from faceportal.serializers import ApiAuthBodySerializer
@@ -23,7 +24,7 @@ ERRORS = (400, 401, 403, 404, 429, 503)
 
 
 class WebhookListApi(OrganizationScopedApi):
-    required_scope = "manage"
+    required_scope = SCOPE_MANAGE
 
     @extend_schema(responses={200: WebhookListOutputSerializer, **error_responses(*ERRORS)},
                    summary="The organisation's webhooks (secrets are never shown)", operation_id="webhook_list",
@@ -46,7 +47,7 @@ class WebhookListApi(OrganizationScopedApi):
 
 
 class WebhookDetailApi(OrganizationScopedApi):
-    required_scope = "manage"
+    required_scope = SCOPE_MANAGE
 
     @extend_schema(request=ApiAuthBodySerializer, responses={204: None, **error_responses(*ERRORS)},
                    summary="Delete a webhook (its pending deliveries too)", operation_id="webhook_delete",
@@ -58,7 +59,7 @@ class WebhookDetailApi(OrganizationScopedApi):
 
 
 class WebhookDeliveryListApi(OrganizationScopedApi):
-    required_scope = "manage"
+    required_scope = SCOPE_MANAGE
 
     @extend_schema(responses={200: WebhookDeliveryListOutputSerializer, **error_responses(*ERRORS)},
                    summary="A webhook's recent deliveries, newest first", operation_id="webhook_delivery_list",
