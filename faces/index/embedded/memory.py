@@ -383,7 +383,9 @@ class OrgVectors:
             positions = np.minimum(np.searchsorted(self.face_ids, keys), n - 1)
             positions = positions[self.face_ids[positions] == keys]  # only faces this copy still holds
             if loose_cosines is not None:
-                best_loose = np.argsort(-loose_cosines[row], kind="stable")[:wanted]
+                cosines = loose_cosines[row]
+                best_loose = np.argpartition(-cosines, wanted - 1)[:wanted] if len(cosines) > wanted \
+                    else np.arange(len(cosines))
                 positions = np.union1d(positions, loose_positions[best_loose])
             positions = self._with_same_people(positions, self._rows_matrix(self.rows[positions]) @ query)
             similarities = cosine_to_similarity(self._rows_matrix(self.rows[positions]) @ query)
@@ -439,5 +441,5 @@ class OrgVectors:
         """Size of the memory-mapped files (shared between processes through the page cache)."""
         if self.base is None:
             return 0
-        return int(self.base.matrix.nbytes) + self.base.graph_path.stat().st_size if self.base.graph_path.exists() \
-            else int(self.base.matrix.nbytes)
+        graph = self.base.graph_path.stat().st_size if self.base.graph_path.exists() else 0
+        return int(self.base.matrix.nbytes) + graph
