@@ -131,7 +131,24 @@ def second_worker(directory: str, probes_path: str) -> None:
     latencies, _ = timed_search(served, probes)
     after = memory()
     print(json.dumps({"p50": percentile(latencies, 0.5), **{f"{k}_delta": after[k] - before[k] for k in after},
-                      **{f"{k}_total": after[k] for k in after}}))
+                      **{f"{k}_total": after[k] for k in after}}), flush=True)
+    sys.stdin.read()  # keep mapping the store until the first process has read its own memory
+
+
+def second_worker_memory(directory: str, probes_path: Path) -> tuple[dict, dict[str, float]]:
+    """Start the 2nd worker; while it still maps the store, read this process's memory (PSS halves)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    child = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", directory, str(probes_path)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    line = child.stdout.readline()
+    shared = memory()
+    child.stdin.close()
+    _, errors = child.communicate(timeout=600)
+    try:
+        return json.loads(line), shared
+    except ValueError:
+        log(f"scale: second worker failed: {errors[-2000:]}")
+        return {}, shared
 
 
 def run(real: np.ndarray, sizes=DEFAULT_SIZES, lfw: np.ndarray | None = None) -> str:
@@ -201,14 +218,7 @@ def run(real: np.ndarray, sizes=DEFAULT_SIZES, lfw: np.ndarray | None = None) ->
                 mine = memory()
                 probes_path = Path(directory.name) / "probes.npy"
                 np.save(probes_path, probes)
-                env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-                answer = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", directory.name,
-                                         str(probes_path)], capture_output=True, text=True, env=env, check=False)
-                try:
-                    worker = json.loads(answer.stdout.strip().splitlines()[-1])
-                except (ValueError, IndexError):
-                    log(f"scale: second worker failed: {answer.stderr[-2000:]}")
-                mine_shared = memory()  # PSS once the other worker maps the same pages
+                worker, mine_shared = second_worker_memory(directory.name, probes_path)
                 memory_rows.append([
                     f"{size:,}", gallery_name, in_heap_rss,
                     mine["rss"] - before_map["rss"], mine["anonymous"] - before_map["anonymous"],
