@@ -89,3 +89,13 @@ def test_keep_best_null_means_every_usable_image(acme, manifest):
     response = register(acme.client, "Tony Blair", images, keep_best=None)
     assert response.status_code == 201, response.content
     assert response.json()["faces_added"] == 2
+
+
+@pytest.mark.parametrize("keep_best", ["three", "0", "2.5", "99"])
+def test_a_bad_keep_best_in_a_form_is_a_400_too(acme, manifest, keep_best):
+    with open(manifest["Barack_Obama"][0].path, "rb") as handle:
+        response = acme.client.post("/register/acme", {"name": "X", "keep_best": keep_best, "images": [handle]},
+                                    format="multipart")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["details"]["field"] == "keep_best"
+    assert not Person.objects.filter(organization=acme.org).exists()
