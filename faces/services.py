@@ -210,7 +210,7 @@ def _keep_best(
     ranked = sorted(accepted, key=lambda pair: quality.burst_rank(pair[0].quality or {}), reverse=True)
     for place, (outcome, _) in enumerate(ranked[keep:], start=keep + 1):
         _refused(outcome, NOT_AMONG_BEST,
-                 f"usable, but {keep} sharper frame{'s' if keep > 1 else ''} were kept "
+                 f"usable, but {keep} sharper frame{'s were' if keep > 1 else ' was'} kept "
                  f"(this one ranked {place} of {len(ranked)})")
     kept = {id(outcome) for outcome, _ in ranked[:keep]}
     return [pair for pair in accepted if id(pair[0]) in kept]
