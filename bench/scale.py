@@ -142,8 +142,7 @@ def second_worker_memory(directory: str, probes_path: Path) -> tuple[dict, dict[
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     line = child.stdout.readline()
     shared = memory()
-    child.stdin.close()
-    _, errors = child.communicate(timeout=600)
+    _, errors = child.communicate(timeout=600)  # closes its stdin: the worker exits
     try:
         return json.loads(line), shared
     except ValueError:
