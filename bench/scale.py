@@ -11,8 +11,8 @@ says little about faces):
 
 Each identity gets 1–5 "photos" that scatter around it as much as real photos of one person do;
 probes are fresh scatters of known identities. At sizes searched through the graph, the memory
-columns are those of the served structure: the saved graph and vectors memory-mapped from their
-files, then a second worker process mapping the same files (RSS, anonymous, PSS from
+columns are those of the served structure: the saved graph memory-mapped from its file and the
+float32 vectors read by row from theirs, then a second worker process mapping the same files (RSS, anonymous, PSS from
 /proc/<pid>/smaps_rollup).
 
 Run alone: `FACEPORTAL_FACES_DIR=../shared/faces .venv/bin/python bench/scale.py [sizes...]`
@@ -224,7 +224,7 @@ def run(real: np.ndarray, sizes=DEFAULT_SIZES, lfw: np.ndarray | None = None) ->
                     mine_shared["pss"] - before_map["pss"],
                     worker.get("rss_delta", float("nan")), worker.get("anonymous_delta", float("nan")),
                     worker.get("pss_delta", float("nan")), worker.get("rss_total", float("nan")),
-                    served.memory_bytes() / 2**20, served.mapped_bytes() / 2**20,
+                    served.memory_bytes() / 2**20, served.mapped_bytes() / 2**20, served.read_bytes() / 2**20,
                 ])
                 extra = unit(vectors[:200] + np.random.default_rng(5).normal(0, 0.02, (200, 128)))
                 started = time.perf_counter()
@@ -233,7 +233,7 @@ def run(real: np.ndarray, sizes=DEFAULT_SIZES, lfw: np.ndarray | None = None) ->
                 add_ms = (time.perf_counter() - started) * 1000 / len(extra)
             quality.append([
                 f"{size:,}", gallery_name,
-                f"HNSW {HNSW_DTYPE} mapped + f32 re-rank mapped" if served.approximate else "exact NumPy",
+                f"HNSW {HNSW_DTYPE} mapped + f32 re-rank read by row" if served.approximate else "exact NumPy",
                 percentile(latencies, 0.5), percentile(latencies, 0.99), median(exact_ms),
                 percentile(heap_latencies, 0.5), heap_recall if built_approximate else float("nan"),
                 worker.get("p50", float("nan")), recall, same_person, exact_identifies, build_s, restore_s, add_ms,
@@ -259,8 +259,9 @@ def run(real: np.ndarray, sizes=DEFAULT_SIZES, lfw: np.ndarray | None = None) ->
               f"recall@1: the index's top face is exact search's top face; same person@1: it belongs to the same "
               f"identity; exact names probe's identity: how often exact search itself returns a face of the "
               f"probe's identity (lower = a more crowded gallery). {hnsw} The graph is built in memory from "
-              f"scratch on all {os.cpu_count()} cores (build s), saved, and searched from its memory-mapped "
-              f"files as a restarted worker does (restore s: mapping them); add = one new face (kept in the "
+              f"scratch on all {os.cpu_count()} cores (build s), saved, and searched from its saved files "
+              f"(graph mapped, vectors read by row) as a restarted worker does (restore s: opening them); "
+              f"add = one new face (kept in the "
               f"worker's memory, searched exactly beside the graph until the next save). In-heap: the same "
               f"graph and float32 copies before saving, in the process's own memory (the previous design), "
               f"same probes, same run."),
@@ -270,19 +271,21 @@ def run(real: np.ndarray, sizes=DEFAULT_SIZES, lfw: np.ndarray | None = None) ->
             "Gallery scale: memory per worker (MB)",
             ["faces", "gallery", "built in memory: RSS +", "mapped: RSS +", "mapped: anon +", "mapped: PSS +",
              "2nd worker: RSS +", "2nd worker: anon +", "2nd worker: PSS +", "2nd worker: RSS total",
-             "own arrays", "mapped files"],
+             "own arrays", "mapped graph file", "vectors file (read by row)"],
             memory_rows,
             note=("Built in memory: the process's RSS growth while building the graph with its float32 copies "
                   "in its heap (how every worker held them before). Mapped: the structure the service now "
-                  f"serves, after mapping the saved files and answering the {QUERIES} probes; anon = "
-                  "Anonymous (this process's own memory); RSS - anon = file pages of the mapped graph and "
-                  "vectors, shared by every worker through the page cache and dropped by the kernel under "
-                  "memory pressure (they are clean); PSS = each shared page divided by the number of "
+                  f"serves, after opening the saved files and answering the {QUERIES} probes; anon = "
+                  "Anonymous (this process's own memory); RSS - anon = file pages of the mapped graph, "
+                  "shared by every worker through the page cache and dropped by the kernel under memory "
+                  "pressure (they are clean; the float32 vectors are read by row with pread, so their "
+                  "pages sit in the page cache without being mapped into any worker's RSS); "
+                  "PSS = each shared page divided by the number of "
                   "processes mapping it, read while the 2nd worker maps the same files. 2nd worker: a fresh "
                   "process opening the same store and answering the same probes (+ = growth from just before "
                   "it opened the store; total includes its Python, NumPy and Django). Own arrays: face and "
-                  "person ids and rows; mapped files: graph + float32 vectors on disk (the most a worker's "
-                  "RSS can grow by once every page has been touched)."),
+                  "person ids and rows; mapped graph file: the most a worker's RSS can grow by (beyond anon) "
+                  "once every page of it has been touched; vectors file: float32 re-rank vectors on disk."),
         )
     return text
 

@@ -1,8 +1,9 @@
 """The HNSW graph files on disk (`VAR_DIR/index/`), written and read under a cross-process lock.
 
 A save writes three files per token: the graph (`.usearch`), the face and person ids (`.npz`) and
-the float32 vectors in face order (`.npy`). Loading maps the graph and the vectors instead of
-reading them, so every worker process on the box shares one copy of them in the page cache.
+the float32 vectors in face order (`.npy`). Loading maps the graph and opens the vectors for
+positional reads instead of reading them whole, so every worker process on the box shares one copy
+of them in the page cache.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
-from faces.index.embedded.memory import OrgVectors, SavedBase, SaveJob
+from faces.index.embedded.memory import OrgVectors, RowFile, SavedBase, SaveJob
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +99,8 @@ class AnnFiles:
             ann = Index.restore(str(graph_path), view=True)
             with np.load(self.directory / f"{meta['token']}.npz") as saved:
                 face_ids, person_ids = saved["face_ids"], saved["person_ids"]
-            # Copy-on-write: a removed face's row is zeroed in this process only, the file stays whole.
-            matrix = np.load(matrix_path, mmap_mode="c")
+            # Read by row, not mapped: a removed face's row reads as zeros in this process only.
+            matrix = RowFile(matrix_path)
         except (OSError, ValueError, KeyError, RuntimeError):  # KeyError/OSError: files from before mapping
             logger.warning("ignoring unreadable vector index file", extra={"organization_id": organization_id})
             return None

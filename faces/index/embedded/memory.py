@@ -1,15 +1,19 @@
 """One organisation's vectors in a worker's memory, searched exactly or through an HNSW graph.
 
-A large organisation's graph and float32 vectors, once saved, are memory-mapped from their files
-(`SavedBase`) rather than held in each worker's heap: the pages live once in the kernel's page
-cache, shared by every worker process that maps them, and stay clean, so memory pressure can drop
-them instead of swapping. What changed since that save (new faces, removals) stays in the worker's
-own memory until the next save folds it into new files.
+A large organisation's graph and float32 vectors, once saved, are served from their files
+(`SavedBase`) rather than held in each worker's heap: the graph is memory-mapped, the float32
+vectors are read a few rows at a time with positional reads (`RowFile`). Either way the pages live
+once in the kernel's page cache, shared by every worker process, and stay clean, so memory pressure
+can drop them instead of swapping; the vectors' pages are not even mapped into the workers, so they
+add nothing to a worker's RSS. What changed since that save (new faces, removals) stays in the
+worker's own memory until the next save folds it into new files.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 
@@ -18,7 +22,9 @@ from django.conf import settings
 
 from faces.index.base import Hit, cosine_to_similarity
 
-HNSW_CONNECTIVITY = 24
+# 16, not 24: at 1M faces the mapped graph (which every search eventually faults in whole) is ~265 MB
+# instead of ~325 MB, which keeps a worker under 400 MB resident (docs/PERFORMANCE.md, gallery scale).
+HNSW_CONNECTIVITY = 16
 HNSW_EXPANSION_ADD = 48
 # The graph holds int8 copies (4x less to compare while building and searching); the float32 copies
 # kept beside it re-rank what the graph proposes, so returned similarities stay exact.
@@ -48,16 +54,86 @@ def _ann_index(dimension: int):
 
 
 
+class RowFile:
+    """The float32 rows of a saved `.npy` matrix, read on demand with positional reads.
+
+    A search re-ranks a few hundred rows; mapping the file instead would let the kernel's
+    fault-around map 16 pages per touched row, so a few hundred searches put the whole file in each
+    worker's RSS. `pread` copies just the rows asked for out of the shared page cache. Rows of
+    removed faces read as zeros in this process (`zero`); the file itself stays whole until the
+    next save replaces it. The descriptor stays open, so a file another worker's save unlinks
+    stays readable here.
+    """
+
+    def __init__(self, path: Path):
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(handle)
+            self.header = handle.tell()
+        if fortran or len(shape) != 2 or np.dtype(dtype) != np.float32:
+            raise ValueError(f"{path}: not a C-ordered float32 matrix")
+        self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(np.float32)
+        self.row_bytes = shape[1] * 4
+        self.nbytes = shape[0] * self.row_bytes
+        self._fd = os.open(path, os.O_RDONLY)
+        weakref.finalize(self, os.close, self._fd)
+        self._zeroed: np.ndarray | None = None  # bool per row, allocated at the first removal
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def zero(self, rows: np.ndarray) -> None:
+        """Rows that read as zeros from now on in this process (removed faces)."""
+        if not len(rows):
+            return
+        if self._zeroed is None:
+            self._zeroed = np.zeros(self.shape[0], dtype=bool)
+        self._zeroed[rows] = True
+
+    def __getitem__(self, rows) -> np.ndarray:
+        out = self.raw(np.arange(self.shape[0])[rows] if isinstance(rows, slice) else rows)
+        if self._zeroed is not None and len(out):
+            out[self._zeroed[rows]] = 0.0
+        return out
+
+    def raw(self, rows) -> np.ndarray:
+        """The file's rows (removed ones included), in the order asked, as a new (len, d) array."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        out = np.empty((len(rows), self.shape[1]), dtype=np.float32)
+        if not len(rows):
+            return out
+        if rows.min() < 0 or rows.max() >= self.shape[0]:
+            raise IndexError("row outside the saved matrix")
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        in_order = out if np.all(order[1:] > order[:-1]) else np.empty_like(out)
+        # One read per run of consecutive rows (a save's chunks are mostly one run; a search's are scattered).
+        breaks = np.flatnonzero(ordered[1:] != ordered[:-1] + 1) + 1
+        starts, ends = np.concatenate(([0], breaks)), np.concatenate((breaks, [len(ordered)]))
+        view = memoryview(in_order).cast("B")
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            want = (end - start) * self.row_bytes
+            got = os.preadv(self._fd, [view[start * self.row_bytes: end * self.row_bytes]],
+                            self.header + int(ordered[start]) * self.row_bytes)
+            if got != want:
+                raise OSError(f"{self.path}: short read")
+        if in_order is not out:
+            out[order] = in_order
+        return out
+
+
 @dataclass(frozen=True)
 class SavedBase:
-    """A saved state, opened from its files: the graph as a usearch view and the float32 vectors
-    as a copy-on-write map, both shared with every other process that maps the same files."""
+    """A saved state, opened from its files: the graph as a usearch view (memory-mapped) and the
+    float32 vectors as a `RowFile`, both shared with every other worker through the page cache."""
 
     token: str
     version: int
     face_ids: np.ndarray  # sorted: the graph's keys, row i of `matrix` is face_ids[i]'s vector
     person_ids: np.ndarray
-    matrix: np.ndarray  # np.memmap float32 (n, d), mode "c": writes stay private to this process
+    matrix: RowFile  # float32 (n, d), read by row; rows zeroed here stay private to this process
     ann: object  # usearch.index.Index viewing the graph file (never added to or removed from)
     graph_path: Path
     matrix_path: Path
@@ -79,18 +155,18 @@ class SaveJob:
     ann: object | None  # a copy of an in-memory graph; None: derive it from `base`
     changed_since_save: int = 0
 
-    def _vectors(self, rows: np.ndarray, base_matrix: np.ndarray | None) -> np.ndarray:
+    def _vectors(self, rows: np.ndarray, base_matrix: RowFile | None) -> np.ndarray:
         if base_matrix is None:
             return self.tail[rows]
         out = np.empty((len(rows), self.dimension), dtype=np.float32)
         low = rows < self.offset
-        out[low] = base_matrix[rows[low]]
+        out[low] = base_matrix.raw(rows[low])
         out[~low] = self.tail[rows[~low] - self.offset]
         return out
 
-    def _base_matrix(self) -> np.ndarray | None:
-        # Read through a read-only map of its own: the live copy's map zeroes removed rows meanwhile.
-        return np.load(self.base.matrix_path, mmap_mode="r") if self.base is not None else None
+    def _base_matrix(self) -> RowFile | None:
+        # Raw reads: the live copy zeroes removed rows meanwhile, and the job only copies kept faces.
+        return self.base.matrix if self.base is not None else None
 
     def write_vectors(self, path: Path) -> None:
         """The float32 vectors in face order, streamed in chunks (no second copy of them in memory)."""
@@ -292,13 +368,13 @@ class OrgVectors:
                 self.loose = self.loose[~np.isin(self.loose, removed)]
             still = ~np.isin(self.faces_by_person, gone)
             self.people_sorted, self.faces_by_person = self.people_sorted[still], self.faces_by_person[still]
-        # No copy of a removed face's vector stays in this process's memory (a base's row is zeroed
-        # in this process's private copy of its page; the file itself is replaced at the next save).
+        # No copy of a removed face's vector stays in this process's memory (a base's row reads as
+        # zeros in this process; the file itself is replaced at the next save).
         if self.base is None:
             self.store[removed_rows] = 0.0
         else:
             low = removed_rows < self.offset
-            self.base.matrix[removed_rows[low]] = 0.0
+            self.base.matrix.zero(removed_rows[low])
             self.store[removed_rows[~low] - self.offset] = 0.0
         self.changed_since_save += len(removed)
         self.face_ids, self.person_ids, self.rows = self.face_ids[keep], self.person_ids[keep], self.rows[keep]
@@ -334,7 +410,7 @@ class OrgVectors:
         rows[~in_base] = n_base + np.arange(len(tail), dtype=np.int64)
         gone = np.flatnonzero(~np.isin(base.face_ids, self.face_ids))
         if len(gone):
-            base.matrix[gone] = 0.0
+            base.matrix.zero(gone)
         self.base, self.ann, self.offset = base, base.ann, n_base
         self.store, self.used, self.rows = tail, len(tail), rows
         self.loose = self.face_ids[~in_base].copy()
@@ -387,8 +463,9 @@ class OrgVectors:
                 best_loose = np.argpartition(-cosines, wanted - 1)[:wanted] if len(cosines) > wanted \
                     else np.arange(len(cosines))
                 positions = np.union1d(positions, loose_positions[best_loose])
-            positions = self._with_same_people(positions, self._rows_matrix(self.rows[positions]) @ query)
-            similarities = cosine_to_similarity(self._rows_matrix(self.rows[positions]) @ query)
+            positions, cosines = self._with_same_people(positions, self._rows_matrix(self.rows[positions]) @ query,
+                                                        query)
+            similarities = cosine_to_similarity(cosines)
             best = np.argsort(-similarities, kind="stable")[:k]
             results.append(
                 [
@@ -399,19 +476,26 @@ class OrgVectors:
             )
         return results
 
-    def _with_same_people(self, positions: np.ndarray, cosines: np.ndarray) -> np.ndarray:
-        """`positions` plus those of every face of the people behind the best few of them."""
+    def _with_same_people(self, positions: np.ndarray, cosines: np.ndarray,
+                          query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`positions` (unique) plus those of every face of the people behind the best few of them,
+        sorted, with their cosines to `query` (each vector read once: a base's rows cost a read)."""
         people = np.unique(self.person_ids[positions[np.argsort(-cosines)[:RERANK_PEOPLE]]])
-        if not len(people):
-            return positions
-        starts = np.searchsorted(self.people_sorted, people, side="left")
-        ends = np.searchsorted(self.people_sorted, people, side="right")
-        faces = np.concatenate([self.faces_by_person[a:b] for a, b in zip(starts, ends, strict=True)])
-        faces = faces[:RERANK_PERSON_FACES]
-        if not len(faces):
-            return positions
-        extra = np.minimum(np.searchsorted(self.face_ids, faces), len(self) - 1)
-        return np.union1d(positions, extra[self.face_ids[extra] == faces])
+        extra = np.zeros(0, dtype=np.int64)
+        if len(people):
+            starts = np.searchsorted(self.people_sorted, people, side="left")
+            ends = np.searchsorted(self.people_sorted, people, side="right")
+            faces = np.concatenate([self.faces_by_person[a:b] for a, b in zip(starts, ends, strict=True)])
+            faces = faces[:RERANK_PERSON_FACES]
+            if len(faces):
+                extra = np.minimum(np.searchsorted(self.face_ids, faces), len(self) - 1)
+                extra = extra[self.face_ids[extra] == faces]
+                extra = np.setdiff1d(extra, positions)
+        if len(extra):
+            positions = np.concatenate([positions, extra])
+            cosines = np.concatenate([cosines, self._rows_matrix(self.rows[extra]) @ query])
+        order = np.argsort(positions, kind="stable")
+        return positions[order], cosines[order]
 
     def _exact(self, queries: np.ndarray, k: int, min_similarity: float) -> list[list[Hit]]:
         n = len(self)
@@ -438,8 +522,12 @@ class OrgVectors:
         return own
 
     def mapped_bytes(self) -> int:
-        """Size of the memory-mapped files (shared between processes through the page cache)."""
+        """Size of the memory-mapped graph file (shared between processes through the page cache;
+        the most its pages can add to a worker's RSS). The vectors' file is read, not mapped."""
         if self.base is None:
             return 0
-        graph = self.base.graph_path.stat().st_size if self.base.graph_path.exists() else 0
-        return int(self.base.matrix.nbytes) + graph
+        return self.base.graph_path.stat().st_size if self.base.graph_path.exists() else 0
+
+    def read_bytes(self) -> int:
+        """Size of the float32 vectors' file, read row by row (in the page cache, never in the RSS)."""
+        return int(self.base.matrix.nbytes) if self.base is not None else 0
