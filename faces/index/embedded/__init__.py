@@ -11,8 +11,9 @@ graph (inner product on L2-normalised float32, so similarities are exact for the
 The graph is saved under `VAR_DIR/index/`, beside the float32 vectors it re-ranks with, with the
 version it reflects and the organisation's creation time, so a restart maps it and catches up
 instead of rebuilding it; a file from another database (same id, other organisation) or from the
-future is ignored. Workers search the saved graph and vectors through memory maps rather than
-copies in their heaps, so a box with several workers holds one copy of a million faces (in the
+future is ignored. Workers search the saved graph through a memory map and read the float32
+vectors they re-rank with by row (positional reads, so those pages never join a worker's RSS) rather
+than holding copies in their heaps, so a box with several workers holds one copy of a million faces (in the
 page cache) instead of one per worker. Faces written since the save are held by each worker and
 searched exactly beside the read-only graph, removed ones filtered out of its answers; once they
 add up to a save's worth, one worker writes new files and the others map those.
