@@ -25,6 +25,7 @@ from faces.index.base import Hit, cosine_to_similarity
 # 16, not 24: at 1M faces the mapped graph (which every search eventually faults in whole) is ~265 MB
 # instead of ~325 MB, which keeps a worker under 400 MB resident (docs/PERFORMANCE.md, gallery scale).
 HNSW_CONNECTIVITY = 16
+# 96, not 48: at M=16 a 1M graph built with 48 missed recall@1 0.99 (docs/PERFORMANCE.md, gallery scale).
 HNSW_EXPANSION_ADD = 96
 # The graph holds int8 copies (4x less to compare while building and searching); the float32 copies
 # kept beside it re-rank what the graph proposes, so returned similarities stay exact.
