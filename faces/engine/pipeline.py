@@ -240,6 +240,35 @@ class FaceEngine:
                             faces_dropped=0 if most_prominent_only else detected - len(faces))
 
 
+    # Video frames (recognition/tracking.py): detection and embedding apart, so a face tracked across
+    # frames is embedded only when its track needs it, and a frame of large faces is detected smaller.
+
+    @in_engine_pool
+    def detect_faces(self, image_bgr: np.ndarray, *, scale: float = 1.0) -> list[DetectedFace]:
+        """Faces in the image, most prominent first, capped as `faces_in` caps them; with `scale` below
+        1, one detector pass on a copy that much smaller (boxes in the image's own coordinates)."""
+        height, width = image_bgr.shape[:2]
+        if is_blank(image_bgr):
+            return []
+        if scale >= 1.0 or not hasattr(self.detector, "detect_at"):
+            faces = self._detect(image_bgr)
+        else:
+            faces = sorted((face for face in self.detector.detect_at(image_bgr, scale=scale)
+                            if min(face.box.w, face.box.h) >= self.min_face_pixels),
+                           key=lambda face: prominence(face, width, height), reverse=True)
+        return faces[:self.max_faces or None]
+
+    @in_engine_pool
+    def embed_detected(self, image_bgr: np.ndarray, faces: list[DetectedFace], *,
+                       with_crops: bool = False) -> list[EmbeddedFace]:
+        """Align and embed these faces of the image, in one batch."""
+        if not faces:
+            return []
+        vectors = self.embedder.embed(self.aligner.align(image_bgr, faces))
+        return [EmbeddedFace(detection=face, embedding=vectors[i],
+                             crop_jpeg=context_crop_jpeg(image_bgr, face) if with_crops else b"")
+                for i, face in enumerate(faces)]
+
 # Pool threads whose warm-up raised, with the error's type: readiness stays false while any did.
 _warm_failures: dict[int, str] = {}
 

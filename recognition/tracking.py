@@ -1,0 +1,200 @@
+"""Faces tracked across one WebSocket connection's frames, and a name decided per track over time.
+
+Video is not a stream of unrelated photos: the same face stays in front of the camera for hundreds
+of frames. A `FaceTracker` belongs to one connection (one organisation, one client) and is never
+shared, so a name can never travel from one connection or organisation to another.
+
+- Each frame's boxes continue the previous frame's tracks by overlap (IoU, greedy, best first).
+  With at most a few faces per frame that is exact enough and costs microseconds; the maintained
+  trackers (`supervision`'s ByteTrack, `trackers`) add a Kalman filter and a dependency tree
+  (matplotlib, scipy, a second OpenCV build) for objects that cross and hide each other, which
+  faces in front of a camera rarely do (docs/WEBSOCKET.md, "Tracking").
+- A track keeps its last embedding's decision. It is embedded again only when needed: a new track,
+  a name not yet agreed, a decision that contradicts the agreed one, every `reembed_seconds`, when
+  the face got clearly bigger or sharper (quality), or when its box jumped.
+- Every embedding is decided by the organisation's own decision (`faces.matching`, the same call as
+  `POST /recognize`); the tracker only votes over those decisions: a name is shown once the
+  track's last `AGREE` embeddings name that person, so one bad frame neither names a stranger nor
+  renames a known face.
+- Detection runs at half resolution while every tracked face is large, with a full-size frame
+  every `FULL_DETECT_SECONDS` (and whenever a track was lost) so small newcomers are still found.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from faces.decision import MATCH, UNKNOWN
+from faces.engine.base import DetectedFace, FaceBox
+
+TRACK_IOU = 0.3  # a box continues the track whose last box it overlaps this much
+JUMP_IOU = 0.5  # below this overlap with the box it was last embedded at, the track is embedded again
+QUALITY_GAIN = 1.25  # embedded again when its quality (side x detection confidence) grew by this factor
+LOST_SECONDS = 0.5  # a track unseen for this long ends (a missed detection or two does not end it)
+AGREE = 2  # consecutive embeddings that must name a person before the track is named
+WINDOW = 3  # the agreed name lapses when none of the last WINDOW embeddings gives it
+OBSERVATION_SECONDS = 2.0  # older embeddings no longer vote
+REDUCED_SCALE = 0.5  # detection scale while every tracked face is large
+LARGE_FACE_PIXELS = 96  # "large": the smallest side of every tracked box, at full size (48 px detected)
+FULL_DETECT_SECONDS = 1.0  # a full-size detection at least this often, for small faces coming in
+
+
+def iou(a: FaceBox, b: FaceBox) -> float:
+    x0, y0 = max(a.x, b.x), max(a.y, b.y)
+    x1, y1 = min(a.x + a.w, b.x + b.w), min(a.y + a.h, b.y + b.h)
+    inter = max(0, x1 - x0) * max(0, y1 - y0)
+    union = a.area + b.area - inter
+    return inter / union if union > 0 else 0.0
+
+
+def quality(face: DetectedFace) -> float:
+    return min(face.box.w, face.box.h) * face.confidence
+
+
+@dataclass
+class Observation:
+    """One embedding of a track, decided: `decision` is a `faces.matching.VectorDecision`."""
+
+    at: float
+    decision: object
+
+    @property
+    def person(self) -> int | None:
+        best = self.decision.best
+        return best.person_id if self.decision.decision == MATCH and best is not None else None
+
+
+@dataclass
+class Track:
+    id: int
+    box: FaceBox
+    seen_at: float
+    observations: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
+    agreed: int | None = None  # the person the track names, once AGREE embeddings agree
+    embedded_box: FaceBox | None = None
+    embedded_at: float = float("-inf")
+    embedded_quality: float = 0.0
+
+    def settled(self) -> bool:
+        """The last AGREE embeddings agree (on a person or on nobody)."""
+        recent = list(self.observations)[-AGREE:]
+        return len(recent) == AGREE and len({o.person for o in recent}) == 1
+
+    def needs_embedding(self, face: DetectedFace, *, now: float, reembed_seconds: float) -> bool:
+        if not self.observations or not self.settled():
+            return True  # new, or not yet agreed: every frame until it is
+        if self.observations[-1].person != self.agreed:
+            return True  # the last embedding contradicts the name: look again at once
+        if now - self.embedded_at >= reembed_seconds:
+            return True
+        if self.embedded_box is None or iou(face.box, self.embedded_box) < JUMP_IOU:
+            return True
+        return quality(face) >= self.embedded_quality * QUALITY_GAIN
+
+    def observe(self, decision, *, face: DetectedFace, now: float) -> None:
+        self.observations.append(Observation(at=now, decision=decision))
+        self.embedded_box, self.embedded_at, self.embedded_quality = face.box, now, quality(face)
+        recent = list(self.observations)[-AGREE:]
+        if len(recent) == AGREE and len({o.person for o in recent}) == 1:
+            self.agreed = recent[0].person
+        elif self.agreed is not None and all(o.person != self.agreed for o in self.observations):
+            self.agreed = None
+
+    def shown(self, *, now: float):
+        """The decision the track shows: the latest embedding that names the agreed person; else the
+        latest embedding's, with a name not yet agreed withheld (decided unknown)."""
+        while self.observations and now - self.observations[0].at > OBSERVATION_SECONDS:
+            self.observations.popleft()
+        if not self.observations:
+            return None
+        if self.agreed is not None:
+            for observation in reversed(self.observations):
+                if observation.person == self.agreed:
+                    return observation.decision
+        latest = self.observations[-1].decision
+        if latest.decision == MATCH:
+            return _withheld(latest)
+        return latest
+
+
+def _withheld(decision):
+    """A per-frame match the track has not agreed on yet: shown as unknown, candidates kept."""
+    return type(decision)(decision=UNKNOWN, best=None, candidates=decision.candidates, threshold=decision.threshold)
+
+
+@dataclass
+class Assignment:
+    track: Track
+    face: DetectedFace
+    embed: bool
+
+
+class FaceTracker:
+    """One connection's tracks. Not thread-safe: the connection processes one frame at a time."""
+
+    def __init__(self, *, reembed_seconds: float = 0.25, adaptive_detection: bool = True):
+        self.reembed_seconds = reembed_seconds
+        self.adaptive_detection = adaptive_detection
+        self.tracks: list[Track] = []
+        self._ids = itertools.count(1)
+        self._full_at = float("-inf")
+        self._lost = False
+        self._decided_by: tuple | None = None
+        self.frames_reduced = 0
+        self.frames_full = 0
+
+    def detect_scale(self, *, now: float) -> float:
+        """Half size while every tracked face is large and a full-size look is recent; else 1."""
+        reduced = (self.adaptive_detection and self.tracks and not self._lost
+                   and now - self._full_at < FULL_DETECT_SECONDS
+                   and all(min(t.box.w, t.box.h) >= LARGE_FACE_PIXELS for t in self.tracks))
+        if reduced:
+            self.frames_reduced += 1
+            return REDUCED_SCALE
+        self._full_at = now
+        self.frames_full += 1
+        return 1.0
+
+    def assign(self, faces: list[DetectedFace], *, now: float) -> list[Assignment]:
+        """Each face's track (continued by overlap, else new), in the order of `faces`."""
+        pairs = sorted(((iou(track.box, face.box), t, f) for t, track in enumerate(self.tracks)
+                        for f, face in enumerate(faces)), key=lambda pair: pair[0], reverse=True)
+        track_of: dict[int, Track] = {}
+        used: set[int] = set()
+        existing = len(self.tracks)
+        for overlap, t, f in pairs:
+            if overlap < TRACK_IOU:
+                break
+            if t in used or f in track_of:
+                continue
+            used.add(t)
+            track_of[f] = self.tracks[t]
+        assignments = []
+        for f, face in enumerate(faces):
+            track = track_of.get(f)
+            if track is None:
+                track = Track(id=next(self._ids), box=face.box, seen_at=now)
+                self.tracks.append(track)
+            embed = track.needs_embedding(face, now=now, reembed_seconds=self.reembed_seconds)
+            track.box, track.seen_at = face.box, now
+            assignments.append(Assignment(track=track, face=face, embed=embed))
+        # A tracked face that this frame did not find may be small or cut off: look at full size next.
+        self._lost = len(used) < existing
+        self.tracks = [track for track in self.tracks if now - track.seen_at < LOST_SECONDS]
+        return assignments
+
+    def decided_by(self, key: tuple) -> None:
+        """What decides changed (a threshold set, a person enrolled): earlier votes no longer count."""
+        if key != self._decided_by:
+            self._decided_by = key
+            for track in self.tracks:
+                track.observations.clear()
+                track.agreed = None
+
+
+def vectors_of(embedded: list) -> np.ndarray:
+    return np.stack([face.embedding for face in embedded])
