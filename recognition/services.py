@@ -154,18 +154,19 @@ def recognize_tracked(
 
     def engine_step():
         # One engine-pool task per frame: a connection waits its turn once, as an untracked frame does.
-        now = time.monotonic()
+        now = tracker.clock()
         mark = time.perf_counter()
-        detected = engine.detect_faces(loaded.pixels, scale=tracker.detect_scale(now=now))
+        found = engine.detect_faces(loaded.pixels, scale=tracker.detect_scale(now=now))
         stage = {"detect": _ms(mark)}
-        assignments = tracker.assign(detected, now=now)
+        detected = found[:engine.max_faces or None]  # the most prominent, as `recognize` keeps them
+        assignments = tracker.assign(detected, now=now, image_bgr=loaded.pixels)
         mark = time.perf_counter()
         chosen_faces = [a.face for a in assignments if a.embed]
         embedded = engine.embed_detected(loaded.pixels, chosen_faces, with_crops=keeping)
         stage["embed"] = _ms(mark) if chosen_faces else 0.0  # 0: every face kept its track's embedding
-        return now, assignments, embedded, stage
+        return now, assignments, embedded, stage, len(found) - len(detected)
 
-    now, assignments, embedded, stage = call_in_engine_pool(engine_step)
+    now, assignments, embedded, stage, dropped = call_in_engine_pool(engine_step)
     timings.update(stage)
     search_started = time.perf_counter()
     to_embed = [a for a in assignments if a.embed]
@@ -203,7 +204,7 @@ def recognize_tracked(
     recognition = Recognition(faces=faces, threshold=chosen, model=engine.model_name, detector=engine.detector_name,
                               image=ImageSize(width=width, height=height), timings_ms=timings,
                               keep_unknown_faces=organization.keep_unknown_faces,
-                              faces_dropped=0)
+                              faces_dropped=dropped)
     if fire_events and faces:
         recognition_events_fire(organization=organization, recognition=recognition, channel=source,
                                 api_key_name=seen_by.name if seen_by is not None else None, throttle=event_throttle)

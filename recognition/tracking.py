@@ -6,16 +6,17 @@ shared, so a name can never travel from one connection or organisation to anothe
 
 - Each frame's boxes continue the previous frame's tracks by overlap (IoU, greedy, best first).
   With at most a few faces per frame that is exact enough and costs microseconds; the maintained
-  trackers (`supervision`'s ByteTrack, `trackers`) add a Kalman filter and a dependency tree
-  (matplotlib, scipy, a second OpenCV build) for objects that cross and hide each other, which
-  faces in front of a camera rarely do (docs/WEBSOCKET.md, "Tracking").
+  trackers (`supervision`'s ByteTrack, `trackers`) add a Kalman filter and dependencies (matplotlib,
+  a second OpenCV build) for objects that cross and hide each other, which faces in front of a
+  camera rarely do (docs/WEBSOCKET.md, "Tracking").
 - A track keeps its last embedding's decision. It is embedded again only when needed: a new track,
   a name not yet agreed, a decision that contradicts the agreed one, every `reembed_seconds`, when
-  the face got clearly bigger or sharper (quality), or when its box jumped.
+  the face got clearly bigger or sharper (quality), when its box jumped, or when its look changed
+  (a tiny grey thumbnail of the box no longer like the one at its last embedding).
 - Every embedding is decided by the organisation's own decision (`faces.matching`, the same call as
-  `POST /recognize`); the tracker only votes over those decisions: a name is shown once the
-  track's last `AGREE` embeddings name that person, so one bad frame neither names a stranger nor
-  renames a known face.
+  `POST /recognize`); the tracker only votes over those decisions. A new track shows its first
+  embedding's decision at once; after that its name changes only when its last `AGREE` embeddings
+  say so, so one bad frame in a track neither names a stranger nor renames a known face.
 - Detection runs at half resolution while every tracked face is large, with a full-size frame
   every `FULL_DETECT_SECONDS` (and whenever a track was lost) so small newcomers are still found.
 """
@@ -23,9 +24,12 @@ shared, so a name can never travel from one connection or organisation to anothe
 from __future__ import annotations
 
 import itertools
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from faces.decision import MATCH, UNKNOWN
@@ -33,6 +37,11 @@ from faces.engine.base import DetectedFace, FaceBox
 
 TRACK_IOU = 0.3  # a box continues the track whose last box it overlaps this much
 JUMP_IOU = 0.5  # below this overlap with the box it was last embedded at, the track is embedded again
+# A face whose look changed (a 16x16 grey thumbnail of its box, correlated with the one at its last
+# embedding) is embedded at once. The bench's moving faces keep >= 0.81 over 20 frames of drift and
+# noise; another person stepping into the same place measured 0.16-0.52.
+THUMB_SIDE = 16
+SAME_LOOK = 0.7
 QUALITY_GAIN = 1.25  # embedded again when its quality (side x detection confidence) grew by this factor
 LOST_SECONDS = 0.5  # a track unseen for this long ends (a missed detection or two does not end it)
 AGREE = 2  # consecutive embeddings that must name a person before the track is named
@@ -55,6 +64,18 @@ def quality(face: DetectedFace) -> float:
     return min(face.box.w, face.box.h) * face.confidence
 
 
+def thumbnail(image_bgr: np.ndarray, box: FaceBox) -> np.ndarray | None:
+    """The face's look, cheaply: its box in grey at 16x16, zero mean, unit length."""
+    crop = image_bgr[max(0, box.y):box.y + box.h, max(0, box.x):box.x + box.w]
+    if crop.size == 0:
+        return None
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    small = cv2.resize(grey, (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+    small -= small.mean()
+    norm = float(np.linalg.norm(small))
+    return small / norm if norm else None
+
+
 @dataclass
 class Observation:
     """One embedding of a track, decided: `decision` is a `faces.matching.VectorDecision`."""
@@ -75,16 +96,24 @@ class Track:
     seen_at: float
     observations: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
     agreed: int | None = None  # the person the track names, once AGREE embeddings agree
+    ever_agreed: bool = False  # AGREE embeddings in a row have agreed (on a person or on nobody)
     embedded_box: FaceBox | None = None
     embedded_at: float = float("-inf")
     embedded_quality: float = 0.0
+    embedded_look: np.ndarray | None = None
+    look: np.ndarray | None = None  # this frame's thumbnail
 
     def settled(self) -> bool:
         """The last AGREE embeddings agree (on a person or on nobody)."""
         recent = list(self.observations)[-AGREE:]
         return len(recent) == AGREE and len({o.person for o in recent}) == 1
 
+    def _forget_old(self, now: float) -> None:
+        while self.observations and now - self.observations[0].at > OBSERVATION_SECONDS:
+            self.observations.popleft()
+
     def needs_embedding(self, face: DetectedFace, *, now: float, reembed_seconds: float) -> bool:
+        self._forget_old(now)
         if not self.observations or not self.settled():
             return True  # new, or not yet agreed: every frame until it is
         if self.observations[-1].person != self.agreed:
@@ -93,24 +122,31 @@ class Track:
             return True
         if self.embedded_box is None or iou(face.box, self.embedded_box) < JUMP_IOU:
             return True
+        if self.look is not None and self.embedded_look is not None:
+            if float(self.look @ self.embedded_look) < SAME_LOOK:
+                return True  # the face changed: someone else, or the same face turned
         return quality(face) >= self.embedded_quality * QUALITY_GAIN
 
     def observe(self, decision, *, face: DetectedFace, now: float) -> None:
         self.observations.append(Observation(at=now, decision=decision))
         self.embedded_box, self.embedded_at, self.embedded_quality = face.box, now, quality(face)
+        self.embedded_look = self.look
         recent = list(self.observations)[-AGREE:]
         if len(recent) == AGREE and len({o.person for o in recent}) == 1:
             self.agreed = recent[0].person
+            self.ever_agreed = True
         elif self.agreed is not None and all(o.person != self.agreed for o in self.observations):
             self.agreed = None
 
     def shown(self, *, now: float):
-        """The decision the track shows: the latest embedding that names the agreed person; else the
-        latest embedding's, with a name not yet agreed withheld (decided unknown)."""
-        while self.observations and now - self.observations[0].at > OBSERVATION_SECONDS:
-            self.observations.popleft()
+        """The decision the track shows. A new track (fewer than AGREE embeddings, never agreed) shows
+        its embedding's own decision, as `POST /recognize` would; after that, the latest embedding
+        that names the agreed person, else the latest embedding's with a name not agreed withheld
+        (decided unknown). So a name changes only when two embeddings in a row say so."""
         if not self.observations:
             return None
+        if self.agreed is None and not self.ever_agreed and len(self.observations) < AGREE:
+            return self.observations[-1].decision
         if self.agreed is not None:
             for observation in reversed(self.observations):
                 if observation.person == self.agreed:
@@ -136,8 +172,10 @@ class Assignment:
 class FaceTracker:
     """One connection's tracks. Not thread-safe: the connection processes one frame at a time."""
 
-    def __init__(self, *, reembed_seconds: float = 0.25, adaptive_detection: bool = True):
+    def __init__(self, *, reembed_seconds: float = 0.2, adaptive_detection: bool = True,
+                 clock: Callable[[], float] = time.monotonic):
         self.reembed_seconds = reembed_seconds
+        self.clock = clock  # seconds; a benchmark replaying video at its own frame rate gives its own
         self.adaptive_detection = adaptive_detection
         self.tracks: list[Track] = []
         self._ids = itertools.count(1)
@@ -159,8 +197,9 @@ class FaceTracker:
         self.frames_full += 1
         return 1.0
 
-    def assign(self, faces: list[DetectedFace], *, now: float) -> list[Assignment]:
-        """Each face's track (continued by overlap, else new), in the order of `faces`."""
+    def assign(self, faces: list[DetectedFace], *, now: float, image_bgr: np.ndarray | None = None) -> list[Assignment]:
+        """Each face's track (continued by overlap, else new), in the order of `faces`; with the frame's
+        pixels, a face whose look changed since its last embedding is embedded again."""
         pairs = sorted(((iou(track.box, face.box), t, f) for t, track in enumerate(self.tracks)
                         for f, face in enumerate(faces)), key=lambda pair: pair[0], reverse=True)
         track_of: dict[int, Track] = {}
@@ -179,6 +218,7 @@ class FaceTracker:
             if track is None:
                 track = Track(id=next(self._ids), box=face.box, seen_at=now)
                 self.tracks.append(track)
+            track.look = thumbnail(image_bgr, face.box) if image_bgr is not None else None
             embed = track.needs_embedding(face, now=now, reembed_seconds=self.reembed_seconds)
             track.box, track.seen_at = face.box, now
             assignments.append(Assignment(track=track, face=face, embed=embed))
@@ -193,7 +233,7 @@ class FaceTracker:
             self._decided_by = key
             for track in self.tracks:
                 track.observations.clear()
-                track.agreed = None
+                track.agreed, track.ever_agreed = None, False
 
 
 def vectors_of(embedded: list) -> np.ndarray:

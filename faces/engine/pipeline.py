@@ -245,8 +245,9 @@ class FaceEngine:
 
     @in_engine_pool
     def detect_faces(self, image_bgr: np.ndarray, *, scale: float = 1.0) -> list[DetectedFace]:
-        """Faces in the image, most prominent first, capped as `faces_in` caps them; with `scale` below
-        1, one detector pass on a copy that much smaller (boxes in the image's own coordinates)."""
+        """Faces in the image, most prominent first, not capped (`max_faces` says how many to embed);
+        with `scale` below 1, one detector pass on a copy that much smaller (boxes in the image's own
+        coordinates)."""
         height, width = image_bgr.shape[:2]
         if is_blank(image_bgr):
             return []
@@ -256,7 +257,7 @@ class FaceEngine:
             faces = sorted((face for face in self.detector.detect_at(image_bgr, scale=scale)
                             if min(face.box.w, face.box.h) >= self.min_face_pixels),
                            key=lambda face: prominence(face, width, height), reverse=True)
-        return faces[:self.max_faces or None]
+        return faces
 
     @in_engine_pool
     def embed_detected(self, image_bgr: np.ndarray, faces: list[DetectedFace], *,
