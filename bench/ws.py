@@ -399,11 +399,12 @@ def stranger_study(*, organization, count: int, fps: float) -> str:
     for rate in (original, LOOSE_FALSE_MATCH_RATE):
         organization.false_match_rate = rate
         for mode in ("off (each frame decided alone)", "on (a name needs 2 agreeing embeddings)"):
-            answers = named = sequences_named = faces = 0
+            answers = named = sequences_named = faces = lone = 0
             for frames in sequences:
                 clock = [0.0]
                 tracker = FaceTracker(clock=lambda clock=clock: clock[0])
                 any_named = False
+                runs = [0]  # lengths of runs of frames with a false name
                 for frame in frames:
                     if mode.startswith("off"):
                         result = recognize(organization=organization, image=frame, may_keep=False)
@@ -416,12 +417,18 @@ def stranger_study(*, organization, count: int, fps: float) -> str:
                     wrong = sum(1 for face in result.faces if face.match is not None)
                     named += wrong
                     any_named |= wrong > 0
+                    if wrong:
+                        runs[-1] += 1
+                    elif runs[-1]:
+                        runs.append(0)
                 sequences_named += any_named
-            rows.append([rate, mode, len(sequences), answers, faces, named, named / max(1, faces), sequences_named])
+                lone += sum(1 for run in runs if run == 1)
+            rows.append([rate, mode, len(sequences), answers, faces, named, named / max(1, faces), sequences_named,
+                         lone])
     organization.false_match_rate = original
     return table("False names on strangers: LFW people never enrolled, tracking off and on",
                  ["false_match_rate", "tracking", "sequences", "frames", "faces", "faces named (false)",
-                  "false-name share", "sequences with a false name"], rows,
+                  "false-name share", "sequences with a false name", "false names on one frame alone"], rows,
                  note=f"Each sequence: 3 photos of one stranger from ../shared/lfw-train (not in ../shared/faces), 5 "
                       f"frames each, pasted on a 640x480 canvas, moving and noisy, replayed at {fps:g} fps; the "
                       "gallery is the bench organisation's 16 people. Every frame is decided by the organisation's "

@@ -20,7 +20,7 @@ from faces.models import SOURCE_REST
 from faces.selectors import PersonMatch, person_get
 from faces.unknowns.services import UnknownCandidate, unknown_faces_keep
 from organizations.models import Organization
-from recognition.tracking import FaceTracker
+from recognition.tracking import TRACK_IOU, FaceTracker, iou
 from recognition.webhooks.services import EventThrottle, recognition_events_fire
 
 DEFAULT_MAX_RESULTS = 5
@@ -156,10 +156,18 @@ def recognize_tracked(
         # One engine-pool task per frame: a connection waits its turn once, as an untracked frame does.
         now = tracker.clock()
         mark = time.perf_counter()
-        found = engine.detect_faces(loaded.pixels, scale=tracker.detect_scale(now=now))
-        stage = {"detect": _ms(mark)}
+        scale = tracker.detect_scale(now=now)
+        found = engine.detect_faces(loaded.pixels, scale=scale)
         detected = found[:engine.max_faces or None]  # the most prominent, as `recognize` keeps them
         assignments = tracker.assign(detected, now=now, image_bgr=loaded.pixels)
+        if scale < 1 and any(a.embed for a in assignments):
+            # Embeddings start from full-size boxes (dlib aligns from the box): as accurate as REST.
+            full = engine.detect_faces(loaded.pixels)
+            for assignment in assignments:
+                best = max(full, key=lambda face: iou(face.box, assignment.face.box), default=None)
+                if assignment.embed and best is not None and iou(best.box, assignment.face.box) >= TRACK_IOU:
+                    assignment.face = best
+        stage = {"detect": _ms(mark)}
         mark = time.perf_counter()
         chosen_faces = [a.face for a in assignments if a.embed]
         embedded = engine.embed_detected(loaded.pixels, chosen_faces, with_crops=keeping)

@@ -19,6 +19,10 @@ shared, so a name can never travel from one connection or organisation to anothe
   say so, so one bad frame in a track neither names a stranger nor renames a known face.
 - Detection runs at half resolution while every tracked face is large, with a full-size frame
   every `FULL_DETECT_SECONDS` (and whenever a track was lost) so small newcomers are still found.
+  A face is embedded only from a full-size detection: dlib's alignment starts from the box, and a
+  half-size box moved a borderline similarity across the threshold (bench/ws.py). A frame that
+  will embed a track anyway is detected at full size; one that finds a need only after a half-size
+  pass (a new face, a changed look) detects again at full size.
 """
 
 from __future__ import annotations
@@ -112,13 +116,17 @@ class Track:
         while self.observations and now - self.observations[0].at > OBSERVATION_SECONDS:
             self.observations.popleft()
 
-    def needs_embedding(self, face: DetectedFace, *, now: float, reembed_seconds: float) -> bool:
+    def embedding_due(self, *, now: float, reembed_seconds: float) -> bool:
+        """Known before the frame is looked at: this frame embeds the track whatever it shows."""
         self._forget_old(now)
         if not self.observations or not self.settled():
             return True  # new, or not yet agreed: every frame until it is
         if self.observations[-1].person != self.agreed:
             return True  # the last embedding contradicts the name: look again at once
-        if now - self.embedded_at >= reembed_seconds:
+        return now - self.embedded_at >= reembed_seconds
+
+    def needs_embedding(self, face: DetectedFace, *, now: float, reembed_seconds: float) -> bool:
+        if self.embedding_due(now=now, reembed_seconds=reembed_seconds):
             return True
         if self.embedded_box is None or iou(face.box, self.embedded_box) < JUMP_IOU:
             return True
@@ -172,7 +180,7 @@ class Assignment:
 class FaceTracker:
     """One connection's tracks. Not thread-safe: the connection processes one frame at a time."""
 
-    def __init__(self, *, reembed_seconds: float = 0.2, adaptive_detection: bool = True,
+    def __init__(self, *, reembed_seconds: float = 0.5, adaptive_detection: bool = True,
                  clock: Callable[[], float] = time.monotonic):
         self.reembed_seconds = reembed_seconds
         self.clock = clock  # seconds; a benchmark replaying video at its own frame rate gives its own
@@ -186,10 +194,12 @@ class FaceTracker:
         self.frames_full = 0
 
     def detect_scale(self, *, now: float) -> float:
-        """Half size while every tracked face is large and a full-size look is recent; else 1."""
+        """Half size while every tracked face is large, a full-size look is recent and no track is due
+        an embedding (embeddings start from full-size boxes); else 1."""
         reduced = (self.adaptive_detection and self.tracks and not self._lost
                    and now - self._full_at < FULL_DETECT_SECONDS
-                   and all(min(t.box.w, t.box.h) >= LARGE_FACE_PIXELS for t in self.tracks))
+                   and all(min(t.box.w, t.box.h) >= LARGE_FACE_PIXELS for t in self.tracks)
+                   and not any(t.embedding_due(now=now, reembed_seconds=self.reembed_seconds) for t in self.tracks))
         if reduced:
             self.frames_reduced += 1
             return REDUCED_SCALE
