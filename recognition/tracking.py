@@ -12,11 +12,13 @@ shared, so a name can never travel from one connection or organisation to anothe
 - A track keeps its last embedding's decision. It is embedded again only when needed: a new track,
   a name not yet agreed, a decision that contradicts the agreed one, every `reembed_seconds`, when
   the face got clearly bigger or sharper (quality), when its box jumped, or when its look changed
-  (a tiny grey thumbnail of the box no longer like the one at its last embedding).
+  (a tiny grey thumbnail of the box no longer like the one at its last embedding). A changed look
+  is another face: its votes start afresh, so the new person is named on their first embedding.
 - Every embedding is decided by the organisation's own decision (`faces.matching`, the same call as
-  `POST /recognize`); the tracker only votes over those decisions. A new track shows its first
-  embedding's decision at once; after that its name changes only when its last `AGREE` embeddings
-  say so, so one bad frame in a track neither names a stranger nor renames a known face.
+  `POST /recognize`); the tracker only votes over those decisions. A new track (or a changed look)
+  shows its first embedding's decision at once; after that its name changes only when its last
+  `AGREE` embeddings say so, so one bad frame in a track neither names a stranger nor renames a
+  known face.
 - Detection runs at half resolution while every tracked face is large, with a full-size frame
   every `FULL_DETECT_SECONDS` (and whenever a track was lost) so small newcomers are still found.
   A face is embedded only from a full-size detection: dlib's alignment starts from the box, and a
@@ -130,10 +132,18 @@ class Track:
             return True
         if self.embedded_box is None or iou(face.box, self.embedded_box) < JUMP_IOU:
             return True
-        if self.look is not None and self.embedded_look is not None:
-            if float(self.look @ self.embedded_look) < SAME_LOOK:
-                return True  # the face changed: someone else, or the same face turned
         return quality(face) >= self.embedded_quality * QUALITY_GAIN
+
+    def look_changed(self) -> bool:
+        """Someone else in the same place (or the same face turned far): not the face last embedded."""
+        if self.look is None or self.embedded_look is None:
+            return False
+        return float(self.look @ self.embedded_look) < SAME_LOOK
+
+    def restart(self) -> None:
+        """Votes afresh: the next embedding is shown at once, as a new track's would be."""
+        self.observations.clear()
+        self.agreed, self.ever_agreed = None, False
 
     def observe(self, decision, *, face: DetectedFace, now: float) -> None:
         self.observations.append(Observation(at=now, decision=decision))
@@ -229,6 +239,8 @@ class FaceTracker:
                 track = Track(id=next(self._ids), box=face.box, seen_at=now)
                 self.tracks.append(track)
             track.look = thumbnail(image_bgr, face.box) if image_bgr is not None else None
+            if track.look_changed():
+                track.restart()  # another face: its first embedding decides at once, no stale name kept
             embed = track.needs_embedding(face, now=now, reembed_seconds=self.reembed_seconds)
             track.box, track.seen_at = face.box, now
             assignments.append(Assignment(track=track, face=face, embed=embed))
@@ -242,8 +254,7 @@ class FaceTracker:
         if key != self._decided_by:
             self._decided_by = key
             for track in self.tracks:
-                track.observations.clear()
-                track.agreed, track.ever_agreed = None, False
+                track.restart()
 
 
 def vectors_of(embedded: list) -> np.ndarray:

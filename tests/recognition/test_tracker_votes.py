@@ -96,3 +96,29 @@ def test_what_decides_changing_clears_the_votes():
     replay.tracker.decided_by(("calibrated", 2))  # someone enrolled: a new threshold
     assignment, shown = replay.frame(face(106), matched(BLAIR))
     assert assignment.embed and shown.best == BLAIR  # decided afresh, as POST /recognize would
+
+
+def test_someone_else_in_the_same_place_is_named_on_their_first_embedding(manifest):
+    """The box stays, the look changes (real photos on the webcam canvas): votes start afresh."""
+    import cv2
+    import numpy as np
+
+    from tests.video import moving_face_frames
+
+    def decoded(identity: str, start: int) -> np.ndarray:
+        (jpeg,) = moving_face_frames([manifest[identity][4].path], frames=1, seed=9, start_frame=start)
+        return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+
+    replay = Replay()
+    box = face(220, 120, 200)
+    for i in range(4):
+        replay.now += 1 / 15
+        (assignment,) = replay.tracker.assign([box], now=replay.now, image_bgr=decoded("Tony_Blair", i))
+        if assignment.embed:
+            assignment.track.observe(matched(BLAIR), face=box, now=replay.now)
+    assert not assignment.embed  # the same look, settled: no embedding
+    replay.now += 1 / 15
+    (assignment,) = replay.tracker.assign([box], now=replay.now, image_bgr=decoded("Colin_Powell", 4))
+    assert assignment.embed
+    assignment.track.observe(matched(POWELL), face=box, now=replay.now)
+    assert assignment.track.shown(now=replay.now).best == POWELL
