@@ -310,15 +310,17 @@ async def video_scenario(*, base_ws: str, query: dict[str, str], origin: str, vi
 
 
 def detection_study(videos: list[list[bytes]]) -> str:
-    """Faces found at full and at half size, on the bench's video frames and on every photo of
-    ../shared/faces made a 640x480 frame; by the face's smallest side at full size."""
+    """Faces found at full size and at the reduced size the tracker would use for them (half, or a
+    quarter for the largest), on the bench's video frames and on every photo of ../shared/faces made
+    a 640x480 frame; by the face's smallest side at full size."""
     import numpy as np
 
     from bench.common import manifest, table
     from faces.engine import get_engine
-    from recognition.tracking import LARGE_FACE_PIXELS, REDUCED_SCALE, iou
+    from recognition.tracking import LARGE_FACE_PIXELS, REDUCED_SCALE, SMALLEST_SCALE, iou
 
     engine = get_engine()
+    quarter_from = round(LARGE_FACE_PIXELS * REDUCED_SCALE / SMALLEST_SCALE)
 
     def decoded(jpeg: bytes):
         return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
@@ -328,39 +330,43 @@ def detection_study(videos: list[list[bytes]]) -> str:
         "../shared/faces photos as 640x480 frames": [decoded(camera_jpeg(photo.path)) for photos in manifest().values()
                                                      for photo in photos],
     }
-    bands = ((f"< {LARGE_FACE_PIXELS // 2} px", 0, LARGE_FACE_PIXELS // 2),
-             (f"{LARGE_FACE_PIXELS // 2}–{LARGE_FACE_PIXELS - 1} px", LARGE_FACE_PIXELS // 2, LARGE_FACE_PIXELS),
-             (f"≥ {LARGE_FACE_PIXELS} px (tracker detects at half size)", LARGE_FACE_PIXELS, 10**6))
+    # (label, from, to, the scale the tracker detects such a face at)
+    bands = ((f"< {LARGE_FACE_PIXELS // 2} px", 0, LARGE_FACE_PIXELS // 2, REDUCED_SCALE),
+             (f"{LARGE_FACE_PIXELS // 2}–{LARGE_FACE_PIXELS - 1} px", LARGE_FACE_PIXELS // 2, LARGE_FACE_PIXELS,
+              REDUCED_SCALE),
+             (f"{LARGE_FACE_PIXELS}–{quarter_from - 1} px (tracker: half size)", LARGE_FACE_PIXELS, quarter_from,
+              REDUCED_SCALE),
+             (f"≥ {quarter_from} px (tracker: quarter size)", quarter_from, 10**6, SMALLEST_SCALE))
     rows = []
     for label, images in sets.items():
         counts = {band[0]: [0, 0] for band in bands}
-        extra = 0
-        full_ms, half_ms = [], []
+        cpu_ms = {1.0: [], REDUCED_SCALE: [], SMALLEST_SCALE: []}
         for image in images:
-            started = time.process_time()
-            full = engine.detect_faces(image)
-            full_ms.append((time.process_time() - started) * 1000)
-            started = time.process_time()
-            half = engine.detect_faces(image, scale=REDUCED_SCALE)
-            half_ms.append((time.process_time() - started) * 1000)
-            for face in full:
+            found_at = {}
+            for scale in cpu_ms:
+                started = time.process_time()
+                found_at[scale] = engine.detect_faces(image, scale=scale)
+                cpu_ms[scale].append((time.process_time() - started) * 1000)
+            for face in found_at[1.0]:
                 side = min(face.box.w, face.box.h)
-                band = next(b[0] for b in bands if b[1] <= side < b[2])
-                counts[band][0] += 1
-                counts[band][1] += any(iou(face.box, other.box) >= 0.3 for other in half)
-            extra += sum(1 for other in half if not any(iou(face.box, other.box) >= 0.3 for face in full))
+                band = next(b for b in bands if b[1] <= side < b[2])
+                counts[band[0]][0] += 1
+                counts[band[0]][1] += any(iou(face.box, other.box) >= 0.3 for other in found_at[band[3]])
         for band, (found, kept) in counts.items():
             if found:
                 rows.append([label, len(images), band, found, kept, found - kept, (found - kept) / found])
-        rows.append([label, len(images), "CPU ms per image: full / half", round(median(full_ms), 1),
-                     round(median(half_ms), 1), f"{extra} boxes only at half size", ""])
-    return table("Detection at half size: faces found at full size that half size misses",
+        rows.append([label, len(images), "CPU ms per image: full / half / quarter",
+                     round(median(cpu_ms[1.0]), 1), round(median(cpu_ms[REDUCED_SCALE]), 1),
+                     round(median(cpu_ms[SMALLEST_SCALE]), 1), ""])
+    return table("Detection at reduced size: faces found at full size that the reduced size misses",
                  ["images", "count", "face size (smallest side, full size)", "found at full size",
-                  "also found at half", "missed at half", "missed share"], rows,
+                  "also found reduced", "missed reduced", "missed share"], rows,
                  note=f"The tracker detects at half size only while every tracked face is at least "
-                      f"{LARGE_FACE_PIXELS} px, with a full-size frame at least once a second and whenever a "
-                      "track was lost, so a small face "
-                      "coming in is found within a second. CPU time of this thread (`time.process_time`).")
+                      f"{LARGE_FACE_PIXELS} px, at a quarter while every one is at least {quarter_from} px, with a "
+                      "full-size frame at least once a second and whenever a track was lost, so a small face "
+                      "coming in is found within a second. The two smallest bands show what a reduced pass "
+                      "would miss if the tracker used one for them (it does not). CPU time of this thread "
+                      "(`time.process_time`).")
 
 
 def lfw_strangers(count: int) -> list[list[Path]]:

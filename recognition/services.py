@@ -160,12 +160,15 @@ def recognize_tracked(
         found = engine.detect_faces(loaded.pixels, scale=scale)
         detected = found[:engine.max_faces or None]  # the most prominent, as `recognize` keeps them
         assignments = tracker.assign(detected, now=now, image_bgr=loaded.pixels)
-        if scale < 1 and any(a.embed for a in assignments):
-            # Embeddings start from full-size boxes (dlib aligns from the box): as accurate as REST.
-            full = engine.detect_faces(loaded.pixels)
+        if scale < 1:
+            # Embeddings start from full-size boxes (dlib aligns from the box): as accurate as REST,
+            # from a full-size look at the face's own neighbourhood rather than the whole frame.
             for assignment in assignments:
-                best = max(full, key=lambda face: iou(face.box, assignment.face.box), default=None)
-                if assignment.embed and best is not None and iou(best.box, assignment.face.box) >= TRACK_IOU:
+                if not assignment.embed:
+                    continue
+                near = engine.detect_faces_near(loaded.pixels, assignment.face.box)
+                best = max(near, key=lambda face: iou(face.box, assignment.face.box), default=None)
+                if best is not None and iou(best.box, assignment.face.box) >= TRACK_IOU:
                     assignment.face = best
         stage = {"detect": _ms(mark)}
         mark = time.perf_counter()

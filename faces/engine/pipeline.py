@@ -6,6 +6,7 @@ models loaded (engine/cache.py), the event loop never runs a model, and CPU work
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
@@ -18,7 +19,7 @@ import numpy as np
 from django.conf import settings
 
 from faces.engine.alignment import EyeAligner, FivePointAligner
-from faces.engine.base import Aligner, DetectedFace, Detector, EmbeddedFace, Embedder
+from faces.engine.base import Aligner, DetectedFace, Detector, EmbeddedFace, Embedder, FaceBox
 from faces.engine.cache import detector_cache_key, model_load_seconds
 from faces.engine.config import EngineConfig
 from faces.engine.detection import DeepFaceDetector
@@ -125,6 +126,23 @@ class EngineResult:
     image_size: tuple[int, int]  # width, height
     timings_ms: dict[str, float] = field(default_factory=dict)
     faces_dropped: int = 0  # detected beyond FACEPORTAL_MAX_FACES_PER_IMAGE, never embedded
+
+
+# A tracked face's window for a full-size look: its box and half its size again on every side, aligned
+# to the detector's largest stride (RetinaFace: 32 px) so the anchors fall where a whole frame's do.
+NEAR_CONTEXT = 0.5
+ANCHOR_GRID = 32
+
+
+def _shifted(face: DetectedFace, dx: int, dy: int) -> DetectedFace:
+    def point(p: tuple[float, float] | None) -> tuple[float, float] | None:
+        return None if p is None else (p[0] + dx, p[1] + dy)
+
+    return dataclasses.replace(
+        face, box=FaceBox(x=face.box.x + dx, y=face.box.y + dy, w=face.box.w, h=face.box.h),
+        left_eye=point(face.left_eye), right_eye=point(face.right_eye),
+        landmarks=None if face.landmarks is None else tuple(point(p) for p in face.landmarks),
+    )
 
 
 def prominence(face: DetectedFace, width: int, height: int) -> float:
@@ -258,6 +276,26 @@ class FaceEngine:
                             if min(face.box.w, face.box.h) >= self.min_face_pixels),
                            key=lambda face: prominence(face, width, height), reverse=True)
         return faces
+
+    def detect_faces_near(self, image_bgr: np.ndarray, box: FaceBox, *, context: float = NEAR_CONTEXT
+                          ) -> list[DetectedFace]:
+        """Faces found at full size in `box` widened by `context` of its size on every side, in the
+        image's own coordinates: a tracked face's full-resolution box and points for a fraction of a
+        whole frame's detection. The window starts on the detector's coarsest anchor grid, so its
+        boxes are the ones a whole-frame pass finds."""
+        height, width = image_bgr.shape[:2]
+        dx, dy = round(box.w * context), round(box.h * context)
+        x0 = max(0, box.x - dx) // ANCHOR_GRID * ANCHOR_GRID
+        y0 = max(0, box.y - dy) // ANCHOR_GRID * ANCHOR_GRID
+        x1, y1 = min(width, box.x + box.w + dx), min(height, box.y + box.h + dy)
+        if x1 - x0 >= width and y1 - y0 >= height or not hasattr(self.detector, "detect_at"):
+            return self.detect_faces(image_bgr)
+        window = image_bgr[y0:y1, x0:x1]
+        if window.size == 0 or is_blank(window):
+            return []
+        found = [_shifted(face, x0, y0) for face in self.detector.detect_at(window, scale=1.0)
+                 if min(face.box.w, face.box.h) >= self.min_face_pixels]
+        return sorted(found, key=lambda face: prominence(face, width, height), reverse=True)
 
     @in_engine_pool
     def embed_detected(self, image_bgr: np.ndarray, faces: list[DetectedFace], *,
