@@ -317,10 +317,10 @@ def detection_study(videos: list[list[bytes]]) -> str:
 
     from bench.common import manifest, table
     from faces.engine import get_engine
-    from recognition.tracking import LARGE_FACE_PIXELS, REDUCED_SCALE, SMALLEST_SCALE, iou
+    from recognition.tracking import LARGE_FACE_PIXELS, LARGER_FACE_PIXELS, REDUCED_SCALE, SMALLEST_SCALE, iou
 
     engine = get_engine()
-    quarter_from = round(LARGE_FACE_PIXELS * REDUCED_SCALE / SMALLEST_SCALE)
+    quarter_from = LARGER_FACE_PIXELS
 
     def decoded(jpeg: bytes):
         return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)

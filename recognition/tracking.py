@@ -19,12 +19,12 @@ shared, so a name can never travel from one connection or organisation to anothe
   shows its first embedding's decision at once; after that its name changes only when its last
   `AGREE` embeddings say so, so one bad frame in a track neither names a stranger nor renames a
   known face.
-- Detection runs at half resolution while every tracked face is large (a quarter while they are
-  larger still), with a full-size frame every `FULL_DETECT_SECONDS` (and whenever a track was lost)
-  so small newcomers are still found. A face is embedded only from a full-size detection: dlib's
-  alignment starts from the box, and a half-size box moved a borderline similarity across the
-  threshold (bench/ws.py). A face due an embedding after a reduced pass is detected again at full
-  size in its own neighbourhood (a third of a frame's pixels), not in the whole frame.
+- Detection runs at half resolution while every tracked face is large (a quarter while every one
+  is 128 px or more), with a full-size frame every `FULL_DETECT_SECONDS` (and whenever a track was
+  lost) so small newcomers are still found. A face is embedded only from a full-size detection:
+  dlib's alignment starts from the box, and a half-size box moved a borderline similarity across
+  the threshold (bench/ws.py). A face due an embedding after a reduced pass is detected again at
+  full size in its own neighbourhood (a third of a frame's pixels), not in the whole frame.
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ AGREE = 2  # consecutive embeddings that must name a person before the track is 
 WINDOW = 3  # the agreed name lapses when none of the last WINDOW embeddings gives it
 OBSERVATION_SECONDS = 2.0  # older embeddings no longer vote
 REDUCED_SCALE = 0.5  # detection scale while every tracked face is large
-SMALLEST_SCALE = 0.25  # while every tracked face is at least twice as large again
+SMALLEST_SCALE = 0.25  # while every tracked face is at least LARGER_FACE_PIXELS
 LARGE_FACE_PIXELS = 96  # "large": the smallest side of every tracked box, at full size (48 px detected)
+LARGER_FACE_PIXELS = 128  # 32 px at a quarter size, twice RetinaFace's smallest anchor (bench/ws.py study)
 FULL_DETECT_SECONDS = 1.0  # a full-size detection at least this often, for small faces coming in
 
 
@@ -205,15 +206,15 @@ class FaceTracker:
         self.frames_full = 0
 
     def detect_scale(self, *, now: float) -> float:
-        """While a full-size look is recent and no track was lost, the smallest scale at which every
-        tracked face still measures LARGE_FACE_PIXELS / 2 (a quarter or half size); else 1. A face
+        """While a full-size look is recent and no track was lost: a quarter size while every tracked
+        face is at least LARGER_FACE_PIXELS, half size while every one is LARGE_FACE_PIXELS; else 1. A face
         due an embedding gets a full-size look at its own neighbourhood (services), not a full frame."""
         smallest = min((min(t.box.w, t.box.h) for t in self.tracks), default=0)
         reduced = (self.adaptive_detection and self.tracks and not self._lost
                    and now - self._full_at < FULL_DETECT_SECONDS and smallest >= LARGE_FACE_PIXELS)
         if reduced:
             self.frames_reduced += 1
-            return SMALLEST_SCALE if smallest * SMALLEST_SCALE >= LARGE_FACE_PIXELS * REDUCED_SCALE else REDUCED_SCALE
+            return SMALLEST_SCALE if smallest >= LARGER_FACE_PIXELS else REDUCED_SCALE
         self._full_at = now
         self.frames_full += 1
         return 1.0
