@@ -421,7 +421,7 @@ FACEPORTAL_WS_MAX_QUEUED_FRAMES = env_int("FACEPORTAL_WS_MAX_QUEUED_FRAMES", 64)
 # Faces tracked across a connection's frames, named by agreement over the track (docs/WEBSOCKET.md);
 # a connection may still say track=0 or track=1 in its handshake.
 FACEPORTAL_WS_TRACKING = env_bool("FACEPORTAL_WS_TRACKING", True)
-FACEPORTAL_WS_TRACK_REEMBED_SECONDS = env_float("FACEPORTAL_WS_TRACK_REEMBED_SECONDS", 0.5, minimum=0.0)
+FACEPORTAL_WS_TRACK_REEMBED_SECONDS = env_float("FACEPORTAL_WS_TRACK_REEMBED_SECONDS", 1.0, minimum=0.0)
 
 # --- Kept unknown faces (docs/UNKNOWN_FACES.md) -----------------------------------------------------
 # A socket keeps at most one unknown face per this many seconds: a face in view is not kept per frame.

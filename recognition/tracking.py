@@ -57,7 +57,8 @@ REDUCED_SCALE = 0.5  # detection scale while every tracked face is large
 SMALLEST_SCALE = 0.25  # while every tracked face is at least LARGER_FACE_PIXELS
 LARGE_FACE_PIXELS = 96  # "large": the smallest side of every tracked box, at full size (48 px detected)
 LARGER_FACE_PIXELS = 128  # 32 px at a quarter size, twice RetinaFace's smallest anchor (bench/ws.py study)
-FULL_DETECT_SECONDS = 1.0  # a full-size detection at least this often, for small faces coming in
+FULL_DETECT_SECONDS = 2.0  # a full-size detection at least this often, for small faces coming in (large ones
+# are found by the reduced passes themselves)
 
 
 def iou(a: FaceBox, b: FaceBox) -> float:
@@ -192,7 +193,7 @@ class Assignment:
 class FaceTracker:
     """One connection's tracks. Not thread-safe: the connection processes one frame at a time."""
 
-    def __init__(self, *, reembed_seconds: float = 0.5, adaptive_detection: bool = True,
+    def __init__(self, *, reembed_seconds: float = 1.0, adaptive_detection: bool = True,
                  clock: Callable[[], float] = time.monotonic):
         self.reembed_seconds = reembed_seconds
         self.clock = clock  # seconds; a benchmark replaying video at its own frame rate gives its own

@@ -25,12 +25,15 @@ def face(x: int, y: int = 100, side: int = 150) -> DetectedFace:
     return DetectedFace(box=FaceBox(x, y, side, side), confidence=0.99)
 
 
+REEMBED_SECONDS = 0.5  # the periodic look these replays step past (the service's default is a setting)
+
+
 class Replay:
     """Frames at 15 fps through one tracker; each embedding gets the next decision given."""
 
     def __init__(self):
         self.now = 0.0
-        self.tracker = FaceTracker(clock=lambda: self.now)
+        self.tracker = FaceTracker(clock=lambda: self.now, reembed_seconds=REEMBED_SECONDS)
 
     def frame(self, box: DetectedFace, decision: VectorDecision):
         self.now += 1 / 15
