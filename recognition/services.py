@@ -95,7 +95,8 @@ def recognize(
     faces: list[RecognizedFace] = []
     if result.faces:
         vectors = np.stack([face.embedding for face in result.faces])
-        decided = decide_vectors(organization=organization, vectors=vectors, threshold=chosen, max_results=max_results)
+        decided = decide_vectors(organization=organization, vectors=vectors, threshold=chosen, max_results=max_results,
+                                 second=result.second)
         faces = [
             RecognizedFace(
                 box=loaded.box_to_original(face.detection.box.as_dict()),
