@@ -327,6 +327,7 @@ class FaceDecision:
     best: int | None  # index into the candidates of the matched person, when decision == match
     threshold: float  # similarity this face's best candidate had to reach
     margin: float | None  # best minus second-best person, similarity units; None with one candidate
+    lead: int = 0  # the candidate the decision was about (the fused best, in the cascade's band)
 
 
 def decide(*, similarities: list[float], threshold: Threshold, offset: float) -> FaceDecision:
@@ -379,5 +380,5 @@ def decide_fused(
                             margin=gap)
     needed = cascade.first_similarity_needed(second_cosine=float(second_cosines[best]), fused_offset=fused_offset)
     if scores[best] >= cascade.fused:
-        return FaceDecision(decision=MATCH, best=best, threshold=needed, margin=gap)
-    return FaceDecision(decision=UNKNOWN, best=None, threshold=needed, margin=gap)
+        return FaceDecision(decision=MATCH, best=best, threshold=needed, margin=gap, lead=best)
+    return FaceDecision(decision=UNKNOWN, best=None, threshold=needed, margin=gap, lead=best)

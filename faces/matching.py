@@ -137,8 +137,9 @@ def _decide_band(
         outcome = decide_fused(first_similarities=[c.similarity for c in candidates], second_cosines=cosines,
                                cascade=cascade, first_offset=float(offsets[i]), fused_offset=float(fused_offsets[j]))
         best = candidates[outcome.best] if outcome.decision == MATCH else None
-        if best is not None and outcome.best:  # the fused best leads the list, as it was named
-            candidates = [best] + [c for c in candidates if c is not best]
+        if outcome.lead:  # the fused best leads the list: the answer's threshold is about it
+            lead = candidates[outcome.lead]
+            candidates = [lead] + [c for c in candidates if c is not lead]
         out.append(VectorDecision(decision=outcome.decision, best=best, candidates=candidates[:max_results],
                                   threshold=outcome.threshold, second_model=True))
     return out
