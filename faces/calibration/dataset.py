@@ -144,7 +144,8 @@ def embed_folder(
         _save(path, snapshot())
     del started
     data = snapshot()
-    data["second"] = _second_embeddings(folder, data) if with_second else None
+    data["second"] = _second_embeddings(folder, data, wanted={relative for relative, _ in rows}) \
+        if with_second else None
     index = {photo: p for p, photo in enumerate(data["paths"])}
     # Rows in manifest order, whatever order the cache was filled in.
     order = [index[relative] for relative, _ in rows]
@@ -165,18 +166,21 @@ def embed_folder(
     )
 
 
-def _second_embeddings(folder: Path, data: dict) -> np.ndarray:
+def _second_embeddings(folder: Path, data: dict, *, wanted: set[str]) -> np.ndarray:
     """The engine's second model on each photo's first (chosen) face, cached in its own file.
 
     The photo is detected again (deterministic: the same faces, in the same order, as the cached
     boxes say) and the second model embeds the first face; rows of other faces stay zero."""
-    from faces.engine import get_engine
+    from faces.engine import get_engine, map_in_engine_pool
+    from faces.engine.alignment import FACENET_MARGIN
 
     engine = get_engine()
     if engine.second_embedder is None:
         raise RuntimeError("the engine has no second model (FACEPORTAL_SECOND_MODEL)")
+    # The aligner's crop is part of the name: a different chip is a different embedding.
     path = cache_path(model=engine.model_name, detector=engine.detector_name,
-                      second=engine.second_embedder.name + ("-flip" if engine.config.second_flip else ""))
+                      second=f"{engine.second_embedder.name}-box{round(FACENET_MARGIN * 112.5)}"
+                      + ("-flip" if engine.config.second_flip else ""))
     paths = [str(p) for p in data["paths"]]
     first_face = {}
     for face in range(len(data["face_photo"]) - 1, -1, -1):
@@ -192,22 +196,27 @@ def _second_embeddings(folder: Path, data: dict) -> np.ndarray:
         _save(path, {"paths": np.array(list(done), dtype=str),
                      "second": np.array(list(done.values()), dtype=np.float32).reshape(-1, dimension)})
 
-    for p, relative in enumerate(paths):
-        if p not in first_face or relative in done:
-            continue
+    def one(p: int) -> np.ndarray:
+        relative = paths[p]
         image = cv2.imread(str(folder / relative))
         faces = engine._detect(image)
         box = data["boxes"][first_face[p]].tolist()
         if not faces or [faces[0].box.x, faces[0].box.y, faces[0].box.w, faces[0].box.h] != box:
             raise RuntimeError(f"{relative}: detection differs from the cached embeddings'; remove {path}")
-        done[relative] = engine.second_embeddings(image, faces[:1])[0]
-        since_save += 1
-        if since_save >= CHECKPOINT_EVERY:
-            save()
-            since_save = 0
+        return engine.second_embeddings(image, faces[:1])[0]
+
+    todo = [p for p, relative in enumerate(paths) if p in first_face and relative not in done and relative in wanted]
+    for start in range(0, len(todo), CHECKPOINT_EVERY):
+        chunk = todo[start:start + CHECKPOINT_EVERY]
+        for p, vector in zip(chunk, map_in_engine_pool(one, chunk), strict=True):  # every engine thread
+            done[paths[p]] = vector
+        since_save += len(chunk)
+        save()
+        since_save = 0
     if since_save or not path.exists():
         save()
     out = np.zeros((len(data["face_photo"]), dimension), dtype=np.float32)
     for p, face in first_face.items():
-        out[face] = done[paths[p]]
+        if paths[p] in done:
+            out[face] = done[paths[p]]
     return out

@@ -39,6 +39,17 @@ def test_a_combination_without_calibration_says_so():
     assert chosen.value == pytest.approx(alone)
 
 
+def first_model_alone_names(organization, photo) -> str | None:
+    """Who dlib alone names in this photo, at its own threshold for the whole rate (no cascade)."""
+    from faces.images import decode
+    from faces.matching import decide_vectors, decision_in_force
+
+    result = get_engine().faces_in(decode(photo.path.read_bytes(), index=0).pixels, most_prominent_only=True)
+    outcome = decide_vectors(organization=organization, vectors=np.stack([result.faces[0].embedding]),
+                             threshold=decision_in_force(organization=organization), max_results=5)[0]
+    return outcome.best.name if outcome.best is not None else None
+
+
 def test_fused_decision_names_enrolled_people_and_refuses_strangers(acme, manifest):
     client = acme.client
     names = people_with_most_photos(manifest, 10)
@@ -46,7 +57,7 @@ def test_fused_decision_names_enrolled_people_and_refuses_strangers(acme, manife
         register(client, name, manifest[name][:1])
     engine = get_engine()
     before = engine.second_faces
-    named = total = 0
+    named = alone = total = 0
     for name in names:
         for photo in manifest[name][1:5]:
             answer = recognize(client, photo)
@@ -54,10 +65,12 @@ def test_fused_decision_names_enrolled_people_and_refuses_strangers(acme, manife
             face = answer["faces"][0]
             total += 1
             if face["match"] is not None:
-                assert face["match"]["name"] == name.replace("_", " ") or face["match"]["name"] == name, photo.path
+                assert face["match"]["name"] == name, photo.path  # never someone else
                 named += 1
                 assert face["candidates"][0]["similarity"] >= face["threshold"]
-    assert named / total >= 0.85, (named, total)
+            alone += first_model_alone_names(acme.org, photo) == name
+    # The fused decision names more of the people it knows than dlib alone, at the same rate.
+    assert named > alone and named / total >= 0.75, (named, alone, total)
     for name in STRANGERS:
         for photo in manifest[name]:
             for face in recognize(client, photo)["faces"]:
