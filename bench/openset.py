@@ -252,11 +252,11 @@ class FusedScored:
 
 
 class FusedProtocol:
-    def __init__(self, data, sp, protocol: Protocol, k: int):
+    def __init__(self, data, sp, protocol: Protocol, k: int, second_weight: float = 1.0):
         from faces.calibration.build import fused_scorer, second_view, vectors
 
         self.data, self.sp, self.protocol = data, sp, protocol
-        self.scorer = fused_scorer(data, sp, k=k)
+        self.scorer = fused_scorer(data, sp, k=k, second_weight=second_weight)
         second = second_view(data)
         self.strangers = vectors(second, [sp.photos[i][0] for i in sp.strangers])
         self.genuine = vectors(second, protocol.genuine_rows)
@@ -327,7 +327,7 @@ def fused_tables(data, sp, protocol: Protocol, shipped: Scorer, calibration, com
     fused_calibration = load_fused_calibration(combination)
     if fused_calibration is None:
         return [f"Fused table skipped: no calibration for {combination} (`manage.py calibrate_openset --second`)."]
-    fused = FusedProtocol(data, sp, protocol, fused_calibration.fused.cohort_k)
+    fused = FusedProtocol(data, sp, protocol, fused_calibration.fused.cohort_k, fused_calibration.second_weight)
     sections = []
     rows = []
     for per_person in (1, 3):

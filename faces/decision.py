@@ -174,11 +174,12 @@ class FusedCalibration:
     std: tuple[float, float]  # second on raw cosine (as the study that set the scheme)
     accept_share: float
     band_factor: float
+    second_weight: float = 1.0  # the second model's z-score counts this much against the first's
 
     def fuse(self, first_similarity: np.ndarray, second_cosine: np.ndarray) -> np.ndarray:
         """Fused scores from each model's scores of the same pairs (any matching shapes)."""
         return ((np.asarray(first_similarity, dtype=np.float64) - self.mean[0]) / self.std[0]
-                + (np.asarray(second_cosine, dtype=np.float64) - self.mean[1]) / self.std[1])
+                + self.second_weight * (np.asarray(second_cosine, dtype=np.float64) - self.mean[1]) / self.std[1])
 
     def offsets(self, first_vectors: np.ndarray, second_vectors: np.ndarray) -> np.ndarray:
         """Each probe's mean fused score against its K best cohort faces."""
@@ -219,8 +220,8 @@ class Cascade:
     def first_similarity_needed(self, *, second_cosine: float, fused_offset: float) -> float:
         """The first model's similarity at which the fused score reaches the cut, given the second
         model's cosine: the fused decision stated in the first model's units for the answer."""
-        mean, std = self.calibration.mean, self.calibration.std
-        return float(mean[0] + std[0] * (self.fused + fused_offset - (second_cosine - mean[1]) / std[1]))
+        mean, std, weight = self.calibration.mean, self.calibration.std, self.calibration.second_weight
+        return float(mean[0] + std[0] * (self.fused + fused_offset - weight * (second_cosine - mean[1]) / std[1]))
 
 
 def fused_calibration_paths(combination: str) -> tuple[Path, Path]:
@@ -247,6 +248,7 @@ def load_fused_calibration(combination: str) -> FusedCalibration | None:
         std=(float(fusion["std"][0]), float(fusion["std"][1])),
         accept_share=float(fusion["cascade"]["accept_share"]),
         band_factor=float(fusion["cascade"]["band_factor"]),
+        second_weight=float(fusion.get("second_weight", 1.0)),
     )
 
 

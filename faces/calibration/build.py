@@ -189,6 +189,7 @@ def threshold_grid(scores: np.ndarray, *, seed: int = SEED) -> dict:
 # `bench/openset.py` measured on the enrolled people's probes and the cohort, never the strangers.
 ACCEPT_SHARE = 0.1
 BAND_FACTOR = 100.0
+SECOND_WEIGHT = 0.3  # the second model's z-score counts this much against the first's (chosen on the enrolled people's probes: 0.2-1.0 measured)
 
 
 def second_view(data: EmbeddedSet) -> EmbeddedSet:
@@ -217,9 +218,11 @@ class FusedScorer:
     cohort_first: np.ndarray
     cohort_second: np.ndarray
     k: int
+    second_weight: float = SECOND_WEIGHT
 
     def fuse(self, first_similarity: np.ndarray, second_cosine: np.ndarray) -> np.ndarray:
-        return (first_similarity - self.mean[0]) / self.std[0] + (second_cosine - self.mean[1]) / self.std[1]
+        return ((first_similarity - self.mean[0]) / self.std[0]
+                + self.second_weight * (second_cosine - self.mean[1]) / self.std[1])
 
     def offsets(self, first: np.ndarray, second: np.ndarray, *, leave_one_out: bool = False) -> np.ndarray:
         out = np.empty(len(first))
@@ -239,7 +242,7 @@ class FusedScorer:
         return self.fuse(person_scores(first, gallery_first, mode="template"), cosines)
 
 
-def fused_scorer(data: EmbeddedSet, sp: Split, *, k: int) -> FusedScorer:
+def fused_scorer(data: EmbeddedSet, sp: Split, *, k: int, second_weight: float = SECOND_WEIGHT) -> FusedScorer:
     """z-scoring constants from the cohort's impostor pairs (first model on similarity, second on
     raw cosine), and the cohort in both spaces."""
     rows = [sp.photos[i][0] for i in sp.cohort]
@@ -247,12 +250,13 @@ def fused_scorer(data: EmbeddedSet, sp: Split, *, k: int) -> FusedScorer:
     first = impostor_statistics(cohort_first, raw_cosine=False)
     second = impostor_statistics(cohort_second, raw_cosine=True)
     return FusedScorer(mean=(first[0], second[0]), std=(first[1], second[1]), cohort_first=cohort_first,
-                       cohort_second=cohort_second, k=k)
+                       cohort_second=cohort_second, k=k, second_weight=second_weight)
 
 
-def fused_calibration_scores(data: EmbeddedSet, sp: Split, *, k: int) -> tuple[FusedScorer, np.ndarray]:
+def fused_calibration_scores(data: EmbeddedSet, sp: Split, *, k: int,
+                             second_weight: float = SECOND_WEIGHT) -> tuple[FusedScorer, np.ndarray]:
     """(the scorer, (cohort, people) fused normalised impostor scores), as `calibration_scores`."""
-    scorer = fused_scorer(data, sp, k=k)
+    scorer = fused_scorer(data, sp, k=k, second_weight=second_weight)
     offsets = scorer.offsets(scorer.cohort_first, scorer.cohort_second, leave_one_out=True)
     gallery_first = make_gallery(data, sp, sp.enrolled, per_person=ENROL_MAX)
     gallery_second = make_gallery(second_view(data), sp, sp.enrolled, per_person=ENROL_MAX)

@@ -23,6 +23,7 @@ from faces.calibration.build import (
     BAND_FACTOR,
     COHORT_SIZE,
     ENROL_MAX,
+    SECOND_WEIGHT,
     SEED,
     calibration_scores,
     fused_calibration_scores,
@@ -105,11 +106,12 @@ class Command(BaseCommand):
                               f"{calibration.threshold_for(gallery_size=people, false_match_rate=0.001):.4f}")
         self.stdout.write(f"wrote {table_path.name} and {cohort_path.name} in {time.perf_counter() - started:.1f} s")
 
-    def _fused(self, *, data, sp, folder: Path, k: int, safety: float, started: float) -> None:
+    def _fused(self, *, data, sp, folder: Path, k: int, safety: float, started: float,
+               second_weight: float = SECOND_WEIGHT) -> None:
         from faces.engine import get_engine
 
         combination = get_engine().combination
-        scorer, impostor = fused_calibration_scores(data, sp, k=k)
+        scorer, impostor = fused_calibration_scores(data, sp, k=k, second_weight=second_weight)
         genuine_rows = [rows[0] for rows in (sp.photos[i] for i in sp.enrolled)]
         chosen = data.chosen[np.asarray(genuine_rows)]
         typical = float(np.median(scorer.offsets(data.embeddings[chosen], data.second[chosen])))
@@ -127,6 +129,7 @@ class Command(BaseCommand):
                          "person_score": "template"},
             "fusion": {"first_dimension": int(scorer.cohort_first.shape[1]),
                        "mean": [round(v, 6) for v in scorer.mean], "std": [round(v, 6) for v in scorer.std],
+                       "second_weight": second_weight,
                        "cascade": {"accept_share": ACCEPT_SHARE, "band_factor": BAND_FACTOR}},
             "cohort": {"size": len(scorer.cohort_first), "typical_offset": round(typical, 6)},
             "tail": tail_curve(impostor.ravel()),
