@@ -61,9 +61,11 @@ class RegisterApi(OrganizationScopedApi):
         "as ambiguous when two are about equally prominent). Registering an existing name adds faces to that "
         "person. Every photo's outcome is reported in `images`, in order (`accepted`, `reason`, `code`): a photo "
         "that cannot be read, has no face, a face too small, blurred or turned away, or that the person already "
-        "has, does not stop the others. When no photo yields a usable face nothing is stored (422; a single "
-        "unreadable photo answers its own 4xx). A face that already matches a different person is refused with "
-        "409 face_matches_existing_person unless allow_duplicate.",
+        "has, does not stop the others. With 'keep_best' (a burst of camera frames), only that many of the "
+        "usable faces are stored, the sharpest; the others answer code not_among_best. When no photo yields a "
+        "usable face nothing is stored (422; a single unreadable photo answers its own 4xx). A face that "
+        "already matches a different person is refused with 409 face_matches_existing_person unless "
+        "allow_duplicate.",
         tags=["faces"],
         auth=API_KEY_AUTH,
         examples=[
@@ -80,7 +82,7 @@ class RegisterApi(OrganizationScopedApi):
         result = person_register(
             organization=self.organization(), name=data["name"], images=data["images"], boxes=data["boxes"],
             allow_duplicate=data["allow_duplicate"], external_id=data.get("external_id"),
-            metadata=data.get("metadata"),
+            metadata=data.get("metadata"), keep_best=data.get("keep_best"),
         )
         return Response(RegisterOutputSerializer(result).data, status=status.HTTP_201_CREATED)
 

@@ -95,5 +95,15 @@ def assess(image_bgr: np.ndarray, face: DetectedFace) -> Quality:
     return Quality(reason=None, message=None, measures=measures)
 
 
+def burst_rank(measures: dict[str, float]) -> tuple[float, float]:
+    """How good a reference a face that passed the gates is, for keeping the best of a burst.
+
+    Sharpness first: frames of one burst share the light and the distance, and a head turning
+    between frames is what blurs them. Size breaks ties. Pose is not ranked: the gates already
+    refused a face turned too far, and a slight turn is the variety a burst is taken for.
+    """
+    return measures.get("sharpness", 0.0), measures.get("size", 0.0)
+
+
 def _refuse(reason: str, value: float, limit: float, measures: dict[str, float]) -> Quality:
     return Quality(reason=reason, message=MESSAGES[reason].format(value=value, limit=limit), measures=measures)

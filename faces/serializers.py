@@ -74,7 +74,17 @@ class RegisterInputSerializer(RequestSerializer):
     external_id = ExternalIdField(required=False, allow_null=True,
                                   help_text="Your own id for this person (unique in the organisation)")
     metadata = MetadataField(required=False, help_text=f"A JSON object (at most {MAX_METADATA_BYTES} bytes)")
+    keep_best = StrictIntegerField(
+        required=False, allow_null=True, min_value=1,
+        help_text="Store at most this many faces: the sharpest of the images that pass the gates (a burst of "
+        "camera frames). The others are reported with code 'not_among_best'. Absent: every usable image.")
     api_auth = ApiAuthSerializer(required=False, help_text="Optional (a JSON string in a multipart form).")
+
+    def validate_keep_best(self, keep_best: int | None) -> int | None:
+        limit = settings.FACEPORTAL_MAX_IMAGES_PER_REQUEST
+        if keep_best is not None and keep_best > limit:
+            raise serializers.ValidationError(f"At most {limit}: no request has more images.")
+        return keep_best
 
     def validate_images(self, images: list) -> list:
         limit = settings.FACEPORTAL_MAX_IMAGES_PER_REQUEST  # a setting: not fixed when the class is made

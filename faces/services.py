@@ -57,6 +57,7 @@ class ImageOutcome:
 
 # Two stored faces of one person this close are the same image (the engine is deterministic).
 SAME_IMAGE_SIMILARITY = 0.9999
+NOT_AMONG_BEST = "not_among_best"  # passed the gates; sharper frames of the same request were kept
 GATE_CODES = {"no_face_at_box", "ambiguous_faces", quality.TOO_SMALL, quality.TOO_BLURRED, quality.NOT_FRONTAL}
 
 
@@ -205,10 +206,24 @@ def _drop_same_images(
     return kept
 
 
+def _keep_best(
+    *, accepted: list[tuple[ImageOutcome, EmbeddedFace]], keep: int
+) -> list[tuple[ImageOutcome, EmbeddedFace]]:
+    """The `keep` best faces by `quality.burst_rank`, in request order; the others are refused
+    with their rank, so a client can show why a frame was not used."""
+    ranked = sorted(accepted, key=lambda pair: quality.burst_rank(pair[0].quality or {}), reverse=True)
+    for place, (outcome, _) in enumerate(ranked[keep:], start=keep + 1):
+        _refused(outcome, NOT_AMONG_BEST,
+                 f"usable, but {keep} sharper frame{'s were' if keep > 1 else ' was'} kept "
+                 f"(this one ranked {place} of {len(ranked)})")
+    kept = {id(outcome) for outcome, _ in ranked[:keep]}
+    return [pair for pair in accepted if id(pair[0]) in kept]
+
+
 def person_register(
     *, organization: Organization, name: str, images: list[Any], content_hashes: list[str] | None = None,
     boxes: list[FaceBox | None] | None = None, allow_duplicate: bool = False,
-    external_id: str | None = None, metadata: dict[str, Any] | None = None,
+    external_id: str | None = None, metadata: dict[str, Any] | None = None, keep_best: int | None = None,
 ) -> RegistrationResult:
     """Register a person (or add faces to the existing one of that name) from several photos.
 
@@ -221,6 +236,8 @@ def person_register(
     Takes validated input (`faces.serializers.RegisterInputSerializer`): a clean name, and
     `boxes` with one entry per image when given. `external_id` and `metadata`, when given, are set
     on the person (409 when another person of the organisation has that external_id).
+    `keep_best` (a burst of camera frames): of the faces that pass the gates and are new, only the
+    `keep_best` sharpest are stored; the others are reported as `not_among_best`.
     """
     _check_external_id_free(organization=organization, external_id=external_id, name=name)
     with decoding_for(organization.pk):
@@ -244,7 +261,7 @@ def person_register(
     outcomes.sort(key=lambda o: o.index)
     return _store_accepted(organization=organization, name=name, accepted=accepted, outcomes=outcomes,
                            timings=timings, content_hashes=content_hashes, allow_duplicate=allow_duplicate,
-                           details=_details(external_id=external_id, metadata=metadata))
+                           details=_details(external_id=external_id, metadata=metadata), keep_best=keep_best)
 
 
 def _details(*, external_id: str | None, metadata: dict[str, Any] | None) -> dict[str, Any]:
@@ -288,11 +305,13 @@ def _store_accepted(
     *, organization: Organization, name: str, accepted: list[tuple[ImageOutcome, EmbeddedFace]],
     outcomes: list[ImageOutcome], timings: dict[str, float], content_hashes: list[str] | None,
     allow_duplicate: bool, on_stored: Callable[[list[ImageOutcome]], None] | None = None,
-    details: dict[str, Any] | None = None,
+    details: dict[str, Any] | None = None, keep_best: int | None = None,
 ) -> RegistrationResult:
     details = details or {}
     if accepted:
         accepted = _drop_same_images(organization=organization, name=name, accepted=accepted)
+        if keep_best is not None:
+            accepted = _keep_best(accepted=accepted, keep=keep_best)
         if not accepted:  # nothing new: every usable image is already stored for this person
             person = person_get(organization=organization,
                                 person_id=Person.objects.get(organization=organization, name=name).pk)

@@ -30,7 +30,7 @@ from tests.security.wire import WireRequest, from_case
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-EXAMPLES_PER_OPERATION = 30
+EXAMPLES_PER_OPERATION = 15
 OPEN_ROUTES = {"/healthz", "/readyz", "/metrics", "/api/schema/"}
 
 

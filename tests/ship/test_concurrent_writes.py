@@ -1,7 +1,7 @@
-"""The embedded default (SQLite) takes concurrent writers: 8 clients registering 50 people each, 0 failures.
+"""The embedded default (SQLite) takes concurrent writers: 8 clients registering 20 people each, 0 failures.
 
 A real daphne on the default configuration (no DATABASE_URL, REDIS_URL or MONGODB_URI), real HTTP,
-the real model on real photos (scaled down so 400 registrations stay cheap). Before WAL, the busy
+the real model on real photos (scaled down so 160 registrations stay cheap). Before WAL, the busy
 timeout and IMMEDIATE transactions, 2 clients already got 153 of 392 registrations answered 503.
 Throughput: `bench/concurrent_writes.py`.
 """
@@ -13,10 +13,10 @@ import sqlite3
 from tests.ship.live_server import daphne_server, default_env, manage, register_concurrently, small_jpeg_b64
 
 CLIENTS = 8
-PEOPLE_PER_CLIENT = 50
+PEOPLE_PER_CLIENT = 20
 
 
-def test_eight_clients_register_fifty_people_each_without_a_failure(tmp_path, manifest):
+def test_eight_clients_register_twenty_people_each_without_a_failure(tmp_path, manifest):
     var_dir = tmp_path / "var"
     env = default_env(FACEPORTAL_VAR_DIR=str(var_dir))
     server = daphne_server(var_dir=var_dir, log_path=tmp_path / "daphne.log", env=env)

@@ -8,9 +8,14 @@ worker wrote, fetches only the newer rows (plus an id diff when a count shows re
 
 Organisations with at least `FACEPORTAL_ANN_MIN_FACES` faces are searched through a usearch HNSW
 graph (inner product on L2-normalised float32, so similarities are exact for the hits it returns).
-The graph is saved under `VAR_DIR/index/` with the version it reflects and the organisation's
-creation time, so a restart loads it and catches up instead of rebuilding it; a file from another
-database (same id, other organisation) or from the future is ignored.
+The graph is saved under `VAR_DIR/index/`, beside the float32 vectors it re-ranks with, with the
+version it reflects and the organisation's creation time, so a restart maps it and catches up
+instead of rebuilding it; a file from another database (same id, other organisation) or from the
+future is ignored. Workers search the saved graph and vectors through memory maps rather than
+copies in their heaps, so a box with several workers holds one copy of a million faces (in the
+page cache) instead of one per worker. Faces written since the save are held by each worker and
+searched exactly beside the read-only graph, removed ones filtered out of its answers; once they
+add up to a save's worth, one worker writes new files and the others map those.
 
 Building a graph (when an organisation crosses the threshold, or opens with no usable file) and
 saving it are slow, so neither runs in a request's after-commit hook nor under a search's lock:
@@ -34,6 +39,8 @@ from faces.index.embedded.memory import (
     SAVE_CHANGED_SHARE,
     SAVE_MIN_CHANGES,
     OrgVectors,
+    SavedBase,
+    SaveJob,
 )
 from faces.index.embedded.sync import FETCH_CHUNK, EmbeddedVectorIndex, GraphBuilder
 
@@ -52,4 +59,6 @@ __all__ = [
     "EmbeddedVectorIndex",
     "GraphBuilder",
     "OrgVectors",
+    "SaveJob",
+    "SavedBase",
 ]

@@ -176,6 +176,9 @@ class EmbeddedVectorIndex(VectorIndex):
             return
         if vectors.wants_graph:
             self._build_graph(vectors)
+        if vectors.save_due:
+            # Another worker may have saved a later state already: map its files, no save of our own.
+            self._adopt_saved(organization_id, vectors)
         self._save(organization_id, vectors)
 
     def _build_graph(self, vectors: OrgVectors) -> None:
@@ -192,7 +195,7 @@ class EmbeddedVectorIndex(VectorIndex):
                 ann.remove(gone.astype(np.uint64))
             new = ~np.isin(vectors.face_ids, face_ids)
             if new.any():
-                ann.add(vectors.face_ids[new].astype(np.uint64), vectors.store[vectors.rows[new]])
+                ann.add(vectors.face_ids[new].astype(np.uint64), vectors._rows_matrix(vectors.rows[new]))
             vectors.adopt_graph(ann)
 
     def _save(self, organization_id: int, vectors: OrgVectors) -> None:
@@ -210,6 +213,24 @@ class EmbeddedVectorIndex(VectorIndex):
             with vectors.lock:
                 vectors.changed_since_save += changed
             logger.exception("could not save the vector index", extra={"organization_id": organization_id})
+            return
+        # Saved (or a later save was there): serve from the mapped files, drop the in-memory copy.
+        self._adopt_saved(organization_id, vectors)
+
+    def _adopt_saved(self, organization_id: int, vectors: OrgVectors) -> None:
+        """Search through the saved files when they are newer than what `vectors` maps (if anything)."""
+        with vectors.lock:
+            version = vectors.version
+            token = vectors.base.token if vectors.base is not None else None
+        base = self.files.load_base(organization_id, vectors.stamp, max_version=version)
+        if base is None or base.token == token:
+            return
+        with vectors.lock:
+            with self._lock:
+                if self._orgs.get(organization_id) is not vectors:
+                    return
+            if vectors.base is None or base.version >= vectors.base.version:
+                vectors.rebase(base)
 
     def _open_lock(self, organization_id: int) -> threading.Lock:
         with self._lock:
