@@ -189,7 +189,9 @@ def threshold_grid(scores: np.ndarray, *, seed: int = SEED) -> dict:
 # `bench/openset.py` measured on the enrolled people's probes and the cohort, never the strangers.
 ACCEPT_SHARE = 0.1
 BAND_FACTOR = 100.0
-SECOND_WEIGHT = 0.3  # the second model's z-score counts this much against the first's (chosen on the enrolled people's probes: 0.2-1.0 measured)
+# The second model's z-score counts this much against the first's (chosen on the enrolled people's
+# probes at the calibrated cuts; 0.2 to 1.0 measured, docs/OPEN_SET.md).
+SECOND_WEIGHT = 0.3
 
 
 def second_view(data: EmbeddedSet) -> EmbeddedSet:
