@@ -351,6 +351,10 @@ DEEPFACE_EMBEDDER_MODEL = env_str("DEEPFACE_EMBEDDER_MODEL", "Dlib")
 # How the Dlib model runs: "onnx" (our conversion of its ResNet, on ONNX Runtime) or "dlib" (the
 # dlib-bin package). Same embeddings either way; onnx is ~10x faster per face and scales with cores.
 FACEPORTAL_DLIB_RUNTIME = env_choice("FACEPORTAL_DLIB_RUNTIME", "onnx", {"onnx", "dlib"})
+# The second model, fused with the first only where the first cannot decide alone (docs/ENGINE.md);
+# "none" decides by the first model alone.
+FACEPORTAL_SECOND_MODEL = env_choice("FACEPORTAL_SECOND_MODEL", "Facenet512", {"Facenet512", "none"}).replace(
+    "none", "")
 # RetinaFace-MobileNet0.25 on ONNX Runtime (faces/engine/retinaface.py); "dlib" is the HOG detector.
 DEEPFACE_DETECTOR_BACKEND = env_str("DEEPFACE_DETECTOR_BACKEND", "retinaface-onnx")
 # Minimum similarity ((1 + cosine) / 2) for a match; unset = the model's calibrated default.

@@ -97,7 +97,8 @@ def recognize(
     faces: list[RecognizedFace] = []
     if result.faces:
         vectors = np.stack([face.embedding for face in result.faces])
-        decided = decide_vectors(organization=organization, vectors=vectors, threshold=chosen, max_results=max_results)
+        decided = decide_vectors(organization=organization, vectors=vectors, threshold=chosen, max_results=max_results,
+                                 second=result.second)
         faces = [
             RecognizedFace(
                 box=loaded.box_to_original(face.detection.box.as_dict()),
@@ -184,7 +185,13 @@ def recognize_tracked(
     decided = []
     if embedded:
         vectors = np.stack([face.embedding for face in embedded])
-        decided = decide_vectors(organization=organization, vectors=vectors, threshold=chosen, max_results=max_results)
+        second = None
+        if engine.second_embedder is not None:
+            def second(positions: list[int]) -> np.ndarray:
+                # The cascade's second model, for the faces the first cannot decide alone, as REST.
+                return engine.second_embeddings(loaded.pixels, [embedded[i].detection for i in positions])
+        decided = decide_vectors(organization=organization, vectors=vectors, threshold=chosen, max_results=max_results,
+                                 second=second)
         for assignment, outcome in zip(to_embed, decided, strict=True):
             assignment.track.observe(outcome, face=assignment.face, now=now)
     faces = []

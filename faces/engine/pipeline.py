@@ -11,6 +11,7 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -18,7 +19,7 @@ import cv2
 import numpy as np
 from django.conf import settings
 
-from faces.engine.alignment import EyeAligner, FivePointAligner
+from faces.engine.alignment import EyeAligner, FacenetAligner, FivePointAligner
 from faces.engine.base import Aligner, DetectedFace, Detector, EmbeddedFace, Embedder, FaceBox
 from faces.engine.cache import detector_cache_key, model_load_seconds
 from faces.engine.config import EngineConfig
@@ -126,6 +127,9 @@ class EngineResult:
     image_size: tuple[int, int]  # width, height
     timings_ms: dict[str, float] = field(default_factory=dict)
     faces_dropped: int = 0  # detected beyond FACEPORTAL_MAX_FACES_PER_IMAGE, never embedded
+    # The second model's embeddings of some of these faces (by position), computed on demand: the
+    # decision asks only for faces the first model cannot decide alone. None: no second model.
+    second: Callable[[list[int]], np.ndarray] | None = None
 
 
 # A tracked face's window for a full-size look: its box and half its size again on every side, aligned
@@ -182,6 +186,13 @@ class FaceEngine:
             config.embedder_model, dlib_runtime=config.dlib_runtime, weights=config.weights)
         self.min_face_pixels = config.min_face_pixels
         self._aligner: Aligner | None = aligner
+        # The second model (faces/engine/facenet_onnx_client.py): its own embedder and aligner roles,
+        # loaded on first use, so a frame the first model decides alone never pays for it.
+        self.second_embedder: Embedder | None = DeepFaceEmbedder(
+            config.second_model, runtime="onnx", weights=config.weights, flip=config.second_flip,
+        ) if config.second_model else None
+        self.second_aligner: Aligner | None = FacenetAligner() if config.second_model else None
+        self.second_faces = 0  # faces the second model has embedded (the bench reports how often it runs)
 
     @property
     def max_faces(self) -> int:
@@ -191,6 +202,11 @@ class FaceEngine:
     @property
     def model_name(self) -> str:
         return self.embedder.name
+
+    @property
+    def combination(self) -> str:
+        """The models that decide together ("Dlib+Facenet512"): the calibration's name."""
+        return self.config.combination if self.second_embedder is not None else self.model_name
 
     @property
     def detector_name(self) -> str:
@@ -211,6 +227,8 @@ class FaceEngine:
         self.detector.load()
         self.embedder.load()
         self.aligner.load()
+        if self.second_embedder is not None:
+            self.second_embedder.load()
 
     @functools.cached_property
     def dimension(self) -> int:
@@ -254,8 +272,22 @@ class FaceEngine:
             for i, face in enumerate(faces)
         ]
         height, width = image_bgr.shape[:2]
+        second = None
+        if self.second_embedder is not None and faces:
+            def second(positions: list[int]) -> np.ndarray:
+                return self.second_embeddings(image_bgr, [faces[i] for i in positions])
         return EngineResult(faces=results, image_size=(width, height), timings_ms=timings,
-                            faces_dropped=0 if most_prominent_only else detected - len(faces))
+                            faces_dropped=0 if most_prominent_only else detected - len(faces), second=second)
+
+    @in_engine_pool
+    def second_embeddings(self, image_bgr: np.ndarray, faces: list[DetectedFace]) -> np.ndarray:
+        """The second model's L2-normalised embeddings of these detected faces, (n, D)."""
+        if self.second_embedder is None or self.second_aligner is None:
+            raise RuntimeError("this engine has no second model")
+        if not faces:
+            return np.zeros((0, self.second_embedder.dimension), dtype=np.float32)
+        self.second_faces += len(faces)
+        return self.second_embedder.embed(self.second_aligner.align(image_bgr, faces))
 
 
     # Video frames (recognition/tracking.py): detection and embedding apart, so a face tracked across
