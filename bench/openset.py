@@ -151,8 +151,11 @@ def run(explore: bool = False) -> str:
     folder = default_lfw_dir()
     if not (folder / "manifest.csv").exists():
         return f"Open-set table skipped: no LFW folder at {folder} (set FACEPORTAL_LFW_DIR)."
+    from faces.engine import get_engine
+
     log(f"open-set: embedding {folder} (cached after the first run)")
-    data = embed_folder(folder=folder)
+    engine = get_engine()
+    data = embed_folder(folder=folder, with_second=engine.second_embedder is not None)
     calibration = load_calibration(data.model)
     if calibration is None:
         return f"Open-set table skipped: no calibration for {data.model} (`manage.py calibrate_openset`)."
@@ -211,9 +214,175 @@ def run(explore: bool = False) -> str:
         note="1,100 matched and 1,100 mismatched pairs drawn with a fixed seed from the identities with 2+ "
         "photos (the folder has no pairs file). It says little about open-set behaviour."))
 
+    if data.second is not None:
+        sections.extend(fused_tables(data, sp, protocol, shipped, calibration, engine.combination))
     if explore:
         sections.append(explore_table(protocol))
     return "\n".join(sections)
+
+
+# ---- the second model, fused (faces/decision.py) --------------------------------------------------
+
+CANDIDATES = 5  # people the search hands the decision (recognise's default max_results)
+
+
+@dataclass
+class FusedScored:
+    """Per probe: the first model's best person and normalised score, and the fused best among the
+    first model's CANDIDATES best people and its fused normalised score (the product's search)."""
+
+    first_best: np.ndarray
+    first_score: np.ndarray
+    fused_best: np.ndarray
+    fused_score: np.ndarray
+    owner: np.ndarray | None
+
+    def cascade(self, cascade) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(named, person named, second model ran) under a cascade's three cuts."""
+        accept = self.first_score >= cascade.accept
+        band = cascade.needs_second(self.first_score)
+        fused = band & (self.fused_score >= cascade.fused)
+        named = accept | fused
+        person = np.where(accept, self.first_best, self.fused_best)
+        return named, person, band
+
+    def rank1(self, cascade) -> float:
+        named, person, _ = self.cascade(cascade)
+        return float((named & (person == self.owner)).mean())
+
+
+class FusedProtocol:
+    def __init__(self, data, sp, protocol: Protocol, k: int, second_weight: float = 1.0):
+        from faces.calibration.build import fused_scorer, second_view, vectors
+
+        self.data, self.sp, self.protocol = data, sp, protocol
+        self.scorer = fused_scorer(data, sp, k=k, second_weight=second_weight)
+        second = second_view(data)
+        self.strangers = vectors(second, [sp.photos[i][0] for i in sp.strangers])
+        self.genuine = vectors(second, protocol.genuine_rows)
+        self.stranger_offsets = self.scorer.offsets(protocol.strangers, self.strangers)
+        self.genuine_offsets = self.scorer.offsets(protocol.genuine, self.genuine)
+
+    def run(self, *, people: int, per_person: int) -> tuple[FusedScored, FusedScored]:
+        from faces.calibration.build import make_gallery, person_scores, second_view
+
+        picks = np.random.default_rng(7).permutation(len(self.sp.enrolled))[:people]
+        identities = [self.sp.enrolled[i] for i in sorted(picks)]
+        index = {identity: n for n, identity in enumerate(self.sp.enrolled)}
+        mapping = np.full(len(self.sp.enrolled), -1)
+        mapping[[index[i] for i in identities]] = np.arange(len(identities))
+        owner = mapping[self.protocol.genuine_owner_all]
+        keep = owner >= 0
+        first_gallery = make_gallery(self.data, self.sp, identities, per_person=per_person)
+        second_gallery = make_gallery(second_view(self.data), self.sp, identities, per_person=per_person)
+        p = self.protocol
+
+        def scored(first, second, first_offsets, fused_offsets, truth):
+            first_scores = person_scores(first, first_gallery, mode="template")
+            top = np.argsort(-first_scores, axis=1)[:, :CANDIDATES]
+            first_top = np.take_along_axis(first_scores, top, axis=1)
+            second_top = np.stack([
+                2.0 * person_scores(second[i:i + 1], _subset(second_gallery, top[i]), mode="template")[0] - 1.0
+                for i in range(len(second))])
+            fused = self.scorer.fuse(first_top, second_top) - fused_offsets[:, None]
+            pick = np.argmax(fused, axis=1)
+            rows = np.arange(len(first))
+            return FusedScored(first_best=top[:, 0], first_score=first_top[:, 0] - first_offsets,
+                               fused_best=top[rows, pick], fused_score=fused[rows, pick], owner=truth)
+
+        genuine = scored(p.genuine[keep], self.genuine[keep], p.genuine_offsets[keep], self.genuine_offsets[keep],
+                         owner[keep])
+        strangers = scored(p.strangers, self.strangers, p.stranger_offsets, self.stranger_offsets, None)
+        return genuine, strangers
+
+
+def _subset(gallery, people: np.ndarray):
+    """The gallery of only these people (in this order), for scoring a probe's candidates."""
+    from faces.calibration.build import Gallery
+
+    rank = {int(person): n for n, person in enumerate(people)}
+    keep = np.isin(gallery.owner, people)
+    return Gallery(vectors=gallery.vectors[keep], owner=np.array([rank[int(o)] for o in gallery.owner[keep]]),
+                   size=len(people))
+
+
+def _cascade_at_stranger_rate(fused_calibration, strangers: FusedScored, *, people: int, rate: float):
+    """The cascade whose target rate, scaled, names `rate` of these strangers: the fair comparison
+    with a threshold set on the strangers (bisection on log rate)."""
+    low, high = -8.0, 0.0
+    for _ in range(40):
+        middle = (low + high) / 2
+        cascade = fused_calibration.cascade_for(gallery_size=people, false_match_rate=10 ** middle)
+        named, _, _ = strangers.cascade(cascade)
+        if named.mean() > rate:
+            high = middle
+        else:
+            low = middle
+    return fused_calibration.cascade_for(gallery_size=people, false_match_rate=10 ** low)
+
+
+def fused_tables(data, sp, protocol: Protocol, shipped: Scorer, calibration, combination: str) -> list[str]:
+    from faces.decision import load_fused_calibration
+
+    fused_calibration = load_fused_calibration(combination)
+    if fused_calibration is None:
+        return [f"Fused table skipped: no calibration for {combination} (`manage.py calibrate_openset --second`)."]
+    fused = FusedProtocol(data, sp, protocol, fused_calibration.fused.cohort_k, fused_calibration.second_weight)
+    sections = []
+    rows = []
+    for per_person in (1, 3):
+        genuine, strangers = protocol.run(shipped, people=1000, per_person=per_person)
+        label = f"1,000 people, {per_person} photo{'s' if per_person > 1 else ''} each"
+        rows.append([f"{data.model} alone (before)", label] + [
+            rank1(genuine, threshold_at(strangers, rate, shipped.margin), shipped.margin) for rate in STRANGER_RATES])
+        fused_genuine, fused_strangers = fused.run(people=1000, per_person=per_person)
+        everywhere = Scored(best=fused_genuine.fused_best, first=fused_genuine.fused_score,
+                            second=np.full(len(fused_genuine.fused_score), -np.inf), owner=fused_genuine.owner)
+        stranger_scores = Scored(best=fused_strangers.fused_best, first=fused_strangers.fused_score,
+                                 second=np.full(len(fused_strangers.fused_score), -np.inf), owner=None)
+        rows.append([f"{combination}, second model on every face", label] + [
+            rank1(everywhere, threshold_at(stranger_scores, rate, 0.0), 0.0) for rate in STRANGER_RATES])
+        cascaded = []
+        for rate in STRANGER_RATES:
+            cascade = _cascade_at_stranger_rate(fused_calibration, fused_strangers, people=1000, rate=rate)
+            cascaded.append(fused_genuine.rank1(cascade))
+        rows.append([f"{combination}, cascade (shipped)", label] + cascaded)
+    sections.append(table(
+        "Open set, second model fused: rank-1 when 0.1% / 1% / 5% of strangers are named",
+        ["scorer", "gallery", "rank-1 @0.1%", "rank-1 @1%", "rank-1 @5%"], rows,
+        note="Same run, same probes and strangers for every row. Fused: z-scored first-model similarity plus "
+        "z-scored second-model cosine (per person template), minus the probe's mean fused score against its "
+        f"{fused_calibration.fused.cohort_k} nearest cohort faces. The threshold (for the cascade: its target "
+        "rate) is set on the strangers here, to compare scorers fairly."))
+
+    rows = []
+    for rate in (0.001, 0.01):
+        for people in (100, 1000, len(sp.enrolled)):
+            for per_person in (1, 3):
+                genuine, strangers = protocol.run(shipped, people=people, per_person=per_person)
+                threshold = calibration.threshold_for(gallery_size=people, false_match_rate=rate)
+                named = strangers.passes(threshold, shipped.margin)
+                fused_genuine, fused_strangers = fused.run(people=people, per_person=per_person)
+                cascade = fused_calibration.cascade_for(gallery_size=people, false_match_rate=rate)
+                fused_named, fused_person, ran = fused_strangers.cascade(cascade)
+                genuine_named, genuine_person, genuine_ran = fused_genuine.cascade(cascade)
+                wrong = genuine_named & (genuine_person != fused_genuine.owner)
+                rows.append([
+                    f"{rate:g}" + (" (default)" if rate == 0.001 else ""), f"{people:,}", per_person,
+                    f"{named.mean():.2%}", rank1(genuine, threshold, shipped.margin),
+                    f"{fused_named.mean():.2%} ({int(fused_named.sum())}/{len(fused_named)})",
+                    fused_genuine.rank1(cascade), f"{wrong.mean():.2%}",
+                    f"{genuine_ran.mean():.0%} / {ran.mean():.0%}"])
+    sections.append(table(
+        f"Open set at a false_match_rate: {data.model} alone and {combination} (cascade), thresholds from the "
+        "shipped calibrations",
+        ["false_match_rate", "people", "photos each", f"{data.model}: strangers named", f"{data.model}: rank-1",
+         f"{combination}: strangers named", f"{combination}: rank-1", "genuine named wrongly",
+         "second model ran (genuine / strangers)"], rows,
+        note="The cascade: the first model alone names a face above its threshold for a tenth of the rate, "
+        "refuses one below its threshold for 100x the rate, and the fused score decides in between with the "
+        "other nine tenths. Thresholds come from faces/calibration/, never from these strangers."))
+    return sections
 
 
 def explore_table(protocol: Protocol) -> str:

@@ -351,6 +351,10 @@ DEEPFACE_EMBEDDER_MODEL = env_str("DEEPFACE_EMBEDDER_MODEL", "Dlib")
 # How the Dlib model runs: "onnx" (our conversion of its ResNet, on ONNX Runtime) or "dlib" (the
 # dlib-bin package). Same embeddings either way; onnx is ~10x faster per face and scales with cores.
 FACEPORTAL_DLIB_RUNTIME = env_choice("FACEPORTAL_DLIB_RUNTIME", "onnx", {"onnx", "dlib"})
+# The second model, fused with the first only where the first cannot decide alone (docs/ENGINE.md);
+# "none" decides by the first model alone.
+FACEPORTAL_SECOND_MODEL = env_choice("FACEPORTAL_SECOND_MODEL", "Facenet512", {"Facenet512", "none"}).replace(
+    "none", "")
 # RetinaFace-MobileNet0.25 on ONNX Runtime (faces/engine/retinaface.py); "dlib" is the HOG detector.
 DEEPFACE_DETECTOR_BACKEND = env_str("DEEPFACE_DETECTOR_BACKEND", "retinaface-onnx")
 # Minimum similarity ((1 + cosine) / 2) for a match; unset = the model's calibrated default.
@@ -418,6 +422,10 @@ FACEPORTAL_WS_IDLE_TIMEOUT = env_float("FACEPORTAL_WS_IDLE_TIMEOUT", 60.0)
 FACEPORTAL_WS_FLOOD_FACTOR = env_float("FACEPORTAL_WS_FLOOD_FACTOR", 4.0, minimum=1.0)
 # Frames a connection may queue when it opts out of stale-frame dropping (`drop_stale=0`).
 FACEPORTAL_WS_MAX_QUEUED_FRAMES = env_int("FACEPORTAL_WS_MAX_QUEUED_FRAMES", 64)
+# Faces tracked across a connection's frames, named by agreement over the track (docs/WEBSOCKET.md);
+# a connection may still say track=0 or track=1 in its handshake.
+FACEPORTAL_WS_TRACKING = env_bool("FACEPORTAL_WS_TRACKING", True)
+FACEPORTAL_WS_TRACK_REEMBED_SECONDS = env_float("FACEPORTAL_WS_TRACK_REEMBED_SECONDS", 1.0, minimum=0.0)
 
 # --- Kept unknown faces (docs/UNKNOWN_FACES.md) -----------------------------------------------------
 # A socket keeps at most one unknown face per this many seconds: a face in view is not kept per frame.

@@ -147,6 +147,111 @@ def load_calibration(model: str) -> Calibration | None:
     return parse_calibration(json.loads(table_path.read_text()), np.load(cohort_path))
 
 
+# ---- a second model, fused ------------------------------------------------------------------------
+#
+# With a second model the score of a probe against a person is fused: each model's similarity
+# z-scored by its impostor statistics (measured on the cohort), summed, then cohort-normalised like
+# the first model's (minus the mean of the probe's K best fused scores against the cohort). The
+# second model costs about twice the first, so it runs only where the first cannot decide alone
+# (a cascade), and the false-match budget is split so the promise still holds:
+# - the first model alone names a face whose normalised score reaches its threshold for
+#   `accept_share` of the target rate;
+# - it refuses a face below its threshold for `band_factor` times the rate (such faces almost
+#   never pass fused either, and being refused costs no false match);
+# - in between, the fused score must reach the fused threshold for the rest of the rate.
+# A stranger is named only through one of the two doors, so its chance is at most the sum of the
+# two calibrated rates: the target.
+
+
+@dataclass(frozen=True)
+class FusedCalibration:
+    combination: str  # "Dlib+Facenet512": the calibration file's name
+    first: Calibration  # the first model's own calibration (the cascade's outer doors)
+    fused: Calibration  # thresholds of fused, cohort-normalised scores (its cohort field unused)
+    cohort_first: np.ndarray  # (C, D1) the cohort in each model's space, the same faces
+    cohort_second: np.ndarray  # (C, D2)
+    mean: tuple[float, float]  # impostor mean and deviation per model: first on similarity,
+    std: tuple[float, float]  # second on raw cosine (as the study that set the scheme)
+    accept_share: float
+    band_factor: float
+    second_weight: float = 1.0  # the second model's z-score counts this much against the first's
+
+    def fuse(self, first_similarity: np.ndarray, second_cosine: np.ndarray) -> np.ndarray:
+        """Fused scores from each model's scores of the same pairs (any matching shapes)."""
+        return ((np.asarray(first_similarity, dtype=np.float64) - self.mean[0]) / self.std[0]
+                + self.second_weight * (np.asarray(second_cosine, dtype=np.float64) - self.mean[1]) / self.std[1])
+
+    def offsets(self, first_vectors: np.ndarray, second_vectors: np.ndarray) -> np.ndarray:
+        """Each probe's mean fused score against its K best cohort faces."""
+        first_vectors, second_vectors = np.atleast_2d(first_vectors), np.atleast_2d(second_vectors)
+        if len(first_vectors) == 0:
+            return np.zeros(0, dtype=np.float64)
+        scores = self.fuse(cosine_to_similarity(first_vectors @ self.cohort_first.T),
+                           second_vectors @ self.cohort_second.T)
+        k = min(self.fused.cohort_k, scores.shape[1])
+        return np.partition(scores, -k, axis=1)[:, -k:].mean(axis=1)
+
+    def cascade_for(self, *, gallery_size: int, false_match_rate: float) -> Cascade:
+        return Cascade(
+            calibration=self,
+            accept=self.first.threshold_for(gallery_size=gallery_size,
+                                            false_match_rate=false_match_rate * self.accept_share),
+            floor=self.first.threshold_for(gallery_size=gallery_size,
+                                           false_match_rate=min(0.5, false_match_rate * self.band_factor)),
+            fused=self.fused.threshold_for(gallery_size=gallery_size,
+                                           false_match_rate=false_match_rate * (1.0 - self.accept_share)),
+        )
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """The three cuts one search runs under (normalised scores), from `FusedCalibration.cascade_for`."""
+
+    calibration: FusedCalibration
+    accept: float  # first model's normalised score that names without the second model
+    floor: float  # below it, unknown without the second model
+    fused: float  # fused normalised score needed in between
+
+    def needs_second(self, first_scores: np.ndarray) -> np.ndarray:
+        """Which best-candidate scores (first model, normalised) the first model cannot decide alone."""
+        first_scores = np.asarray(first_scores, dtype=np.float64)
+        return (first_scores >= self.floor) & (first_scores < self.accept)
+
+    def first_similarity_needed(self, *, second_cosine: float, fused_offset: float) -> float:
+        """The first model's similarity at which the fused score reaches the cut, given the second
+        model's cosine: the fused decision stated in the first model's units for the answer."""
+        mean, std, weight = self.calibration.mean, self.calibration.std, self.calibration.second_weight
+        return float(mean[0] + std[0] * (self.fused + fused_offset - weight * (second_cosine - mean[1]) / std[1]))
+
+
+def fused_calibration_paths(combination: str) -> tuple[Path, Path]:
+    return calibration_paths(combination.replace("+", "_"))
+
+
+@functools.lru_cache(maxsize=8)
+def load_fused_calibration(combination: str) -> FusedCalibration | None:
+    """The calibration of an engine combination ("Dlib+Facenet512"); None when it has none."""
+    first_model = combination.split("+")[0]
+    first = load_calibration(first_model)
+    table_path, cohort_path = fused_calibration_paths(combination)
+    if "+" not in combination or first is None or not table_path.exists() or not cohort_path.exists():
+        return None
+    table = json.loads(table_path.read_text())
+    cohort = np.load(cohort_path)
+    first_dim = int(table["fusion"]["first_dimension"])
+    fusion = table["fusion"]
+    return FusedCalibration(
+        combination=table["model"], first=first, fused=parse_calibration(table, np.zeros((0, 0), np.float32)),
+        cohort_first=np.ascontiguousarray(cohort[:, :first_dim], dtype=np.float32),
+        cohort_second=np.ascontiguousarray(cohort[:, first_dim:], dtype=np.float32),
+        mean=(float(fusion["mean"][0]), float(fusion["mean"][1])),
+        std=(float(fusion["std"][0]), float(fusion["std"][1])),
+        accept_share=float(fusion["cascade"]["accept_share"]),
+        band_factor=float(fusion["cascade"]["band_factor"]),
+        second_weight=float(fusion.get("second_weight", 1.0)),
+    )
+
+
 @dataclass(frozen=True)
 class Threshold:
     """The threshold one search runs under, and where it came from."""
@@ -157,6 +262,12 @@ class Threshold:
     false_match_rate: float | None = None
     gallery_size: int | None = None
     calibration: Calibration | None = None
+    # The engine combination whose calibration decides ("Dlib+Facenet512", or "Dlib" when the
+    # combination has none and the first model decides alone); None without calibration.
+    calibrated_for: str | None = None
+    # With a second model: the cascade's cuts. `value` stays the first model's threshold for the
+    # whole rate: what decides where the second model's scores are not to hand (verify, grouping).
+    cascade: Cascade | None = None
 
     def for_offset(self, offset: float) -> float:
         """This threshold in similarity units for a face with this cohort offset."""
@@ -166,9 +277,11 @@ class Threshold:
 
 
 def effective_threshold(
-    *, model: str, requested: float | None, false_match_rate: float, gallery_size: int, model_default: float
+    *, model: str, requested: float | None, false_match_rate: float, gallery_size: int, model_default: float,
+    combination: str | None = None,
 ) -> Threshold:
-    """An explicit threshold wins; else the calibrated one for this gallery; else the model's default."""
+    """An explicit threshold wins; else the calibrated one for this gallery (the engine
+    combination's cascade when it has a calibration); else the model's default."""
     if requested is not None:
         return Threshold(source=SOURCE_REQUEST, value=float(requested), similarity=float(requested))
     calibration = load_calibration(model)
@@ -176,9 +289,12 @@ def effective_threshold(
         return Threshold(source=SOURCE_DEFAULT, value=model_default, similarity=model_default)
     value = calibration.threshold_for(gallery_size=gallery_size, false_match_rate=false_match_rate)
     offset = calibration.typical_offset if calibration.normalise else 0.0
+    fused = load_fused_calibration(combination) if combination and combination != model else None
+    cascade = fused.cascade_for(gallery_size=gallery_size, false_match_rate=false_match_rate) if fused else None
     return Threshold(
         source=SOURCE_CALIBRATED, value=value, similarity=min(1.0, value + offset),
         false_match_rate=false_match_rate, gallery_size=gallery_size, calibration=calibration,
+        calibrated_for=fused.combination if fused is not None else calibration.model, cascade=cascade,
     )
 
 
@@ -213,6 +329,7 @@ class FaceDecision:
     best: int | None  # index into the candidates of the matched person, when decision == match
     threshold: float  # similarity this face's best candidate had to reach
     margin: float | None  # best minus second-best person, similarity units; None with one candidate
+    lead: int = 0  # the candidate the decision was about (the fused best, in the cascade's band)
 
 
 def decide(*, similarities: list[float], threshold: Threshold, offset: float) -> FaceDecision:
@@ -233,3 +350,37 @@ def decide(*, similarities: list[float], threshold: Threshold, offset: float) ->
             and gap is not None and gap < calibration.margin):
         return FaceDecision(decision=AMBIGUOUS, best=None, threshold=needed, margin=gap)
     return FaceDecision(decision=MATCH, best=0, threshold=needed, margin=gap)
+
+
+def decide_fused(
+    *, first_similarities: list[float], second_cosines: list[float | None], cascade: Cascade,
+    first_offset: float, fused_offset: float,
+) -> FaceDecision:
+    """Decide, in the cascade's band, from both models' scores of the candidates (one per person,
+    in the first model's order). `best` indexes the candidate named; a candidate without the second
+    model's score (no vector stored yet) must pass the first model's own door alone.
+
+    The answer's threshold is the first model's similarity the named (or best) candidate needed,
+    given its second-model score."""
+    if not first_similarities:
+        return FaceDecision(decision=UNKNOWN, best=None, threshold=cascade.accept + first_offset, margin=None)
+    calibration = cascade.calibration
+    scores = []
+    for first, second in zip(first_similarities, second_cosines, strict=True):
+        if second is None:
+            scores.append(-np.inf)  # only the first model's door: not in the fused ranking
+        else:
+            scores.append(float(calibration.fuse(first, second)) - fused_offset)
+    order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
+    best = order[0]
+    gap = first_similarities[best] - max((first_similarities[i] for i in order[1:]), default=float("nan"))
+    gap = None if len(order) < 2 else gap
+    if second_cosines[best] is None:
+        needed = cascade.accept + first_offset
+        named = first_similarities[0] >= needed
+        return FaceDecision(decision=MATCH if named else UNKNOWN, best=0 if named else None, threshold=needed,
+                            margin=gap)
+    needed = cascade.first_similarity_needed(second_cosine=float(second_cosines[best]), fused_offset=fused_offset)
+    if scores[best] >= cascade.fused:
+        return FaceDecision(decision=MATCH, best=best, threshold=needed, margin=gap, lead=best)
+    return FaceDecision(decision=UNKNOWN, best=None, threshold=needed, margin=gap, lead=best)

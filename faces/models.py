@@ -45,6 +45,11 @@ class Face(models.Model):
     crop = models.BinaryField(blank=True, default=b"")  # small JPEG around the face
     # SHA-256 of the source image file, when known: `manage.py enroll` skips images already enrolled.
     content_hash = models.CharField(max_length=64, blank=True, default="")
+    # The engine's second model's embedding (float32, L2-normalised), read only for the few
+    # candidates the cascade fuses (faces/matching.py), never kept in the vector index. Null until
+    # computed: at registration, else from the crop on first need or by `manage.py vectors second`.
+    second_embedding = models.BinaryField(null=True, blank=True)
+    second_model_name = models.CharField(max_length=40, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -161,6 +161,10 @@ def _choose_face(
 def _examine(image: LoadedImage, box: FaceBox | None) -> tuple[EngineResult, ImageOutcome, EmbeddedFace | None]:
     result = get_engine().faces_in(image.pixels, with_crops=True)
     outcome, chosen = _choose_face(image=image, result=result, box=box)
+    if chosen is not None and result.second is not None:
+        # The second model's vector is stored with the face, made from the photo itself (the
+        # cascade reads it for the few candidates it fuses).
+        chosen.extra["second"] = result.second([result.faces.index(chosen)])[0]
     return result, outcome, chosen
 
 
@@ -346,6 +350,14 @@ def _store_accepted(
                               outcomes=outcomes, timings_ms=timings)
 
 
+def _second_fields(embedded: EmbeddedFace) -> dict[str, Any]:
+    second = embedded.extra.get("second")
+    engine = get_engine()
+    if second is None or engine.second_embedder is None:
+        return {}
+    return {"second_embedding": vector_to_bytes(second), "second_model_name": engine.second_embedder.name}
+
+
 def _store_faces(
     *, organization: Organization, name: str, accepted: list[tuple[ImageOutcome, EmbeddedFace]],
     undo: list[Callable[[], None]], content_hashes: list[str] | None, details: dict[str, Any],
@@ -372,6 +384,7 @@ def _store_faces(
                 detection_confidence=embedded.detection.confidence,
                 crop=embedded.crop_jpeg,
                 content_hash=content_hashes[outcome.index] if content_hashes else "",
+                **_second_fields(embedded),
             )
             outcome.face_id = face.pk
             faces.append((face, embedded.embedding))

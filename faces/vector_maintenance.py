@@ -156,3 +156,42 @@ def vectors_reembed(
     result.written = True
     logger.info("faces re-embedded", extra={"organization": organization.slug, "faces": len(faces)})
     return result
+
+
+def second_embedding_of_crop(crop: bytes) -> np.ndarray | None:
+    """The engine's second model's embedding of the face in a stored crop (None: no face in it)."""
+    if not crop:
+        return None
+    try:
+        image = decode(crop, index=0, source_kind="crop")
+    except InvalidImage:
+        return None
+    result = get_engine().faces_in(image.pixels, most_prominent_only=True)
+    return result.second([0])[0] if result.faces and result.second is not None else None
+
+
+def second_vectors_fill(
+    *, organization: Organization, face_ids: list[int] | None = None, progress: Callable[[int], None] | None = None
+) -> int:
+    """Compute the second model's embedding, from the stored crop, for the faces that lack one or
+    hold another model's (registration stores it; faces imported, named from kept unknown faces or
+    registered before the second model existed do not have it). Returns how many were written; a
+    crop that shows no face to this engine is left empty (that face decides by the first model)."""
+    engine = get_engine()
+    model = engine.second_embedder.name if engine.second_embedder is not None else ""
+    if not model:
+        return 0
+    faces = Face.objects.filter(organization=organization).exclude(
+        second_model_name=model, second_embedding__isnull=False)
+    if face_ids is not None:
+        faces = faces.filter(pk__in=face_ids)
+    written = 0
+    for face_id, crop in faces.order_by("id").values_list("id", "crop").iterator(chunk_size=100):
+        vector = second_embedding_of_crop(bytes(crop or b""))
+        if progress:
+            progress(1)
+        if vector is None:
+            continue
+        Face.objects.filter(pk=face_id).update(second_embedding=vector_to_bytes(vector), second_model_name=model)
+        written += 1
+    return written

@@ -54,6 +54,7 @@ from recognition.realtime import (
     parse_text_message,
     recognize_frame,
     result_reply,
+    tracker_for_connection,
 )
 from recognition.webhooks.services import EventThrottle
 
@@ -147,6 +148,8 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
             max_queued=settings.FACEPORTAL_WS_MAX_QUEUED_FRAMES,
         )
         self.limiter = FrameRateLimiter(rate=settings.FACEPORTAL_WS_MAX_FPS)
+        # This connection's tracks: created here, dropped with the connection, never shared.
+        self.tracker = tracker_for_connection(option=credentials.options.get("track"))
         self.keep = KeepThrottle(interval=settings.FACEPORTAL_UNKNOWN_KEEP_INTERVAL)
         self.events = EventThrottle(interval=settings.FACEPORTAL_WEBHOOK_WS_INTERVAL)
         # Every message draws on this one, refused ones too: a flood of tiny messages ends the
@@ -167,6 +170,7 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
             "user": self.identity.user,
             "api_key_name": self.identity.name,
             "drop_stale": self.queue.drop_stale,
+            "tracking": self.tracker is not None,
             "model": engine.model_name,
             "detector": engine.detector_name,
             **decision,
@@ -256,7 +260,7 @@ class RecognizeConsumer(AsyncJsonWebsocketConsumer):
             # Not thread-sensitive: connections must not queue behind each other on one thread.
             result = await database_sync_to_async(recognize_frame, thread_sensitive=False)(
                 organization=self.organization, token=self.token, identity=self.identity, frame=frame,
-                keep=self.keep, events=self.events,
+                keep=self.keep, events=self.events, tracker=self.tracker,
             )
         except KeyRevoked:
             self.counters.rejected += 1

@@ -31,7 +31,8 @@ from recognition.serializers import (
     RecognitionOptionsSerializer,
     RecognizeOutputSerializer,
 )
-from recognition.services import DEFAULT_MAX_RESULTS, recognize
+from recognition.services import DEFAULT_MAX_RESULTS, recognize, recognize_tracked
+from recognition.tracking import FaceTracker
 from recognition.webhooks.services import EventThrottle
 
 
@@ -222,9 +223,9 @@ def decision_for_connection(*, organization: Organization) -> dict[str, Any]:
 
 def recognize_frame(*, organization: Organization, token: str, identity: AuthenticatedKey,
                     frame: Frame, keep: KeepThrottle | None = None,
-                    events: EventThrottle | None = None) -> dict[str, Any]:
+                    events: EventThrottle | None = None, tracker: FaceTracker | None = None) -> dict[str, Any]:
     """Re-check the key (a cache hit), then the same recognition as `POST /recognize`, in the
-    same shape.
+    same shape; with a `tracker` (the connection's own), each face also carries its `track` id.
 
     Runs in a worker thread; the model itself runs on the engine pool.
     """
@@ -232,13 +233,28 @@ def recognize_frame(*, organization: Organization, token: str, identity: Authent
         raise KeyRevoked()
     if keep is not None:
         keep.refresh(organization)
-    result = recognize(organization=organization, image=frame.image, threshold=frame.threshold,
-                       max_results=frame.max_results or DEFAULT_MAX_RESULTS, seen_by=identity,
-                       source=SOURCE_WEBSOCKET, may_keep=keep is not None and keep.may_keep(),
-                       fire_events=events is not None, event_throttle=events)
+    options = {"organization": organization, "image": frame.image, "threshold": frame.threshold,
+               "max_results": frame.max_results or DEFAULT_MAX_RESULTS, "seen_by": identity,
+               "source": SOURCE_WEBSOCKET, "may_keep": keep is not None and keep.may_keep(),
+               "fire_events": events is not None, "event_throttle": events}
+    if tracker is None:
+        result = recognize(**options)
+    else:
+        result = recognize_tracked(**options, tracker=tracker)
     if keep is not None and any(face.unknown_face is not None for face in result.faces):
         keep.kept()
-    return RecognizeOutputSerializer(result).data
+    data = RecognizeOutputSerializer(result).data
+    if tracker is not None:
+        for shaped, face in zip(data["faces"], result.faces, strict=True):
+            shaped["track"] = face.track
+    return data
+
+
+def tracker_for_connection(*, option: str | None) -> FaceTracker | None:
+    """The connection's own tracker (FACEPORTAL_WS_TRACKING, or the handshake's `track=0|1`), or None."""
+    if not parse_flag(option, default=settings.FACEPORTAL_WS_TRACKING):
+        return None
+    return FaceTracker(reembed_seconds=settings.FACEPORTAL_WS_TRACK_REEMBED_SECONDS)
 
 
 def result_reply(*, frame: Frame, result: dict[str, Any], started_at: float,

@@ -104,6 +104,10 @@ class RecognizeOutputSerializer(serializers.Serializer):
                                               help_text="The organisation's target (calibrated only)")
     gallery_size = serializers.IntegerField(source="threshold.gallery_size", required=False,
                                             help_text="People enrolled (calibrated only)")
+    calibrated_for = serializers.CharField(
+        source="threshold.calibrated_for", required=False,
+        help_text="The engine combination whose calibration decides (calibrated only): 'Dlib+Facenet512' when the "
+        "second model is fused in where the first cannot decide alone; 'Dlib' when the first decides alone")
     model = serializers.CharField()
     detector = serializers.CharField()
     image = ImageSizeSerializer(help_text="The image's size as sent")
@@ -119,6 +123,7 @@ class RecognizeOutputSerializer(serializers.Serializer):
         if recognition.threshold.source != SOURCE_CALIBRATED:  # only a calibrated threshold has them
             data.pop("false_match_rate")
             data.pop("gallery_size")
+            data.pop("calibrated_for")
         return data
 
 
@@ -131,12 +136,15 @@ class DecisionInForceSerializer(serializers.Serializer):
     threshold_source = serializers.ChoiceField(source="source", choices=THRESHOLD_SOURCES)
     false_match_rate = serializers.FloatField(required=False, help_text="The organisation's target (calibrated only)")
     gallery_size = serializers.IntegerField(required=False, help_text="People enrolled now (calibrated only)")
+    calibrated_for = serializers.CharField(
+        required=False, help_text="The engine combination whose calibration decides (calibrated only)")
 
     def to_representation(self, threshold):
         data = super().to_representation(threshold)
         if threshold.source != SOURCE_CALIBRATED:
             data.pop("false_match_rate")
             data.pop("gallery_size")
+            data.pop("calibrated_for")
         return data
 
 

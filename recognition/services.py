@@ -12,7 +12,7 @@ import numpy as np
 from apikeys.services import AuthenticatedKey
 from faceportal.errors import Unprocessable
 from faces.decision import SOURCE_REQUEST, UNKNOWN, Threshold
-from faces.engine import get_engine
+from faces.engine import call_in_engine_pool, get_engine
 from faces.images import decoding_for, load
 from faces.index.base import cosine_to_similarity
 from faces.matching import decide_vectors, decision_in_force, verify_decision
@@ -20,6 +20,7 @@ from faces.models import SOURCE_REST
 from faces.selectors import PersonMatch, person_get
 from faces.unknowns.services import UnknownCandidate, unknown_faces_keep
 from organizations.models import Organization
+from recognition.tracking import TRACK_IOU, FaceTracker, iou
 from recognition.webhooks.services import EventThrottle, recognition_events_fire
 
 DEFAULT_MAX_RESULTS = 5
@@ -34,6 +35,7 @@ class RecognizedFace:
     match: PersonMatch | None
     candidates: list[PersonMatch]
     unknown_face: int | None = None  # the kept unknown face's id, when this one was kept
+    track: int | None = None  # the connection's track this face continues (socket frames with tracking on)
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,8 @@ def recognize(
     faces: list[RecognizedFace] = []
     if result.faces:
         vectors = np.stack([face.embedding for face in result.faces])
-        decided = decide_vectors(organization=organization, vectors=vectors, threshold=chosen, max_results=max_results)
+        decided = decide_vectors(organization=organization, vectors=vectors, threshold=chosen, max_results=max_results,
+                                 second=result.second)
         faces = [
             RecognizedFace(
                 box=loaded.box_to_original(face.detection.box.as_dict()),
@@ -128,6 +131,102 @@ def recognize(
                                 api_key_name=seen_by.name if seen_by is not None else None, throttle=event_throttle)
     return recognition
 
+
+
+def recognize_tracked(
+    *, organization: Organization, image: Any, tracker: FaceTracker, threshold: float | None = None,
+    max_results: int = DEFAULT_MAX_RESULTS, seen_by: AuthenticatedKey | None = None, source: str = SOURCE_REST,
+    may_keep: bool = True, fire_events: bool = False, event_throttle: EventThrottle | None = None,
+) -> Recognition:
+    """`recognize` for one frame of a connection's video: the same answer, each face with its `track`.
+
+    Faces continue `tracker`'s tracks (recognition/tracking.py); only the faces whose track needs it
+    are embedded, and each embedding is decided by the organisation's decision in force, exactly as
+    `recognize` decides it. What a face shows is its track's agreed decision."""
+    started = time.perf_counter()
+    with decoding_for(organization.pk):
+        loaded = load(image, index=0, organization=organization.slug)
+    timings = {"decode": _ms(started)}
+    engine = get_engine()
+    keeping = organization.keep_unknown_faces and may_keep
+    chosen = decision_in_force(organization=organization, requested_threshold=threshold)
+    tracker.decided_by((chosen.source, chosen.value, chosen.similarity, chosen.gallery_size, chosen.false_match_rate,
+                        max_results))
+
+    def engine_step():
+        # One engine-pool task per frame: a connection waits its turn once, as an untracked frame does.
+        now = tracker.clock()
+        mark = time.perf_counter()
+        scale = tracker.detect_scale(now=now)
+        found = engine.detect_faces(loaded.pixels, scale=scale)
+        detected = found[:engine.max_faces or None]  # the most prominent, as `recognize` keeps them
+        assignments = tracker.assign(detected, now=now, image_bgr=loaded.pixels)
+        if scale < 1:
+            # Embeddings start from full-size boxes (dlib aligns from the box): as accurate as REST,
+            # from a full-size look at the face's own neighbourhood rather than the whole frame.
+            for assignment in assignments:
+                if not assignment.embed:
+                    continue
+                near = engine.detect_faces_near(loaded.pixels, assignment.face.box)
+                best = max(near, key=lambda face: iou(face.box, assignment.face.box), default=None)
+                if best is not None and iou(best.box, assignment.face.box) >= TRACK_IOU:
+                    assignment.face = best
+        stage = {"detect": _ms(mark)}
+        mark = time.perf_counter()
+        chosen_faces = [a.face for a in assignments if a.embed]
+        embedded = engine.embed_detected(loaded.pixels, chosen_faces, with_crops=keeping)
+        stage["embed"] = _ms(mark) if chosen_faces else 0.0  # 0: every face kept its track's embedding
+        return now, assignments, embedded, stage, len(found) - len(detected)
+
+    now, assignments, embedded, stage, dropped = call_in_engine_pool(engine_step)
+    timings.update(stage)
+    search_started = time.perf_counter()
+    to_embed = [a for a in assignments if a.embed]
+    decided = []
+    if embedded:
+        vectors = np.stack([face.embedding for face in embedded])
+        second = None
+        if engine.second_embedder is not None:
+            def second(positions: list[int]) -> np.ndarray:
+                # The cascade's second model, for the faces the first cannot decide alone, as REST.
+                return engine.second_embeddings(loaded.pixels, [embedded[i].detection for i in positions])
+        decided = decide_vectors(organization=organization, vectors=vectors, threshold=chosen, max_results=max_results,
+                                 second=second)
+        for assignment, outcome in zip(to_embed, decided, strict=True):
+            assignment.track.observe(outcome, face=assignment.face, now=now)
+    faces = []
+    for assignment in assignments:
+        outcome = assignment.track.shown(now=now)
+        faces.append(RecognizedFace(
+            box=loaded.box_to_original(assignment.face.box.as_dict()),
+            detection_confidence=assignment.face.confidence,
+            decision=outcome.decision, threshold=outcome.threshold, match=outcome.best,
+            candidates=outcome.candidates[:max_results], track=assignment.track.id,
+        ))
+    if keeping and embedded:
+        keepable = _keepable(organization=organization, vectors=vectors, decided=decided, chosen=chosen)
+        picked = [i for i, ok in enumerate(keepable) if ok and faces[assignments.index(to_embed[i])].match is None]
+        if picked:
+            kept = unknown_faces_keep(
+                organization=organization, pixels=loaded.pixels, model_name=engine.model_name,
+                candidates=[UnknownCandidate(embedded=embedded[i], box=faces[assignments.index(to_embed[i])].box)
+                            for i in picked],
+                seen_by=seen_by, source=source,
+            )
+            for i, unknown_id in zip(picked, kept, strict=True):
+                at = assignments.index(to_embed[i])
+                faces[at] = dataclasses.replace(faces[at], unknown_face=unknown_id)
+    timings["search"] = _ms(search_started) if decided else 0.0
+    timings["total"] = _ms(started)
+    width, height = loaded.size
+    recognition = Recognition(faces=faces, threshold=chosen, model=engine.model_name, detector=engine.detector_name,
+                              image=ImageSize(width=width, height=height), timings_ms=timings,
+                              keep_unknown_faces=organization.keep_unknown_faces,
+                              faces_dropped=dropped)
+    if fire_events and faces:
+        recognition_events_fire(organization=organization, recognition=recognition, channel=source,
+                                api_key_name=seen_by.name if seen_by is not None else None, throttle=event_throttle)
+    return recognition
 
 def _single_face(image: Any, *, index: int, organization: Organization) -> tuple[np.ndarray, dict[str, int]]:
     """The most prominent face's embedding and its box in the image."""

@@ -181,3 +181,86 @@ def threshold_grid(scores: np.ndarray, *, seed: int = SEED) -> dict:
     grid = np.maximum.accumulate(grid, axis=1)
     return {"gallery_sizes": list(GRID_SIZES), "log10_rates": list(GRID_LOG10_RATES),
             "scores": grid.round(6).tolist(), "draws": GRID_DRAWS}
+
+
+# ---- the fused combination (faces/decision.py, "a second model, fused") ---------------------------
+
+# The cascade's split of the false-match budget and its band (faces/decision.py): what
+# `bench/openset.py` measured on the enrolled people's probes and the cohort, never the strangers.
+ACCEPT_SHARE = 0.1
+BAND_FACTOR = 100.0
+# The second model's z-score counts this much against the first's (chosen on the enrolled people's
+# probes at the calibrated cuts; 0.2 to 1.0 measured, docs/OPEN_SET.md).
+SECOND_WEIGHT = 0.3
+
+
+def second_view(data: EmbeddedSet) -> EmbeddedSet:
+    """The same photos and faces with the second model's embeddings in place of the first's."""
+    import dataclasses
+
+    if data.second is None:
+        raise ValueError("these embeddings have no second model")
+    return dataclasses.replace(data, embeddings=data.second, second=None)
+
+
+def impostor_statistics(cohort: np.ndarray, *, raw_cosine: bool) -> tuple[float, float]:
+    """Mean and deviation of the cohort's scores against each other (every pair once)."""
+    cosines = cohort @ cohort.T
+    pairs = cosines[np.triu_indices(len(cohort), k=1)]
+    values = pairs if raw_cosine else cosine_to_similarity(pairs)
+    return float(values.mean()), float(values.std())
+
+
+@dataclass
+class FusedScorer:
+    """Fused person scores for the LFW protocol, with the product's rule (faces/decision.py)."""
+
+    mean: tuple[float, float]
+    std: tuple[float, float]
+    cohort_first: np.ndarray
+    cohort_second: np.ndarray
+    k: int
+    second_weight: float = SECOND_WEIGHT
+
+    def fuse(self, first_similarity: np.ndarray, second_cosine: np.ndarray) -> np.ndarray:
+        return ((first_similarity - self.mean[0]) / self.std[0]
+                + self.second_weight * (second_cosine - self.mean[1]) / self.std[1])
+
+    def offsets(self, first: np.ndarray, second: np.ndarray, *, leave_one_out: bool = False) -> np.ndarray:
+        out = np.empty(len(first))
+        for start in range(0, len(first), 1024):
+            block = self.fuse(similarity(first[start:start + 1024], self.cohort_first),
+                              second[start:start + 1024] @ self.cohort_second.T)
+            if leave_one_out:
+                idx = np.arange(start, start + len(block))
+                block[np.arange(len(block)), idx] = -np.inf
+            out[start:start + 1024] = np.partition(block, -self.k, axis=1)[:, -self.k:].mean(axis=1)
+        return out
+
+    def person_scores(self, first: np.ndarray, second: np.ndarray, gallery_first: Gallery,
+                      gallery_second: Gallery) -> np.ndarray:
+        """(P, people) fused template scores, not normalised."""
+        cosines = 2.0 * person_scores(second, gallery_second, mode="template") - 1.0
+        return self.fuse(person_scores(first, gallery_first, mode="template"), cosines)
+
+
+def fused_scorer(data: EmbeddedSet, sp: Split, *, k: int, second_weight: float = SECOND_WEIGHT) -> FusedScorer:
+    """z-scoring constants from the cohort's impostor pairs (first model on similarity, second on
+    raw cosine), and the cohort in both spaces."""
+    rows = [sp.photos[i][0] for i in sp.cohort]
+    cohort_first, cohort_second = vectors(data, rows), vectors(second_view(data), rows)
+    first = impostor_statistics(cohort_first, raw_cosine=False)
+    second = impostor_statistics(cohort_second, raw_cosine=True)
+    return FusedScorer(mean=(first[0], second[0]), std=(first[1], second[1]), cohort_first=cohort_first,
+                       cohort_second=cohort_second, k=k, second_weight=second_weight)
+
+
+def fused_calibration_scores(data: EmbeddedSet, sp: Split, *, k: int,
+                             second_weight: float = SECOND_WEIGHT) -> tuple[FusedScorer, np.ndarray]:
+    """(the scorer, (cohort, people) fused normalised impostor scores), as `calibration_scores`."""
+    scorer = fused_scorer(data, sp, k=k, second_weight=second_weight)
+    offsets = scorer.offsets(scorer.cohort_first, scorer.cohort_second, leave_one_out=True)
+    gallery_first = make_gallery(data, sp, sp.enrolled, per_person=ENROL_MAX)
+    gallery_second = make_gallery(second_view(data), sp, sp.enrolled, per_person=ENROL_MAX)
+    scores = scorer.person_scores(scorer.cohort_first, scorer.cohort_second, gallery_first, gallery_second)
+    return scorer, scores - offsets[:, None]

@@ -44,6 +44,8 @@ class EmbeddedSet:
     embeddings: np.ndarray  # (F, D) float32, L2-normalised
     model: str
     detector: str
+    # The second model's embedding of each photo's chosen face (other rows zero); None: not asked.
+    second: np.ndarray | None = None
 
     @property
     def chosen(self) -> np.ndarray:
@@ -65,10 +67,12 @@ def read_manifest(folder: Path) -> list[tuple[str, str]]:
         return [(row["path"], row["identity"]) for row in csv.DictReader(handle)]
 
 
-def cache_path(*, model: str, detector: str) -> Path:
+def cache_path(*, model: str, detector: str, second: str = "") -> Path:
     # Under the checkout's var/, not FACEPORTAL_VAR_DIR: `make bench` points that at a scratch folder,
     # and the embeddings of 7,047 photos are worth keeping between runs.
     root = os.environ.get("FACEPORTAL_CALIBRATION_CACHE") or str(Path(settings.BASE_DIR) / "var" / "calibration")
+    if second:  # the second model's own file, keyed by the first's so both index the same faces
+        return Path(root) / f"lfw-{model}-{detector}.{second}.npz".lower()
     return Path(root) / f"lfw-{model}-{detector}.npz".lower()
 
 
@@ -80,7 +84,8 @@ def _save(path: Path, data: dict) -> None:
 
 
 def embed_folder(
-    *, folder: Path, progress: Callable[[int, int], None] | None = None, limit: int | None = None
+    *, folder: Path, progress: Callable[[int, int], None] | None = None, limit: int | None = None,
+    with_second: bool = False,
 ) -> EmbeddedSet:
     """Embed every photo in `folder` (resuming from the cache); faces most prominent first."""
     from faces.engine import get_engine
@@ -139,6 +144,8 @@ def embed_folder(
         _save(path, snapshot())
     del started
     data = snapshot()
+    data["second"] = _second_embeddings(folder, data, wanted={relative for relative, _ in rows}) \
+        if with_second else None
     index = {photo: p for p, photo in enumerate(data["paths"])}
     # Rows in manifest order, whatever order the cache was filled in.
     order = [index[relative] for relative, _ in rows]
@@ -155,4 +162,61 @@ def embed_folder(
         embeddings=data["embeddings"][keep][sort],
         model=engine.model_name,
         detector=engine.detector_name,
+        second=None if data["second"] is None else data["second"][keep][sort],
     )
+
+
+def _second_embeddings(folder: Path, data: dict, *, wanted: set[str]) -> np.ndarray:
+    """The engine's second model on each photo's first (chosen) face, cached in its own file.
+
+    The photo is detected again (deterministic: the same faces, in the same order, as the cached
+    boxes say) and the second model embeds the first face; rows of other faces stay zero."""
+    from faces.engine import get_engine, map_in_engine_pool
+    from faces.engine.alignment import FACENET_MARGIN
+
+    engine = get_engine()
+    if engine.second_embedder is None:
+        raise RuntimeError("the engine has no second model (FACEPORTAL_SECOND_MODEL)")
+    # The aligner's crop is part of the name: a different chip is a different embedding.
+    path = cache_path(model=engine.model_name, detector=engine.detector_name,
+                      second=f"{engine.second_embedder.name}-box{round(FACENET_MARGIN * 112.5)}"
+                      + ("-flip" if engine.config.second_flip else ""))
+    paths = [str(p) for p in data["paths"]]
+    first_face = {}
+    for face in range(len(data["face_photo"]) - 1, -1, -1):
+        first_face[int(data["face_photo"][face])] = face
+    done: dict[str, np.ndarray] = {}
+    if path.exists():
+        with np.load(path, allow_pickle=False) as cached:
+            done = dict(zip((str(p) for p in cached["paths"]), cached["second"], strict=True))
+    dimension = engine.second_embedder.dimension
+    since_save = 0
+
+    def save() -> None:
+        _save(path, {"paths": np.array(list(done), dtype=str),
+                     "second": np.array(list(done.values()), dtype=np.float32).reshape(-1, dimension)})
+
+    def one(p: int) -> np.ndarray:
+        relative = paths[p]
+        image = cv2.imread(str(folder / relative))
+        faces = engine._detect(image)
+        box = data["boxes"][first_face[p]].tolist()
+        if not faces or [faces[0].box.x, faces[0].box.y, faces[0].box.w, faces[0].box.h] != box:
+            raise RuntimeError(f"{relative}: detection differs from the cached embeddings'; remove {path}")
+        return engine.second_embeddings(image, faces[:1])[0]
+
+    todo = [p for p, relative in enumerate(paths) if p in first_face and relative not in done and relative in wanted]
+    for start in range(0, len(todo), CHECKPOINT_EVERY):
+        chunk = todo[start:start + CHECKPOINT_EVERY]
+        for p, vector in zip(chunk, map_in_engine_pool(one, chunk), strict=True):  # every engine thread
+            done[paths[p]] = vector
+        since_save += len(chunk)
+        save()
+        since_save = 0
+    if since_save or not path.exists():
+        save()
+    out = np.zeros((len(data["face_photo"]), dimension), dtype=np.float32)
+    for p, face in first_face.items():
+        if paths[p] in done:
+            out[face] = done[paths[p]]
+    return out

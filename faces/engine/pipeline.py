@@ -6,10 +6,12 @@ models loaded (engine/cache.py), the event loop never runs a model, and CPU work
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -17,8 +19,8 @@ import cv2
 import numpy as np
 from django.conf import settings
 
-from faces.engine.alignment import EyeAligner, FivePointAligner
-from faces.engine.base import Aligner, DetectedFace, Detector, EmbeddedFace, Embedder
+from faces.engine.alignment import EyeAligner, FacenetAligner, FivePointAligner
+from faces.engine.base import Aligner, DetectedFace, Detector, EmbeddedFace, Embedder, FaceBox
 from faces.engine.cache import detector_cache_key, model_load_seconds
 from faces.engine.config import EngineConfig
 from faces.engine.detection import DeepFaceDetector
@@ -125,6 +127,26 @@ class EngineResult:
     image_size: tuple[int, int]  # width, height
     timings_ms: dict[str, float] = field(default_factory=dict)
     faces_dropped: int = 0  # detected beyond FACEPORTAL_MAX_FACES_PER_IMAGE, never embedded
+    # The second model's embeddings of some of these faces (by position), computed on demand: the
+    # decision asks only for faces the first model cannot decide alone. None: no second model.
+    second: Callable[[list[int]], np.ndarray] | None = None
+
+
+# A tracked face's window for a full-size look: its box and half its size again on every side, aligned
+# to the detector's largest stride (RetinaFace: 32 px) so the anchors fall where a whole frame's do.
+NEAR_CONTEXT = 0.5
+ANCHOR_GRID = 32
+
+
+def _shifted(face: DetectedFace, dx: int, dy: int) -> DetectedFace:
+    def point(p: tuple[float, float] | None) -> tuple[float, float] | None:
+        return None if p is None else (p[0] + dx, p[1] + dy)
+
+    return dataclasses.replace(
+        face, box=FaceBox(x=face.box.x + dx, y=face.box.y + dy, w=face.box.w, h=face.box.h),
+        left_eye=point(face.left_eye), right_eye=point(face.right_eye),
+        landmarks=None if face.landmarks is None else tuple(point(p) for p in face.landmarks),
+    )
 
 
 def prominence(face: DetectedFace, width: int, height: int) -> float:
@@ -164,6 +186,13 @@ class FaceEngine:
             config.embedder_model, dlib_runtime=config.dlib_runtime, weights=config.weights)
         self.min_face_pixels = config.min_face_pixels
         self._aligner: Aligner | None = aligner
+        # The second model (faces/engine/facenet_onnx_client.py): its own embedder and aligner roles,
+        # loaded on first use, so a frame the first model decides alone never pays for it.
+        self.second_embedder: Embedder | None = DeepFaceEmbedder(
+            config.second_model, runtime="onnx", weights=config.weights, flip=config.second_flip,
+        ) if config.second_model else None
+        self.second_aligner: Aligner | None = FacenetAligner() if config.second_model else None
+        self.second_faces = 0  # faces the second model has embedded (the bench reports how often it runs)
 
     @property
     def max_faces(self) -> int:
@@ -173,6 +202,11 @@ class FaceEngine:
     @property
     def model_name(self) -> str:
         return self.embedder.name
+
+    @property
+    def combination(self) -> str:
+        """The models that decide together ("Dlib+Facenet512"): the calibration's name."""
+        return self.config.combination if self.second_embedder is not None else self.model_name
 
     @property
     def detector_name(self) -> str:
@@ -193,6 +227,8 @@ class FaceEngine:
         self.detector.load()
         self.embedder.load()
         self.aligner.load()
+        if self.second_embedder is not None:
+            self.second_embedder.load()
 
     @functools.cached_property
     def dimension(self) -> int:
@@ -236,9 +272,73 @@ class FaceEngine:
             for i, face in enumerate(faces)
         ]
         height, width = image_bgr.shape[:2]
+        second = None
+        if self.second_embedder is not None and faces:
+            def second(positions: list[int]) -> np.ndarray:
+                return self.second_embeddings(image_bgr, [faces[i] for i in positions])
         return EngineResult(faces=results, image_size=(width, height), timings_ms=timings,
-                            faces_dropped=0 if most_prominent_only else detected - len(faces))
+                            faces_dropped=0 if most_prominent_only else detected - len(faces), second=second)
 
+    @in_engine_pool
+    def second_embeddings(self, image_bgr: np.ndarray, faces: list[DetectedFace]) -> np.ndarray:
+        """The second model's L2-normalised embeddings of these detected faces, (n, D)."""
+        if self.second_embedder is None or self.second_aligner is None:
+            raise RuntimeError("this engine has no second model")
+        if not faces:
+            return np.zeros((0, self.second_embedder.dimension), dtype=np.float32)
+        self.second_faces += len(faces)
+        return self.second_embedder.embed(self.second_aligner.align(image_bgr, faces))
+
+
+    # Video frames (recognition/tracking.py): detection and embedding apart, so a face tracked across
+    # frames is embedded only when its track needs it, and a frame of large faces is detected smaller.
+
+    @in_engine_pool
+    def detect_faces(self, image_bgr: np.ndarray, *, scale: float = 1.0) -> list[DetectedFace]:
+        """Faces in the image, most prominent first, not capped (`max_faces` says how many to embed);
+        with `scale` below 1, one detector pass on a copy that much smaller (boxes in the image's own
+        coordinates)."""
+        height, width = image_bgr.shape[:2]
+        if is_blank(image_bgr):
+            return []
+        if scale >= 1.0 or not hasattr(self.detector, "detect_at"):
+            faces = self._detect(image_bgr)
+        else:
+            faces = sorted((face for face in self.detector.detect_at(image_bgr, scale=scale)
+                            if min(face.box.w, face.box.h) >= self.min_face_pixels),
+                           key=lambda face: prominence(face, width, height), reverse=True)
+        return faces
+
+    def detect_faces_near(self, image_bgr: np.ndarray, box: FaceBox, *, context: float = NEAR_CONTEXT
+                          ) -> list[DetectedFace]:
+        """Faces found at full size in `box` widened by `context` of its size on every side, in the
+        image's own coordinates: a tracked face's full-resolution box and points for a fraction of a
+        whole frame's detection. The window starts on the detector's coarsest anchor grid, so its
+        boxes are the ones a whole-frame pass finds."""
+        height, width = image_bgr.shape[:2]
+        dx, dy = round(box.w * context), round(box.h * context)
+        x0 = max(0, box.x - dx) // ANCHOR_GRID * ANCHOR_GRID
+        y0 = max(0, box.y - dy) // ANCHOR_GRID * ANCHOR_GRID
+        x1, y1 = min(width, box.x + box.w + dx), min(height, box.y + box.h + dy)
+        if x1 - x0 >= width and y1 - y0 >= height or not hasattr(self.detector, "detect_at"):
+            return self.detect_faces(image_bgr)
+        window = image_bgr[y0:y1, x0:x1]
+        if window.size == 0 or is_blank(window):
+            return []
+        found = [_shifted(face, x0, y0) for face in self.detector.detect_at(window, scale=1.0)
+                 if min(face.box.w, face.box.h) >= self.min_face_pixels]
+        return sorted(found, key=lambda face: prominence(face, width, height), reverse=True)
+
+    @in_engine_pool
+    def embed_detected(self, image_bgr: np.ndarray, faces: list[DetectedFace], *,
+                       with_crops: bool = False) -> list[EmbeddedFace]:
+        """Align and embed these faces of the image, in one batch."""
+        if not faces:
+            return []
+        vectors = self.embedder.embed(self.aligner.align(image_bgr, faces))
+        return [EmbeddedFace(detection=face, embedding=vectors[i],
+                             crop_jpeg=context_crop_jpeg(image_bgr, face) if with_crops else b"")
+                for i, face in enumerate(faces)]
 
 # Pool threads whose warm-up raised, with the error's type: readiness stays false while any did.
 _warm_failures: dict[int, str] = {}

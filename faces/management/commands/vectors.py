@@ -1,4 +1,8 @@
-"""`manage.py vectors check|rebuild|repair|reembed [--org SLUG]`: keep the vector store in step with the database.
+"""`manage.py vectors check|rebuild|repair|reembed|second [--org SLUG]`: keep the vector store in step
+with the database.
+
+`second` fills in the second model's embedding of faces that lack it (from their stored crops);
+the cascade would otherwise compute it on first need.
 
 The database is the source of truth. `check` exits with status 1 when anything differs, so it can
 run from cron or CI.
@@ -27,7 +31,7 @@ class Command(BaseCommand):
     help = "Check, rebuild, repair or re-embed the vector store from the database (the source of truth)."
 
     def add_arguments(self, parser) -> None:
-        actions = parser.add_subparsers(dest="action", required=True, metavar="{check,rebuild,repair,reembed}")
+        actions = parser.add_subparsers(dest="action", required=True, metavar="{check,rebuild,repair,reembed,second}")
         check = actions.add_parser("check", help="Report differences between the database and the vector store.")
         rebuild = actions.add_parser("rebuild", help="Rewrite the vector store from the database.")
         repair = actions.add_parser("repair", help="Add missing vectors, remove orphans and stray organisations.")
@@ -39,7 +43,9 @@ class Command(BaseCommand):
             action="store_true",
             help="Delete faces whose crop no longer shows a face to the current model (otherwise nothing is written).",
         )
-        for sub in (check, rebuild, repair, reembed):
+        second = actions.add_parser(
+            "second", help="Compute the second model's embedding for faces without one (from their stored crops).")
+        for sub in (check, rebuild, repair, reembed, second):
             sub.add_argument("--org", dest="org", metavar="SLUG", help="Only this organisation (default: all).")
 
     def handle(self, *args, action: str, org: str | None = None, **options) -> None:
@@ -126,3 +132,8 @@ class Command(BaseCommand):
                 ))
         if failed:
             raise CommandError("Some organisations were not re-embedded.")
+
+    def _second(self, organizations: QuerySet[Organization], options: dict) -> None:
+        for organization in organizations:
+            written = vector_maintenance.second_vectors_fill(organization=organization)
+            self.stdout.write(f"{organization.slug}: {written} second-model embeddings written")

@@ -1,0 +1,264 @@
+"""Faces tracked across one WebSocket connection's frames, and a name decided per track over time.
+
+Video is not a stream of unrelated photos: the same face stays in front of the camera for hundreds
+of frames. A `FaceTracker` belongs to one connection (one organisation, one client) and is never
+shared, so a name can never travel from one connection or organisation to another.
+
+- Each frame's boxes continue the previous frame's tracks by overlap (IoU, greedy, best first).
+  With at most a few faces per frame that is exact enough and costs microseconds; the maintained
+  trackers (`supervision`'s ByteTrack, `trackers`) add a Kalman filter and dependencies (matplotlib,
+  a second OpenCV build) for objects that cross and hide each other, which faces in front of a
+  camera rarely do (docs/WEBSOCKET.md, "Tracking").
+- A track keeps its last embedding's decision. It is embedded again only when needed: a new track,
+  a name not yet agreed, a decision that contradicts the agreed one, every `reembed_seconds`, when
+  the face got clearly bigger or sharper (quality), when its box jumped, or when its look changed
+  (a tiny grey thumbnail of the box no longer like the one at its last embedding). A changed look
+  is another face: its votes start afresh, so the new person is named on their first embedding.
+- Every embedding is decided by the organisation's own decision (`faces.matching`, the same call as
+  `POST /recognize`); the tracker only votes over those decisions. A new track (or a changed look)
+  shows its first embedding's decision at once; after that its name changes only when its last
+  `AGREE` embeddings say so, so one bad frame in a track neither names a stranger nor renames a
+  known face.
+- Detection runs at half resolution while every tracked face is large (a quarter while every one
+  is 128 px or more), with a full-size frame every `FULL_DETECT_SECONDS` (and whenever a track was
+  lost) so small newcomers are still found. A face is embedded only from a full-size detection:
+  dlib's alignment starts from the box, and a half-size box moved a borderline similarity across
+  the threshold (bench/ws.py). A face due an embedding after a reduced pass is detected again at
+  full size in its own neighbourhood (a third of a frame's pixels), not in the whole frame.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from faces.decision import MATCH, UNKNOWN
+from faces.engine.base import DetectedFace, FaceBox
+
+TRACK_IOU = 0.3  # a box continues the track whose last box it overlaps this much
+JUMP_IOU = 0.5  # below this overlap with the box it was last embedded at, the track is embedded again
+# A face whose look changed (a 16x16 grey thumbnail of its box, correlated with the one at its last
+# embedding) is embedded at once. The bench's moving faces keep >= 0.81 over 20 frames of drift and
+# noise; another person stepping into the same place measured 0.16-0.52.
+THUMB_SIDE = 16
+SAME_LOOK = 0.7
+QUALITY_GAIN = 1.25  # embedded again when its quality (side x detection confidence) grew by this factor
+LOST_SECONDS = 0.5  # a track unseen for this long ends (a missed detection or two does not end it)
+AGREE = 2  # consecutive embeddings that must name a person before the track is named
+WINDOW = 3  # the agreed name lapses when none of the last WINDOW embeddings gives it
+OBSERVATION_SECONDS = 2.0  # older embeddings no longer vote
+REDUCED_SCALE = 0.5  # detection scale while every tracked face is large
+SMALLEST_SCALE = 0.25  # while every tracked face is at least LARGER_FACE_PIXELS
+LARGE_FACE_PIXELS = 96  # "large": the smallest side of every tracked box, at full size (48 px detected)
+LARGER_FACE_PIXELS = 128  # 32 px at a quarter size, twice RetinaFace's smallest anchor (bench/ws.py study)
+FULL_DETECT_SECONDS = 2.0  # a full-size detection at least this often, for small faces coming in (large ones
+# are found by the reduced passes themselves)
+
+
+def iou(a: FaceBox, b: FaceBox) -> float:
+    x0, y0 = max(a.x, b.x), max(a.y, b.y)
+    x1, y1 = min(a.x + a.w, b.x + b.w), min(a.y + a.h, b.y + b.h)
+    inter = max(0, x1 - x0) * max(0, y1 - y0)
+    union = a.area + b.area - inter
+    return inter / union if union > 0 else 0.0
+
+
+def quality(face: DetectedFace) -> float:
+    return min(face.box.w, face.box.h) * face.confidence
+
+
+def thumbnail(image_bgr: np.ndarray, box: FaceBox) -> np.ndarray | None:
+    """The face's look, cheaply: its box in grey at 16x16, zero mean, unit length."""
+    crop = image_bgr[max(0, box.y):box.y + box.h, max(0, box.x):box.x + box.w]
+    if crop.size == 0:
+        return None
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    small = cv2.resize(grey, (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+    small -= small.mean()
+    norm = float(np.linalg.norm(small))
+    return small / norm if norm else None
+
+
+@dataclass
+class Observation:
+    """One embedding of a track, decided: `decision` is a `faces.matching.VectorDecision`."""
+
+    at: float
+    decision: object
+
+    @property
+    def person(self) -> int | None:
+        best = self.decision.best
+        return best.person_id if self.decision.decision == MATCH and best is not None else None
+
+
+@dataclass
+class Track:
+    id: int
+    box: FaceBox
+    seen_at: float
+    observations: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
+    agreed: int | None = None  # the person the track names, once AGREE embeddings agree
+    ever_agreed: bool = False  # AGREE embeddings in a row have agreed (on a person or on nobody)
+    embedded_box: FaceBox | None = None
+    embedded_at: float = float("-inf")
+    embedded_quality: float = 0.0
+    embedded_look: np.ndarray | None = None
+    look: np.ndarray | None = None  # this frame's thumbnail
+
+    def settled(self) -> bool:
+        """The last AGREE embeddings agree (on a person or on nobody)."""
+        recent = list(self.observations)[-AGREE:]
+        return len(recent) == AGREE and len({o.person for o in recent}) == 1
+
+    def _forget_old(self, now: float) -> None:
+        while self.observations and now - self.observations[0].at > OBSERVATION_SECONDS:
+            self.observations.popleft()
+
+    def embedding_due(self, *, now: float, reembed_seconds: float) -> bool:
+        """Known before the frame is looked at: this frame embeds the track whatever it shows."""
+        self._forget_old(now)
+        if not self.observations or not self.settled():
+            return True  # new, or not yet agreed: every frame until it is
+        if self.observations[-1].person != self.agreed:
+            return True  # the last embedding contradicts the name: look again at once
+        return now - self.embedded_at >= reembed_seconds
+
+    def needs_embedding(self, face: DetectedFace, *, now: float, reembed_seconds: float) -> bool:
+        if self.embedding_due(now=now, reembed_seconds=reembed_seconds):
+            return True
+        if self.embedded_box is None or iou(face.box, self.embedded_box) < JUMP_IOU:
+            return True
+        return quality(face) >= self.embedded_quality * QUALITY_GAIN
+
+    def look_changed(self) -> bool:
+        """Someone else in the same place (or the same face turned far): not the face last embedded."""
+        if self.look is None or self.embedded_look is None:
+            return False
+        return float(self.look @ self.embedded_look) < SAME_LOOK
+
+    def restart(self) -> None:
+        """Votes afresh: the next embedding is shown at once, as a new track's would be."""
+        self.observations.clear()
+        self.agreed, self.ever_agreed = None, False
+
+    def observe(self, decision, *, face: DetectedFace, now: float) -> None:
+        self.observations.append(Observation(at=now, decision=decision))
+        self.embedded_box, self.embedded_at, self.embedded_quality = face.box, now, quality(face)
+        self.embedded_look = self.look
+        recent = list(self.observations)[-AGREE:]
+        if len(recent) == AGREE and len({o.person for o in recent}) == 1:
+            self.agreed = recent[0].person
+            self.ever_agreed = True
+        elif self.agreed is not None and all(o.person != self.agreed for o in self.observations):
+            self.agreed = None
+
+    def shown(self, *, now: float):
+        """The decision the track shows. A new track (fewer than AGREE embeddings, never agreed) shows
+        its embedding's own decision, as `POST /recognize` would; after that, the latest embedding
+        that names the agreed person, else the latest embedding's with a name not agreed withheld
+        (decided unknown). So a name changes only when two embeddings in a row say so."""
+        if not self.observations:
+            return None
+        if self.agreed is None and not self.ever_agreed and len(self.observations) < AGREE:
+            return self.observations[-1].decision
+        if self.agreed is not None:
+            for observation in reversed(self.observations):
+                if observation.person == self.agreed:
+                    return observation.decision
+        latest = self.observations[-1].decision
+        if latest.decision == MATCH:
+            return _withheld(latest)
+        return latest
+
+
+def _withheld(decision):
+    """A per-frame match the track has not agreed on yet: shown as unknown, candidates kept."""
+    return type(decision)(decision=UNKNOWN, best=None, candidates=decision.candidates, threshold=decision.threshold)
+
+
+@dataclass
+class Assignment:
+    track: Track
+    face: DetectedFace
+    embed: bool
+
+
+class FaceTracker:
+    """One connection's tracks. Not thread-safe: the connection processes one frame at a time."""
+
+    def __init__(self, *, reembed_seconds: float = 1.0, adaptive_detection: bool = True,
+                 clock: Callable[[], float] = time.monotonic):
+        self.reembed_seconds = reembed_seconds
+        self.clock = clock  # seconds; a benchmark replaying video at its own frame rate gives its own
+        self.adaptive_detection = adaptive_detection
+        self.tracks: list[Track] = []
+        self._ids = itertools.count(1)
+        self._full_at = float("-inf")
+        self._lost = False
+        self._decided_by: tuple | None = None
+        self.frames_reduced = 0
+        self.frames_full = 0
+
+    def detect_scale(self, *, now: float) -> float:
+        """While a full-size look is recent and no track was lost: a quarter size while every tracked
+        face is at least LARGER_FACE_PIXELS, half size while every one is LARGE_FACE_PIXELS; else 1. A face
+        due an embedding gets a full-size look at its own neighbourhood (services), not a full frame."""
+        smallest = min((min(t.box.w, t.box.h) for t in self.tracks), default=0)
+        reduced = (self.adaptive_detection and self.tracks and not self._lost
+                   and now - self._full_at < FULL_DETECT_SECONDS and smallest >= LARGE_FACE_PIXELS)
+        if reduced:
+            self.frames_reduced += 1
+            return SMALLEST_SCALE if smallest >= LARGER_FACE_PIXELS else REDUCED_SCALE
+        self._full_at = now
+        self.frames_full += 1
+        return 1.0
+
+    def assign(self, faces: list[DetectedFace], *, now: float, image_bgr: np.ndarray | None = None) -> list[Assignment]:
+        """Each face's track (continued by overlap, else new), in the order of `faces`; with the frame's
+        pixels, a face whose look changed since its last embedding is embedded again."""
+        pairs = sorted(((iou(track.box, face.box), t, f) for t, track in enumerate(self.tracks)
+                        for f, face in enumerate(faces)), key=lambda pair: pair[0], reverse=True)
+        track_of: dict[int, Track] = {}
+        used: set[int] = set()
+        existing = len(self.tracks)
+        for overlap, t, f in pairs:
+            if overlap < TRACK_IOU:
+                break
+            if t in used or f in track_of:
+                continue
+            used.add(t)
+            track_of[f] = self.tracks[t]
+        assignments = []
+        for f, face in enumerate(faces):
+            track = track_of.get(f)
+            if track is None:
+                track = Track(id=next(self._ids), box=face.box, seen_at=now)
+                self.tracks.append(track)
+            track.look = thumbnail(image_bgr, face.box) if image_bgr is not None else None
+            if track.look_changed():
+                track.restart()  # another face: its first embedding decides at once, no stale name kept
+            embed = track.needs_embedding(face, now=now, reembed_seconds=self.reembed_seconds)
+            track.box, track.seen_at = face.box, now
+            assignments.append(Assignment(track=track, face=face, embed=embed))
+        # A tracked face that this frame did not find may be small or cut off: look at full size next.
+        self._lost = len(used) < existing
+        self.tracks = [track for track in self.tracks if now - track.seen_at < LOST_SECONDS]
+        return assignments
+
+    def decided_by(self, key: tuple) -> None:
+        """What decides changed (a threshold set, a person enrolled): earlier votes no longer count."""
+        if key != self._decided_by:
+            self._decided_by = key
+            for track in self.tracks:
+                track.restart()
+
+
+def vectors_of(embedded: list) -> np.ndarray:
+    return np.stack([face.embedding for face in embedded])
