@@ -202,6 +202,7 @@ class FaceTracker:
         self._ids = itertools.count(1)
         self._full_at = float("-inf")
         self._lost = False
+        self._previous_at = float("-inf")  # the last frame's time: tracks seen then were just seen
         self._decided_by: tuple | None = None
         self.frames_reduced = 0
         self.frames_full = 0
@@ -247,8 +248,11 @@ class FaceTracker:
             embed = track.needs_embedding(face, now=now, reembed_seconds=self.reembed_seconds)
             track.box, track.seen_at = face.box, now
             assignments.append(Assignment(track=track, face=face, embed=embed))
-        # A tracked face that this frame did not find may be small or cut off: look at full size next.
-        self._lost = len(used) < existing
+        # A tracked face this frame did not find may be small or cut off: one full-size look next (not
+        # one a frame while the missing track lingers).
+        self._lost = any(t not in used and track.seen_at == self._previous_at
+                         for t, track in enumerate(self.tracks[:existing]))
+        self._previous_at = now
         self.tracks = [track for track in self.tracks if now - track.seen_at < LOST_SECONDS]
         return assignments
 

@@ -118,7 +118,9 @@ def is_blank(image_bgr: np.ndarray) -> bool:
     """Next to no contrast anywhere (one colour, give or take a few stray pixels): no face can be
     in it. Measured on a sparse grid, so it costs about a millisecond even for a large image."""
     step = max(1, max(image_bgr.shape[:2]) // 256)
-    return float(image_bgr[::step, ::step].std()) < BLANK_STD
+    # OpenCV's one pass over the grid: NumPy's std on a strided uint8 view costs a video frame ~1 ms.
+    sample = np.ascontiguousarray(image_bgr[::step, ::step]).reshape(-1, 1)
+    return float(cv2.meanStdDev(sample)[1][0, 0]) < BLANK_STD
 
 
 @dataclass
