@@ -363,8 +363,8 @@ def detection_study(videos: list[list[bytes]]) -> str:
                   "also found reduced", "missed reduced", "missed share"], rows,
                  note=f"The tracker detects at half size only while every tracked face is at least "
                       f"{LARGE_FACE_PIXELS} px, at a quarter while every one is at least {quarter_from} px, with a "
-                      "full-size frame at least once a second and whenever a track was lost, so a small face "
-                      "coming in is found within a second. The two smallest bands show what a reduced pass "
+                      "full-size frame at least every two seconds and whenever a track goes missing, so a small "
+                      "face coming in is found within two seconds. The two smallest bands show what a reduced pass "
                       "would miss if the tracker used one for them (it does not). CPU time of this thread "
                       "(`time.process_time`).")
 

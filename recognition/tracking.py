@@ -19,7 +19,7 @@ shared, so a name can never travel from one connection or organisation to anothe
   shows its first embedding's decision at once; after that its name changes only when its last
   `AGREE` embeddings say so, so one bad frame in a track neither names a stranger nor renames a
   known face.
-- Detection runs at half resolution while every tracked face is 64 px or more (a quarter while
+- Detection runs at half resolution while every tracked face is 96 px or more (a quarter while
   every one is 128 px or more), with a full-size frame every `FULL_DETECT_SECONDS` (and whenever a track was
   lost) so small newcomers are still found. A face is embedded only from a full-size detection:
   dlib's alignment starts from the box, and a half-size box moved a borderline similarity across
@@ -55,9 +55,9 @@ WINDOW = 3  # the agreed name lapses when none of the last WINDOW embeddings giv
 OBSERVATION_SECONDS = 2.0  # older embeddings no longer vote
 REDUCED_SCALE = 0.5  # detection scale while every tracked face is large
 SMALLEST_SCALE = 0.25  # while every tracked face is at least LARGER_FACE_PIXELS
-# A reduced pass must see every tracked face at 32 px or more, twice RetinaFace's smallest anchor
-# (what it misses there is in bench/ws.py's detection study): half size from 64 px, a quarter from 128.
-LARGE_FACE_PIXELS = 64
+# Reduced passes only for faces they find (bench/ws.py's detection study): half size from 96 px (a
+# 64-95 px video face was missed at half size one time in four), a quarter from 128 px (none missed).
+LARGE_FACE_PIXELS = 96
 LARGER_FACE_PIXELS = 128
 FULL_DETECT_SECONDS = 2.0  # a full-size detection at least this often, for small faces coming in (large ones
 # are found by the reduced passes themselves)
