@@ -13,6 +13,7 @@ from apikeys.services import AuthenticatedKey
 from faceportal.errors import Unprocessable
 from faces.decision import SOURCE_REQUEST, UNKNOWN, Threshold
 from faces.engine import call_in_engine_pool, get_engine
+from faces.engine.pipeline import prominence
 from faces.images import decoding_for, load
 from faces.index.base import cosine_to_similarity
 from faces.matching import decide_vectors, decision_in_force, verify_decision
@@ -157,15 +158,25 @@ def recognize_tracked(
         # One engine-pool task per frame: a connection waits its turn once, as an untracked frame does.
         now = tracker.clock()
         mark = time.perf_counter()
-        scale = tracker.detect_scale(now=now)
+        scale, small = tracker.detection_plan(now=now)
         found = engine.detect_faces(loaded.pixels, scale=scale)
+        full_size: set[int] = set()
+        for box in small:
+            # A tracked face too small for the reduced pass: found at full size around where it was.
+            near = max(engine.detect_faces_near(loaded.pixels, box), key=lambda face: iou(face.box, box), default=None)
+            if near is not None and iou(near.box, box) >= TRACK_IOU:
+                found = [face for face in found if iou(face.box, near.box) < TRACK_IOU] + [near]
+                full_size.add(id(near))
+        if small:
+            height, width = loaded.pixels.shape[:2]
+            found.sort(key=lambda face: prominence(face, width, height), reverse=True)
         detected = found[:engine.max_faces or None]  # the most prominent, as `recognize` keeps them
         assignments = tracker.assign(detected, now=now, image_bgr=loaded.pixels)
         if scale < 1:
             # Embeddings start from full-size boxes (dlib aligns from the box): as accurate as REST,
             # from a full-size look at the face's own neighbourhood rather than the whole frame.
             for assignment in assignments:
-                if not assignment.embed:
+                if not assignment.embed or id(assignment.face) in full_size:
                     continue
                 near = engine.detect_faces_near(loaded.pixels, assignment.face.box)
                 best = max(near, key=lambda face: iou(face.box, assignment.face.box), default=None)

@@ -19,12 +19,13 @@ shared, so a name can never travel from one connection or organisation to anothe
   shows its first embedding's decision at once; after that its name changes only when its last
   `AGREE` embeddings say so, so one bad frame in a track neither names a stranger nor renames a
   known face.
-- Detection runs at half resolution while every tracked face is 96 px or more (a quarter while
-  every one is 128 px or more), with a full-size frame every `FULL_DETECT_SECONDS` (and whenever a track was
-  lost) so small newcomers are still found. A face is embedded only from a full-size detection:
-  dlib's alignment starts from the box, and a half-size box moved a borderline similarity across
-  the threshold (bench/ws.py). A face due an embedding after a reduced pass is detected again at
-  full size in its own neighbourhood (a third of a frame's pixels), not in the whole frame.
+- Detection runs at half resolution over the whole frame (a quarter while every large tracked face
+  is 128 px or more), each tracked face under 96 px looked at full size in its own neighbourhood,
+  with a full-size frame every `FULL_DETECT_SECONDS` (and whenever a track goes missing) so small
+  newcomers are still found. A face is embedded only from a full-size detection: dlib's alignment
+  starts from the box, and a half-size box moved a borderline similarity across the threshold
+  (bench/ws.py). A face due an embedding after a reduced pass is detected again at full size in its
+  own neighbourhood (a third of a frame's pixels), not in the whole frame.
 """
 
 from __future__ import annotations
@@ -209,19 +210,24 @@ class FaceTracker:
         self.frames_reduced = 0
         self.frames_full = 0
 
-    def detect_scale(self, *, now: float) -> float:
-        """While a full-size look is recent and no track was lost: a quarter size while every tracked
-        face is at least LARGER_FACE_PIXELS, half size while every one is LARGE_FACE_PIXELS; else 1. A face
-        due an embedding gets a full-size look at its own neighbourhood (services), not a full frame."""
-        smallest = min((min(t.box.w, t.box.h) for t in self.tracks), default=0)
+    def detection_plan(self, *, now: float) -> tuple[float, list[FaceBox]]:
+        """This frame's whole-frame detection scale, and the tracked boxes to look at full size in
+        their own neighbourhood. While a full-size look is recent and no track went missing: a
+        quarter size while every large tracked face (LARGE_FACE_PIXELS or more) is at least
+        LARGER_FACE_PIXELS, else half size, and the smaller tracked faces each in their own window;
+        else one full-size frame. A face due an embedding gets its full-size look in services."""
+        large = [min(t.box.w, t.box.h) for t in self.tracks if min(t.box.w, t.box.h) >= LARGE_FACE_PIXELS]
         reduced = (self.adaptive_detection and self.tracks and not self._lost
-                   and now - self._full_at < FULL_DETECT_SECONDS and smallest >= LARGE_FACE_PIXELS)
+                   and now - self._full_at < FULL_DETECT_SECONDS)
         if reduced:
             self.frames_reduced += 1
-            return SMALLEST_SCALE if smallest >= LARGER_FACE_PIXELS else REDUCED_SCALE
+            small = [t.box for t in self.tracks if min(t.box.w, t.box.h) < LARGE_FACE_PIXELS]
+            return (SMALLEST_SCALE if min(large, default=LARGER_FACE_PIXELS) >= LARGER_FACE_PIXELS
+                    else REDUCED_SCALE), small
         self._full_at = now
         self.frames_full += 1
-        return 1.0
+        return 1.0, []
+
 
     def assign(self, faces: list[DetectedFace], *, now: float, image_bgr: np.ndarray | None = None) -> list[Assignment]:
         """Each face's track (continued by overlap, else new), in the order of `faces`; with the frame's
