@@ -16,6 +16,7 @@ from django.db import transaction
 
 from faceportal.errors import InvalidImage
 from faces.engine import get_engine
+from faces.engine.pipeline import EngineResult
 from faces.images import decode
 from faces.index import VectorRecord, get_index
 from faces.index.base import vector_to_bytes
@@ -104,15 +105,20 @@ class ReembedResult:
     written: bool
 
 
-def embed_crop(crop: bytes) -> np.ndarray | None:
+def _engine_result_of_crop(crop: bytes) -> EngineResult | None:
+    """The engine's look at the most prominent face of a stored crop (None: no usable image)."""
     if not crop:
         return None
     try:
         image = decode(crop, index=0, source_kind="crop")
     except InvalidImage:
         return None
-    result = get_engine().faces_in(image.pixels, most_prominent_only=True)
-    return result.faces[0].embedding if result.faces else None
+    return get_engine().faces_in(image.pixels, most_prominent_only=True)
+
+
+def embed_crop(crop: bytes) -> np.ndarray | None:
+    result = _engine_result_of_crop(crop)
+    return result.faces[0].embedding if result is not None and result.faces else None
 
 
 def vectors_reembed(
@@ -160,14 +166,8 @@ def vectors_reembed(
 
 def second_embedding_of_crop(crop: bytes) -> np.ndarray | None:
     """The engine's second model's embedding of the face in a stored crop (None: no face in it)."""
-    if not crop:
-        return None
-    try:
-        image = decode(crop, index=0, source_kind="crop")
-    except InvalidImage:
-        return None
-    result = get_engine().faces_in(image.pixels, most_prominent_only=True)
-    return result.second([0])[0] if result.faces and result.second is not None else None
+    result = _engine_result_of_crop(crop)
+    return result.second([0])[0] if result is not None and result.faces and result.second is not None else None
 
 
 def second_vectors_fill(
