@@ -88,10 +88,14 @@ def no_horizontal_overflow(driver) -> None:
 
 
 def rects(driver, selector: str) -> list[dict]:
-    return driver.execute_script(
-        "return [...document.querySelectorAll(arguments[0])].map(n => {"
-        " const r = n.getBoundingClientRect();"
-        " return {x: r.x, y: r.y, w: r.width, h: r.height, text: n.textContent}; });",
+    """Where the nodes are in the next painted frame: a layout change (a scrollbar appearing) is
+    answered by the page's resize observer before paint, and a user only ever sees painted frames."""
+    return driver.execute_async_script(
+        "const [selector, done] = arguments;"
+        "requestAnimationFrame(() => requestAnimationFrame(() => done("
+        " [...document.querySelectorAll(selector)].map(n => {"
+        "  const r = n.getBoundingClientRect();"
+        "  return {x: r.x, y: r.y, w: r.width, h: r.height, text: n.textContent}; }))));",
         selector,
     )
 

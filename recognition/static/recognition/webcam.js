@@ -31,10 +31,11 @@ initSocket({
   },
   onResult(result, timing) {
     recordReply(result, timing);
-    showResult(result);
     showDecision(result);
     renderStats(result);
     showKeeping(result);
+    // Last, so the labels are placed in the page as these texts leave it.
+    showResult(result);
   },
   onClosed() {
     clearBoxes();

@@ -94,9 +94,16 @@ function placeFaceLabels(result, mirrored) {
   placeLabels(items, { w: W, h: H }, { relativeToBox: true, border: 3 });
 }
 
+/* The overlay again, and the labels with it: their offsets are pixels, so a picture that grows or
+ * shrinks (a scrollbar appearing, a rotated phone) would otherwise push them into each other. */
+function relayout() {
+  if (lastResult) renderFaces();
+  else layoutOverlay();
+}
+
 /* Keeps the overlay over the picture when the video's size or the window changes. */
 export function initOverlay() {
-  el.video.addEventListener("loadedmetadata", layoutOverlay);
-  window.addEventListener("resize", () => { layoutOverlay(); });
-  if (window.ResizeObserver) new ResizeObserver(() => layoutOverlay()).observe(el.stage);
+  el.video.addEventListener("loadedmetadata", relayout);
+  window.addEventListener("resize", relayout);
+  if (window.ResizeObserver) new ResizeObserver(relayout).observe(el.stage);
 }
