@@ -287,15 +287,28 @@ def effective_threshold(
     calibration = load_calibration(model)
     if calibration is None:
         return Threshold(source=SOURCE_DEFAULT, value=model_default, similarity=model_default)
-    value = calibration.threshold_for(gallery_size=gallery_size, false_match_rate=false_match_rate)
-    offset = calibration.typical_offset if calibration.normalise else 0.0
     fused = load_fused_calibration(combination) if combination and combination != model else None
-    cascade = fused.cascade_for(gallery_size=gallery_size, false_match_rate=false_match_rate) if fused else None
-    return Threshold(
-        source=SOURCE_CALIBRATED, value=value, similarity=min(1.0, value + offset),
-        false_match_rate=false_match_rate, gallery_size=gallery_size, calibration=calibration,
-        calibrated_for=fused.combination if fused is not None else calibration.model, cascade=cascade,
-    )
+    # A webcam asks once a frame, for the same organisation: the interpolation is done once.
+    # Keyed by the calibrations' identities: each entry holds its own, so no id is reused.
+    key = (id(calibration), id(fused), false_match_rate, gallery_size)
+    threshold = _calibrated_thresholds.get(key)
+    if threshold is None:
+        value = calibration.threshold_for(gallery_size=gallery_size, false_match_rate=false_match_rate)
+        offset = calibration.typical_offset if calibration.normalise else 0.0
+        cascade = fused.cascade_for(gallery_size=gallery_size, false_match_rate=false_match_rate) if fused else None
+        threshold = Threshold(
+            source=SOURCE_CALIBRATED, value=value, similarity=min(1.0, value + offset),
+            false_match_rate=false_match_rate, gallery_size=gallery_size, calibration=calibration,
+            calibrated_for=fused.combination if fused is not None else calibration.model, cascade=cascade,
+        )
+        if len(_calibrated_thresholds) >= CALIBRATED_THRESHOLDS_KEPT:
+            _calibrated_thresholds.clear()
+        _calibrated_thresholds[key] = threshold
+    return threshold
+
+
+CALIBRATED_THRESHOLDS_KEPT = 4096
+_calibrated_thresholds: dict[tuple[int, int, float, int], Threshold] = {}
 
 
 # The fallback minimum similarity ((1 + cosine) / 2) per model, used only for a model without

