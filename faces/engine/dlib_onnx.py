@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import sys
-import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from faces.engine.converted import converted_once
 
 SOURCE_NAME = "dlib_face_recognition_resnet_model_v1.dat"
 INPUT_SIZE = 150
@@ -297,7 +296,6 @@ def _sha256(path: str, mtime_ns: int, size: int) -> str:
     return digest.hexdigest()
 
 
-_convert_lock = threading.Lock()  # engine threads warming at once convert once, not once each
 
 
 def onnx_name(source_sha256: str) -> str:
@@ -311,32 +309,10 @@ def source_path() -> Path:
 
 
 def ensure_onnx(weights_dir: Path, *, source: Path | None = None) -> Path:
-    """The converted graph in `weights_dir`, converting once per source file (by its SHA-256).
-
-    Written to a temporary file and renamed, so concurrent workers never read half a graph.
-    """
+    """The converted graph in `weights_dir`, converting once per source file (by its SHA-256)."""
     source = Path(source or source_path())
-    target = Path(weights_dir) / onnx_name(file_sha256(source))
-    if target.exists():
-        return target
-    with _convert_lock:
-        if not target.exists():
-            _convert(source, target)
-    return target
-
-
-def _convert(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    model = build_onnx(parse_dat(source.read_bytes()))
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".dlib_onnx.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(model.SerializeToString())
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a non-root service user reads it
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    return converted_once(source=source, target=Path(weights_dir) / onnx_name(file_sha256(source)),
+                          build=lambda path: build_onnx(parse_dat(path.read_bytes())))
 
 
 def main(argv: list[str]) -> int:

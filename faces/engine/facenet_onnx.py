@@ -14,10 +14,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import tempfile
-import threading
 from pathlib import Path
 
+from faces.engine.converted import converted_once
 from faces.engine.dlib_onnx import file_sha256
 
 SOURCE_NAME = "graph_final.pb"
@@ -28,8 +27,6 @@ DIMENSION = 512
 FLATTENED = 1792  # channels of the last pooling layer
 CONVERTER_VERSION = 1
 OPSET = 17
-
-_convert_lock = threading.Lock()
 
 
 class FacenetWeightsMissing(RuntimeError):
@@ -82,27 +79,8 @@ def convert_graph(source: Path):
 def ensure_onnx(weights_dir: Path, *, source: Path | None = None) -> Path:
     """The converted graph in `weights_dir`, converting once per source file (by its SHA-256)."""
     source = Path(source or source_path())
-    target = Path(weights_dir) / onnx_name(file_sha256(source))
-    if target.exists():
-        return target
-    with _convert_lock:
-        if not target.exists():
-            _convert(source, target)
-    return target
-
-
-def _convert(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    model = convert_graph(source)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".facenet_onnx.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(model.SerializeToString())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    return converted_once(source=source, target=Path(weights_dir) / onnx_name(file_sha256(source)),
+                          build=convert_graph)
 
 
 def main(argv: list[str]) -> int:
