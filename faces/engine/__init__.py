@@ -12,6 +12,8 @@ from faces.engine.pipeline import (
     engine_pool_size,
     get_engine,
     map_in_engine_pool,
+    on_engine_thread,
+    run_in_engine_background,
     run_in_engine_pool,
     warm_in_background,
 )
@@ -27,6 +29,8 @@ __all__ = [
     "engine_pool_size",
     "get_engine",
     "map_in_engine_pool",
+    "on_engine_thread",
+    "run_in_engine_background",
     "run_in_engine_pool",
     "warm_in_background",
 ]

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import cv2
@@ -25,6 +25,7 @@ from faces.engine.cache import detector_cache_key, model_load_seconds
 from faces.engine.config import EngineConfig
 from faces.engine.detection import DeepFaceDetector
 from faces.engine.embedder import DeepFaceEmbedder
+from faces.engine.pool import EnginePool
 from faces.engine.weights import prepare_deepface_home
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ CROP_CONTEXT = 0.5  # keep half a face of context on each side: enough to detect
 # (every photo of ../shared/faces measures above 20).
 BLANK_STD = 1.5
 
-_pool: ThreadPoolExecutor | None = None
+_pool: EnginePool | None = None
 _pool_lock = threading.Lock()
 _pool_threads: set[int] = set()
 
@@ -44,15 +45,12 @@ def _register_pool_thread() -> None:
     _pool_threads.add(threading.get_ident())
 
 
-def _engine_pool() -> ThreadPoolExecutor:
+def _engine_pool() -> EnginePool:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(
-                max_workers=max(1, settings.FACEPORTAL_ENGINE_WORKERS),
-                thread_name_prefix="face-engine",
-                initializer=_register_pool_thread,
-            )
+            _pool = EnginePool(workers=max(1, settings.FACEPORTAL_ENGINE_WORKERS), name="face-engine",
+                               initializer=_register_pool_thread)
         return _pool
 
 
@@ -66,17 +64,26 @@ def _finished(_future: Future) -> None:
         _in_flight -= 1
 
 
-def run_in_engine_pool(fn, /, *args, **kwargs) -> Future:
+def _submitted(submit, fn, args, kwargs) -> Future:
     global _in_flight
     with _in_flight_lock:
         _in_flight += 1
     try:
-        future = _engine_pool().submit(fn, *args, **kwargs)
+        future = submit(fn, *args, **kwargs)
     except BaseException:
         _finished(None)  # type: ignore[arg-type]
         raise
     future.add_done_callback(_finished)
     return future
+
+
+def run_in_engine_pool(fn, /, *args, **kwargs) -> Future:
+    return _submitted(_engine_pool().submit, fn, args, kwargs)
+
+
+def run_in_engine_background(fn, /, *args, **kwargs) -> Future:
+    """`fn` on an engine thread once no frame or request waits for one (never waited for in a frame)."""
+    return _submitted(_engine_pool().submit_background, fn, args, kwargs)
 
 
 def engine_pool_in_flight() -> int:
@@ -88,16 +95,20 @@ def engine_pool_size() -> int:
     return max(1, settings.FACEPORTAL_ENGINE_WORKERS)
 
 
+def on_engine_thread() -> bool:
+    return threading.get_ident() in _pool_threads
+
+
 def call_in_engine_pool(fn, /, *args, **kwargs):
     """`fn(*args, **kwargs)` on an engine-pool thread, waited for; inline when already on one."""
-    if threading.get_ident() in _pool_threads:
+    if on_engine_thread():
         return fn(*args, **kwargs)
     return run_in_engine_pool(fn, *args, **kwargs).result()
 
 
 def map_in_engine_pool(fn, items: list) -> list:
     """`[fn(item) for item in items]` spread over the pool's threads (in order), inline when on one."""
-    if len(items) < 2 or threading.get_ident() in _pool_threads:
+    if len(items) < 2 or on_engine_thread():
         return [fn(item) for item in items]
     futures = [run_in_engine_pool(fn, item) for item in items]
     return [future.result() for future in futures]
@@ -108,7 +119,7 @@ def in_engine_pool(method):
 
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
-        if threading.get_ident() in _pool_threads:
+        if on_engine_thread():
             return method(*args, **kwargs)
         return run_in_engine_pool(method, *args, **kwargs).result()
 
