@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +14,7 @@ import numpy as np
 from apikeys.services import AuthenticatedKey
 from faceportal.errors import Unprocessable
 from faces.decision import SOURCE_REQUEST, UNKNOWN, Threshold
-from faces.engine import call_in_engine_pool, get_engine
+from faces.engine import DetectedFace, EmbeddedFace, call_in_engine_pool, get_engine, run_in_engine_background
 from faces.engine.pipeline import prominence
 from faces.images import decoding_for, load
 from faces.index.base import cosine_to_similarity
@@ -21,8 +23,10 @@ from faces.models import SOURCE_REST
 from faces.selectors import PersonMatch, person_get
 from faces.unknowns.services import UnknownCandidate, unknown_faces_keep
 from organizations.models import Organization
-from recognition.tracking import TRACK_IOU, FaceTracker, iou
+from recognition.tracking import TRACK_IOU, Assignment, FaceTracker, iou
 from recognition.webhooks.services import EventThrottle, recognition_events_fire
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_RESULTS = 5
 
@@ -134,6 +138,76 @@ def recognize(
 
 
 
+def _at_full_size(engine, pixels: np.ndarray, face: DetectedFace) -> DetectedFace:
+    """The face as a full-size look at its own neighbourhood finds it, else as given."""
+    near = engine.detect_faces_near(pixels, face.box)
+    best = max(near, key=lambda found: iou(found.box, face.box), default=None)
+    return best if best is not None and iou(best.box, face.box) >= TRACK_IOU else face
+
+
+@dataclass
+class BackgroundEmbedding:
+    """A settled track's re-embedding, on the engine's idle time, and what counting it needs."""
+
+    future: Future  # (EmbeddedFace, the second model's vector or None)
+    at: float  # the frame's time on the tracker's clock
+    look: np.ndarray | None
+    generation: int
+    pixels: np.ndarray  # the frame, should the decision need the second model after all
+
+
+def _embedded_again(engine, pixels: np.ndarray, face: DetectedFace, *, full_size: bool,
+                    with_second: bool) -> tuple[EmbeddedFace, np.ndarray | None]:
+    if full_size:
+        face = _at_full_size(engine, pixels, face)
+    (embedded,) = engine.embed_detected(pixels, [face])
+    return embedded, engine.second_embeddings(pixels, [face])[0] if with_second else None
+
+
+def _refresh_in_background(engine, assignment: Assignment, *, pixels: np.ndarray, now: float, full_size: bool) -> None:
+    track = assignment.track
+    # The second model too, when the track's last decision needed it: the refresh then needs no frame's time.
+    with_second = engine.second_embedder is not None and track.observations[-1].decision.second_model
+    track.refresh = BackgroundEmbedding(
+        future=run_in_engine_background(_embedded_again, engine, pixels, assignment.face, full_size=full_size,
+                                        with_second=with_second),
+        at=now, look=track.look, generation=track.generation, pixels=pixels)
+
+
+def _count_refreshed(*, organization: Organization, tracker: FaceTracker, threshold: Threshold,
+                     max_results: int) -> None:
+    """Decide the background embeddings finished since the last frame, and count them in their tracks."""
+    ready = []
+    for track in tracker.tracks:
+        job = track.refresh
+        if job is None or not job.future.done():
+            continue
+        if job.generation != track.generation:
+            track.refresh = None  # the track restarted since: its face may be someone else's
+            continue
+        try:
+            embedded, second_vector = job.future.result()
+        except Exception:
+            logger.exception("background embedding failed", extra={"organization": organization.slug})
+            track.refresh = None
+            continue
+        ready.append((track, job, embedded, second_vector))
+    if not ready:
+        return
+    engine = get_engine()
+
+    def second(positions: list[int]) -> np.ndarray:
+        return np.stack([ready[i][3] if ready[i][3] is not None
+                         else engine.second_embeddings(ready[i][1].pixels, [ready[i][2].detection])[0]
+                         for i in positions])
+
+    decided = decide_vectors(organization=organization, vectors=np.stack([item[2].embedding for item in ready]),
+                             threshold=threshold, max_results=max_results,
+                             second=second if engine.second_embedder is not None else None)
+    for (track, job, embedded, _), outcome in zip(ready, decided, strict=True):
+        track.refreshed(outcome, face=embedded.detection, at=job.at, look=job.look, generation=job.generation)
+
+
 def recognize_tracked(
     *, organization: Organization, image: Any, tracker: FaceTracker, threshold: float | None = None,
     max_results: int = DEFAULT_MAX_RESULTS, seen_by: AuthenticatedKey | None = None, source: str = SOURCE_REST,
@@ -145,9 +219,6 @@ def recognize_tracked(
     are embedded, and each embedding is decided by the organisation's decision in force, exactly as
     `recognize` decides it. What a face shows is its track's agreed decision."""
     started = time.perf_counter()
-    with decoding_for(organization.pk):
-        loaded = load(image, index=0, organization=organization.slug)
-    timings = {"decode": _ms(started)}
     engine = get_engine()
     keeping = organization.keep_unknown_faces and may_keep
     chosen = decision_in_force(organization=organization, requested_threshold=threshold)
@@ -155,7 +226,12 @@ def recognize_tracked(
                         max_results))
 
     def engine_step():
-        # One engine-pool task per frame: a connection waits its turn once, as an untracked frame does.
+        # One engine-pool task per frame, decoding included (a socket frame is base64 or bytes, never
+        # fetched): the frame waits its turn once, not once to decode and again to detect.
+        mark = time.perf_counter()
+        with decoding_for(organization.pk):
+            loaded = load(image, index=0, organization=organization.slug)
+        stage = {"decode": _ms(mark)}
         now = tracker.clock()
         mark = time.perf_counter()
         scale, small = tracker.detection_plan(now=now)
@@ -176,22 +252,22 @@ def recognize_tracked(
             # Embeddings start from full-size boxes (dlib aligns from the box): as accurate as REST,
             # from a full-size look at the face's own neighbourhood rather than the whole frame.
             for assignment in assignments:
-                if not assignment.embed or id(assignment.face) in full_size:
-                    continue
-                near = engine.detect_faces_near(loaded.pixels, assignment.face.box)
-                best = max(near, key=lambda face: iou(face.box, assignment.face.box), default=None)
-                if best is not None and iou(best.box, assignment.face.box) >= TRACK_IOU:
-                    assignment.face = best
-        stage = {"detect": _ms(mark)}
+                if assignment.embed and id(assignment.face) not in full_size:
+                    assignment.face = _at_full_size(engine, loaded.pixels, assignment.face)
+        for assignment in assignments:
+            if assignment.refresh:
+                _refresh_in_background(engine, assignment, pixels=loaded.pixels, now=now,
+                                       full_size=scale < 1 and id(assignment.face) not in full_size)
+        stage["detect"] = _ms(mark)
         mark = time.perf_counter()
         chosen_faces = [a.face for a in assignments if a.embed]
         embedded = engine.embed_detected(loaded.pixels, chosen_faces, with_crops=keeping)
         stage["embed"] = _ms(mark) if chosen_faces else 0.0  # 0: every face kept its track's embedding
-        return now, assignments, embedded, stage, len(found) - len(detected)
+        return loaded, now, assignments, embedded, stage, len(found) - len(detected)
 
-    now, assignments, embedded, stage, dropped = call_in_engine_pool(engine_step)
-    timings.update(stage)
+    loaded, now, assignments, embedded, timings, dropped = call_in_engine_pool(engine_step)
     search_started = time.perf_counter()
+    _count_refreshed(organization=organization, tracker=tracker, threshold=chosen, max_results=max_results)
     to_embed = [a for a in assignments if a.embed]
     decided = []
     if embedded:

@@ -9,11 +9,16 @@ shared, so a name can never travel from one connection or organisation to anothe
   trackers (`supervision`'s ByteTrack, `trackers`) add a Kalman filter and dependencies (matplotlib,
   a second OpenCV build) for objects that cross and hide each other, which faces in front of a
   camera rarely do (docs/WEBSOCKET.md, "Tracking").
-- A track keeps its last embedding's decision. It is embedded again only when needed: a new track,
-  a name not yet agreed, a decision that contradicts the agreed one, every `reembed_seconds`, when
-  the face got clearly bigger or sharper (quality), when its box jumped, or when its look changed
-  (a tiny grey thumbnail of the box no longer like the one at its last embedding). A changed look
-  is another face: its votes start afresh, so the new person is named on their first embedding.
+- A track keeps its last embedding's decision. It is embedded again only when needed. The frame's
+  answer waits for the embedding of a new track, a name not yet agreed, a decision that contradicts
+  the agreed one, a box that jumped, or a look that changed (a tiny grey thumbnail of the box no
+  longer like the one at its last embedding). A changed look is another face: its votes start
+  afresh, so the new person is named on their first embedding. A settled track is also embedded
+  again every `reembed_seconds`, and when the face got clearly bigger or sharper (quality), but in
+  the background (`REFRESH`): the frame answers with the track's name at once, the engine embeds
+  the face when no frame waits for it, and a later frame counts the decision (if it contradicts the
+  name, the next frame looks again at once). A refresh the engine had no time for within
+  `REFRESH_OVERDUE` periods is done by a frame itself.
 - Every embedding is decided by the organisation's own decision (`faces.matching`, the same call as
   `POST /recognize`); the tracker only votes over those decisions. A new track (or a changed look)
   shows its first embedding's decision at once; after that its name changes only when its last
@@ -53,7 +58,11 @@ QUALITY_GAIN = 1.25  # embedded again when its quality (side x detection confide
 LOST_SECONDS = 0.5  # a track unseen for this long ends (a missed detection or two does not end it)
 AGREE = 2  # consecutive embeddings that must name a person before the track is named
 WINDOW = 3  # the agreed name lapses when none of the last WINDOW embeddings gives it
-OBSERVATION_SECONDS = 2.0  # older embeddings no longer vote
+REFRESH_OVERDUE = 2  # periods after its last embedding, a settled track is embedded by the frame itself
+# Embeddings older than this many periods (`reembed_seconds`) no longer vote: a settled track keeps
+# its last two periodic embeddings while the next one is embedded in the background and counted.
+OBSERVATION_PERIODS = REFRESH_OVERDUE + 0.5
+NOW, REFRESH = "now", "refresh"  # how a face is embedded: before this frame's answer, or in the background
 REDUCED_SCALE = 0.5  # detection scale while every tracked face is large
 SMALLEST_SCALE = 0.25  # while every tracked face is at least LARGER_FACE_PIXELS
 # Reduced passes only for faces they find (bench/ws.py's detection study): half size from 96 px (a
@@ -114,31 +123,33 @@ class Track:
     embedded_quality: float = 0.0
     embedded_look: np.ndarray | None = None
     look: np.ndarray | None = None  # this frame's thumbnail
+    generation: int = 0  # counts restarts: a background embedding begun before the last one no longer counts
+    refresh: object | None = None  # the background embedding in flight (recognition.services)
 
     def settled(self) -> bool:
         """The last AGREE embeddings agree (on a person or on nobody)."""
         recent = list(self.observations)[-AGREE:]
         return len(recent) == AGREE and len({o.person for o in recent}) == 1
 
-    def _forget_old(self, now: float) -> None:
-        while self.observations and now - self.observations[0].at > OBSERVATION_SECONDS:
+    def _forget_old(self, now: float, *, window: float) -> None:
+        while self.observations and now - self.observations[0].at > window:
             self.observations.popleft()
 
-    def embedding_due(self, *, now: float, reembed_seconds: float) -> bool:
-        """Known before the frame is looked at: this frame embeds the track whatever it shows."""
-        self._forget_old(now)
+    def embedding_needed(self, face: DetectedFace, *, now: float, reembed_seconds: float) -> str | None:
+        """NOW (this frame's answer waits for the embedding), REFRESH (embedded in the background) or None."""
+        self._forget_old(now, window=OBSERVATION_PERIODS * reembed_seconds)
         if not self.observations or not self.settled():
-            return True  # new, or not yet agreed: every frame until it is
+            return NOW  # new, or not yet agreed: every frame until it is
         if self.observations[-1].person != self.agreed:
-            return True  # the last embedding contradicts the name: look again at once
-        return now - self.embedded_at >= reembed_seconds
-
-    def needs_embedding(self, face: DetectedFace, *, now: float, reembed_seconds: float) -> bool:
-        if self.embedding_due(now=now, reembed_seconds=reembed_seconds):
-            return True
+            return NOW  # the last embedding contradicts the name: look again at once
         if self.embedded_box is None or iou(face.box, self.embedded_box) < JUMP_IOU:
-            return True
-        return quality(face) >= self.embedded_quality * QUALITY_GAIN
+            return NOW
+        since = now - self.embedded_at
+        if since >= REFRESH_OVERDUE * reembed_seconds:
+            return NOW  # the engine had no idle moment for the refresh: this frame looks itself
+        if since >= reembed_seconds or quality(face) >= self.embedded_quality * QUALITY_GAIN:
+            return REFRESH if self.refresh is None else None
+        return None
 
     def look_changed(self) -> bool:
         """Someone else in the same place (or the same face turned far): not the face last embedded."""
@@ -150,11 +161,25 @@ class Track:
         """Votes afresh: the next embedding is shown at once, as a new track's would be."""
         self.observations.clear()
         self.agreed, self.ever_agreed = None, False
+        self.generation += 1
 
     def observe(self, decision, *, face: DetectedFace, now: float) -> None:
-        self.observations.append(Observation(at=now, decision=decision))
-        self.embedded_box, self.embedded_at, self.embedded_quality = face.box, now, quality(face)
-        self.embedded_look = self.look
+        self._record(decision, face=face, at=now, look=self.look)
+
+    def refreshed(self, decision, *, face: DetectedFace, at: float, look: np.ndarray | None,
+                  generation: int) -> bool:
+        """A background embedding's decision (of the frame at `at`), counted if it still describes
+        the track: no restart since it began, and no newer embedding."""
+        self.refresh = None
+        if generation != self.generation or at < self.embedded_at:
+            return False
+        self._record(decision, face=face, at=at, look=look)
+        return True
+
+    def _record(self, decision, *, face: DetectedFace, at: float, look: np.ndarray | None) -> None:
+        self.observations.append(Observation(at=at, decision=decision))
+        self.embedded_box, self.embedded_at, self.embedded_quality = face.box, at, quality(face)
+        self.embedded_look = look
         recent = list(self.observations)[-AGREE:]
         if len(recent) == AGREE and len({o.person for o in recent}) == 1:
             self.agreed = recent[0].person
@@ -190,7 +215,8 @@ def _withheld(decision):
 class Assignment:
     track: Track
     face: DetectedFace
-    embed: bool
+    embed: bool  # embedded before this frame's answer
+    refresh: bool = False  # embedded again in the background (its decision counts in a later frame)
 
 
 class FaceTracker:
@@ -253,9 +279,9 @@ class FaceTracker:
             track.look = thumbnail(image_bgr, face.box) if image_bgr is not None else None
             if track.look_changed():
                 track.restart()  # another face: its first embedding decides at once, no stale name kept
-            embed = track.needs_embedding(face, now=now, reembed_seconds=self.reembed_seconds)
+            needed = track.embedding_needed(face, now=now, reembed_seconds=self.reembed_seconds)
             track.box, track.seen_at = face.box, now
-            assignments.append(Assignment(track=track, face=face, embed=embed))
+            assignments.append(Assignment(track=track, face=face, embed=needed == NOW, refresh=needed == REFRESH))
         # A tracked face this frame did not find may be small or cut off: one full-size look next (not
         # one a frame while the missing track lingers).
         self._lost = any(t not in used and track.seen_at == self._previous_at

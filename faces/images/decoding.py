@@ -363,6 +363,12 @@ def _take_request_pixels(pixels: int) -> None:
     remaining[0] -= pixels
 
 
+def _on_engine_thread() -> bool:
+    from faces.engine import on_engine_thread
+
+    return on_engine_thread()
+
+
 def _run_bounded(fn, /, *args, **kwargs):
     """On the engine's bounded thread pool (inline when already on it): decodes cannot multiply
     beyond the pool, whatever the number of request threads."""
@@ -423,8 +429,11 @@ def decode(data: bytes, *, index: int, source_kind: str = "bytes") -> LoadedImag
             raise image_refused(index, f"{width}x{height} needs more memory to decode than this server allows",
                         code="image_too_large")
         wait = settings.FACEPORTAL_DECODE_WAIT_SECONDS
-        # The tenant's slot first: a decode waiting behind its own tenant's holds no budget.
-        with tenant_decode_slots.hold(_decode_tenant.get(), slots=_tenant_slots(), wait_seconds=wait), \
+        # The tenant's slot first: a decode waiting behind its own tenant's holds no budget. A decode
+        # that is already part of an engine task (a socket frame's) adds nothing to the pool's queue,
+        # so it takes no slot: a pool thread never idles waiting for another thread's decode.
+        tenant = None if _on_engine_thread() else _decode_tenant.get()
+        with tenant_decode_slots.hold(tenant, slots=_tenant_slots(), wait_seconds=wait), \
                 decode_budget.reserve(cost, capacity=capacity, wait_seconds=wait):
             pixels, swapped = _run_bounded(_pixels, image, max_side=max_side)
     except (OSError, ValueError, SyntaxError, struct.error, EOFError, Image.DecompressionBombError):

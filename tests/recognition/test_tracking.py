@@ -163,3 +163,35 @@ async def test_enrolling_while_tracked_counts_at_once(acme, manifest):
     names = [name_of(face) for face in await play(communicator, frames[6:])]
     assert names[3:] == ["Tony Blair"] * 5, names
     await communicator.disconnect()
+
+
+async def test_a_settled_face_is_looked_at_again_in_the_background(acme_people, manifest, settings, monkeypatch):
+    """Once named, the face's periodic re-embedding never holds up an answer (the engine does it
+    when no frame waits), and its decision is counted by a later frame of the same track."""
+    from recognition.tracking import Track
+
+    settings.FACEPORTAL_WS_TRACK_REEMBED_SECONDS = 0.3
+    counted: list[bool] = []
+    refreshed = Track.refreshed
+
+    def counting(self, *args, **kwargs):
+        counted.append(refreshed(self, *args, **kwargs))
+        return counted[-1]
+
+    monkeypatch.setattr(Track, "refreshed", counting)  # the real method, its answers recorded
+    communicator, _ = await ready_socket(socket_path(acme_people))
+    embed_ms = []
+    faces = []
+    for frame in frames_of(manifest, "Tony_Blair", frames=30, seed=9):
+        started = time.monotonic()
+        await communicator.send_to(bytes_data=frame)
+        result = await communicator.receive_json_from(timeout=TIMEOUT)
+        faces.append(result["faces"][0])
+        embed_ms.append(result["timings_ms"]["embed"])
+        await asyncio.sleep(max(0.0, FRAME_GAP - (time.monotonic() - started)))
+    await communicator.disconnect()
+    assert [name_of(face) for face in faces[2:]] == ["Tony Blair"] * 28
+    assert len({face["track"] for face in faces}) == 1
+    waited = [i for i, ms in enumerate(embed_ms[2:], start=2) if ms > 0]
+    assert len(waited) <= 2, embed_ms  # the two that agreed the name; then at most a jump or a lost box
+    assert sum(counted) >= 3, counted  # 2 s of frames, a look every 0.3 s: several refreshes counted
