@@ -174,6 +174,18 @@ def _refresh_in_background(engine, assignment: Assignment, *, pixels: np.ndarray
         at=now, look=track.look, generation=track.generation, pixels=pixels)
 
 
+def _take_search(tracker: FaceTracker, *, organization: Organization) -> None:
+    """A finished background search for newcomers, handed to the tracker."""
+    if tracker.search is None or not tracker.search.done():
+        return
+    try:
+        faces = tracker.search.result()
+    except Exception:
+        logger.exception("background face search failed", extra={"organization": organization.slug})
+        faces = []
+    tracker.searched(faces)
+
+
 def _count_refreshed(*, organization: Organization, tracker: FaceTracker, threshold: Threshold,
                      max_results: int) -> None:
     """Decide the background embeddings finished since the last frame, and count them in their tracks."""
@@ -234,16 +246,21 @@ def recognize_tracked(
         stage = {"decode": _ms(mark)}
         now = tracker.clock()
         mark = time.perf_counter()
-        scale, small = tracker.detection_plan(now=now)
+        _take_search(tracker, organization=organization)
+        plan = tracker.detection_plan(now=now)
+        scale = plan.scale
         found = engine.detect_faces(loaded.pixels, scale=scale)
         full_size: set[int] = set()
-        for box in small:
-            # A tracked face too small for the reduced pass: found at full size around where it was.
+        for box in plan.near:
+            # A tracked face too small for the reduced pass, one the last frame missed, or a newcomer
+            # the background search found: looked at full size around where it was.
             near = max(engine.detect_faces_near(loaded.pixels, box), key=lambda face: iou(face.box, box), default=None)
             if near is not None and iou(near.box, box) >= TRACK_IOU:
                 found = [face for face in found if iou(face.box, near.box) < TRACK_IOU] + [near]
                 full_size.add(id(near))
-        if small:
+        if plan.search:
+            tracker.search = run_in_engine_background(engine.detect_faces, loaded.pixels)
+        if plan.near:
             height, width = loaded.pixels.shape[:2]
             found.sort(key=lambda face: prominence(face, width, height), reverse=True)
         detected = found[:engine.max_faces or None]  # the most prominent, as `recognize` keeps them

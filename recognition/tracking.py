@@ -25,9 +25,11 @@ shared, so a name can never travel from one connection or organisation to anothe
   `AGREE` embeddings say so, so one bad frame in a track neither names a stranger nor renames a
   known face.
 - Detection runs at half resolution over the whole frame (a quarter while every large tracked face
-  is 128 px or more), each tracked face under 96 px looked at full size in its own neighbourhood,
-  with a full-size frame every `FULL_DETECT_SECONDS` (and whenever a track goes missing) so small
-  newcomers are still found. A face is embedded only from a full-size detection: dlib's alignment
+  is 128 px or more), each tracked face under 96 px, and each track the last frame missed, looked
+  at full size in its own neighbourhood. Every `FULL_DETECT_SECONDS` a whole frame is searched at
+  full size in the background, for small newcomers: the faces it finds that no track has are
+  looked at full size, in their own neighbourhood, on the next frame. A frame with no tracks is
+  detected whole at full size. A face is embedded only from a full-size detection: dlib's alignment
   starts from the box, and a half-size box moved a borderline similarity across the threshold
   (bench/ws.py). A face due an embedding after a reduced pass is detected again at full size in its
   own neighbourhood (a third of a frame's pixels), not in the whole frame.
@@ -48,7 +50,10 @@ from faces.decision import MATCH, UNKNOWN
 from faces.engine.base import DetectedFace, FaceBox
 
 TRACK_IOU = 0.3  # a box continues the track whose last box it overlaps this much
-JUMP_IOU = 0.5  # below this overlap with the box it was last embedded at, the track is embedded again
+# Below this overlap with the last frame's box, the box jumped: embedded again before the answer. Below
+# it with the box it was last embedded at, the face moved far since (a steady drift): embedded again
+# in the background.
+JUMP_IOU = 0.5
 # A face whose look changed (a 16x16 grey thumbnail of its box, correlated with the one at its last
 # embedding) is embedded at once. The bench's moving faces keep >= 0.81 over 20 frames of drift and
 # noise; another person stepping into the same place measured 0.16-0.52.
@@ -69,8 +74,8 @@ SMALLEST_SCALE = 0.25  # while every tracked face is at least LARGER_FACE_PIXELS
 # 64-95 px video face was missed at half size one time in four), a quarter from 128 px (none missed).
 LARGE_FACE_PIXELS = 96
 LARGER_FACE_PIXELS = 128
-FULL_DETECT_SECONDS = 2.0  # a full-size detection at least this often, for small faces coming in (large ones
-# are found by the reduced passes themselves)
+FULL_DETECT_SECONDS = 2.0  # a background full-size search at least this often, for small faces coming in
+# (large ones are found by the reduced passes themselves)
 
 
 def iou(a: FaceBox, b: FaceBox) -> float:
@@ -125,6 +130,7 @@ class Track:
     look: np.ndarray | None = None  # this frame's thumbnail
     generation: int = 0  # counts restarts: a background embedding begun before the last one no longer counts
     refresh: object | None = None  # the background embedding in flight (recognition.services)
+    missed: bool = False  # the last frame did not find it (seen the frame before)
 
     def settled(self) -> bool:
         """The last AGREE embeddings agree (on a person or on nobody)."""
@@ -142,12 +148,13 @@ class Track:
             return NOW  # new, or not yet agreed: every frame until it is
         if self.observations[-1].person != self.agreed:
             return NOW  # the last embedding contradicts the name: look again at once
-        if self.embedded_box is None or iou(face.box, self.embedded_box) < JUMP_IOU:
-            return NOW
+        if self.embedded_box is None or iou(face.box, self.box) < JUMP_IOU:
+            return NOW  # `box` is still the last frame's
         since = now - self.embedded_at
         if since >= REFRESH_OVERDUE * reembed_seconds:
             return NOW  # the engine had no idle moment for the refresh: this frame looks itself
-        if since >= reembed_seconds or quality(face) >= self.embedded_quality * QUALITY_GAIN:
+        if (since >= reembed_seconds or quality(face) >= self.embedded_quality * QUALITY_GAIN
+                or iou(face.box, self.embedded_box) < JUMP_IOU):
             return REFRESH if self.refresh is None else None
         return None
 
@@ -212,6 +219,13 @@ def _withheld(decision):
 
 
 @dataclass
+class DetectionPlan:
+    scale: float  # the whole frame's detection scale
+    near: list[FaceBox]  # boxes to look at full size in their own neighbourhood
+    search: bool  # start a full-size search of this frame, in the background
+
+
+@dataclass
 class Assignment:
     track: Track
     face: DetectedFace
@@ -230,30 +244,39 @@ class FaceTracker:
         self.tracks: list[Track] = []
         self._ids = itertools.count(1)
         self._full_at = float("-inf")
-        self._lost = False
         self._previous_at = float("-inf")  # the last frame's time: tracks seen then were just seen
+        self.search: object | None = None  # the background full-size search in flight (recognition.services)
+        self._found: list[FaceBox] = []  # newcomers the last search found, for the next frame's look
         self._decided_by: tuple | None = None
         self.frames_reduced = 0
         self.frames_full = 0
 
-    def detection_plan(self, *, now: float) -> tuple[float, list[FaceBox]]:
-        """This frame's whole-frame detection scale, and the tracked boxes to look at full size in
-        their own neighbourhood. While a full-size look is recent and no track went missing: a
-        quarter size while every large tracked face (LARGE_FACE_PIXELS or more) is at least
-        LARGER_FACE_PIXELS, else half size, and the smaller tracked faces each in their own window;
-        else one full-size frame. A face due an embedding gets its full-size look in services."""
+    def detection_plan(self, *, now: float) -> DetectionPlan:
+        """This frame's whole-frame detection scale, the boxes to look at full size in their own
+        neighbourhood, and whether a background full-size search is due. With tracks: a quarter
+        size while every large tracked face (LARGE_FACE_PIXELS or more) is at least
+        LARGER_FACE_PIXELS, else half size; the smaller tracked faces, the tracks the last frame
+        missed and the newcomers a search found are looked at in their own window. With none (or
+        adaptive detection off): one full-size frame. A face due an embedding gets its full-size
+        look in services."""
+        if not (self.adaptive_detection and self.tracks):
+            self._full_at = now
+            self.frames_full += 1
+            return DetectionPlan(scale=1.0, near=[], search=False)
+        self.frames_reduced += 1
         large = [min(t.box.w, t.box.h) for t in self.tracks if min(t.box.w, t.box.h) >= LARGE_FACE_PIXELS]
-        reduced = (self.adaptive_detection and self.tracks and not self._lost
-                   and now - self._full_at < FULL_DETECT_SECONDS)
-        if reduced:
-            self.frames_reduced += 1
-            small = [t.box for t in self.tracks if min(t.box.w, t.box.h) < LARGE_FACE_PIXELS]
-            return (SMALLEST_SCALE if min(large, default=LARGER_FACE_PIXELS) >= LARGER_FACE_PIXELS
-                    else REDUCED_SCALE), small
-        self._full_at = now
-        self.frames_full += 1
-        return 1.0, []
+        near = [t.box for t in self.tracks if t.missed or min(t.box.w, t.box.h) < LARGE_FACE_PIXELS] + self._found
+        self._found = []
+        search = self.search is None and now - self._full_at >= FULL_DETECT_SECONDS
+        if search:
+            self._full_at = now
+        scale = SMALLEST_SCALE if min(large, default=LARGER_FACE_PIXELS) >= LARGER_FACE_PIXELS else REDUCED_SCALE
+        return DetectionPlan(scale=scale, near=near, search=search)
 
+    def searched(self, faces: list[DetectedFace]) -> None:
+        """A background search's faces: the ones no track has are looked at on the next frame."""
+        self.search = None
+        self._found = [face.box for face in faces if all(iou(face.box, t.box) < TRACK_IOU for t in self.tracks)]
 
     def assign(self, faces: list[DetectedFace], *, now: float, image_bgr: np.ndarray | None = None) -> list[Assignment]:
         """Each face's track (continued by overlap, else new), in the order of `faces`; with the frame's
@@ -282,10 +305,10 @@ class FaceTracker:
             needed = track.embedding_needed(face, now=now, reembed_seconds=self.reembed_seconds)
             track.box, track.seen_at = face.box, now
             assignments.append(Assignment(track=track, face=face, embed=needed == NOW, refresh=needed == REFRESH))
-        # A tracked face this frame did not find may be small or cut off: one full-size look next (not
-        # one a frame while the missing track lingers).
-        self._lost = any(t not in used and track.seen_at == self._previous_at
-                         for t, track in enumerate(self.tracks[:existing]))
+        # A tracked face this frame did not find may be small or cut off: a full-size look at its
+        # place next frame (once, not every frame while the missing track lingers).
+        for t, track in enumerate(self.tracks[:existing]):
+            track.missed = t not in used and track.seen_at == self._previous_at
         self._previous_at = now
         self.tracks = [track for track in self.tracks if now - track.seen_at < LOST_SECONDS]
         return assignments
