@@ -175,3 +175,32 @@ def test_a_refresh_the_engine_never_got_to_is_done_by_a_frame():
     overdue = track.embedded_at + REFRESH_OVERDUE * REEMBED_SECONDS + 0.01  # its votes still count
     (assignment,) = replay.tracker.assign([face(108)], now=overdue)
     assert assignment.embed  # overdue: the frame looks itself
+
+
+def test_a_track_the_last_frame_missed_is_looked_for_in_its_own_place():
+    replay, track = settled_replay()
+    replay.now += 1 / 15
+    replay.tracker.assign([], now=replay.now)  # the reduced pass found nothing this frame
+    plan = replay.tracker.detection_plan(now=replay.now + 1 / 15)
+    assert plan.near == [track.box] and plan.scale < 1  # no whole frame at full size for it
+
+
+def test_a_background_search_hands_its_newcomers_to_the_next_frame_only():
+    replay, track = settled_replay()
+    plan = replay.tracker.detection_plan(now=replay.now + 2.1)
+    assert plan.search and plan.near == []  # due every FULL_DETECT_SECONDS, and in the background
+    replay.tracker.search = object()  # in flight
+    assert not replay.tracker.detection_plan(now=replay.now + 4.3).search  # one search at a time
+    newcomer = face(400, 300, 60)
+    replay.tracker.searched([face(track.box.x + 2), newcomer])  # the tracked face, and someone new
+    assert replay.tracker.search is None
+    assert replay.tracker.detection_plan(now=replay.now + 4.4).near == [newcomer.box]
+    assert replay.tracker.detection_plan(now=replay.now + 4.5).near == []
+
+
+def test_a_face_that_drifted_far_is_looked_at_again_in_the_background():
+    replay, track = settled_replay()
+    # 20 px a frame for 4 frames: well within a period (REEMBED_SECONDS), no frame a jump from the last
+    drifts = [replay.frame(face(104 + 20 * i), matched(BLAIR))[0] for i in range(1, 5)]
+    assert not any(a.embed for a in drifts)
+    assert any(a.refresh for a in drifts[:3])  # but far from where it was embedded: a look in the background

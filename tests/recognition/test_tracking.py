@@ -195,3 +195,54 @@ async def test_a_settled_face_is_looked_at_again_in_the_background(acme_people, 
     waited = [i for i, ms in enumerate(embed_ms[2:], start=2) if ms > 0]
     assert len(waited) <= 2, embed_ms  # the two that agreed the name; then at most a jump or a lost box
     assert sum(counted) >= 3, counted  # 2 s of frames, a look every 0.3 s: several refreshes counted
+
+
+def two_faces(manifest, *, frames: int, newcomer_from: int, seed: int) -> list[bytes]:
+    """Tony Blair large on the left, moving; from `newcomer_from` on, Colin Powell small on the right
+    (his face under 96 px: too small for the tracker's reduced passes)."""
+    import cv2
+    import numpy as np
+
+    def photo(identity: str, side: int) -> np.ndarray:
+        image = cv2.imread(str(manifest[identity][4].path))
+        scale = side / max(image.shape[:2])
+        return cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
+                          interpolation=cv2.INTER_AREA)
+
+    rng = np.random.default_rng(seed)
+    large, small = photo("Tony_Blair", 420), photo("Colin_Powell", 120)
+    out = []
+    for i in range(frames):
+        frame = np.full((480, 640, 3), 110, np.uint8)
+        x = 10 + 2 * (i % 20)
+        frame[30:30 + large.shape[0], x:x + large.shape[1]] = large
+        if i >= newcomer_from:
+            frame[150:150 + small.shape[0], 505:505 + small.shape[1]] = small
+        noisy = np.clip(frame + rng.normal(0, 4, frame.shape), 0, 255).astype(np.uint8)
+        out.append(cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
+    return out
+
+
+async def test_a_small_face_coming_in_is_found_by_the_background_search(acme_people, manifest):
+    """While a large face is tracked, frames are detected at reduced size; a small face stepping in
+    is found by the full-size search that runs every two seconds in the background."""
+    from recognition.tracking import FULL_DETECT_SECONDS
+
+    communicator, _ = await ready_socket(socket_path(acme_people))
+    frames = two_faces(manifest, frames=75, newcomer_from=15, seed=10)
+    answers = []
+    for frame in frames:
+        started = time.monotonic()
+        await communicator.send_to(bytes_data=frame)
+        result = await communicator.receive_json_from(timeout=TIMEOUT)
+        answers.append(result["faces"])
+        await asyncio.sleep(max(0.0, FRAME_GAP - (time.monotonic() - started)))
+    await communicator.disconnect()
+    assert all(len(faces) == 1 for faces in answers[:15]), answers[:15]
+    found = next((i for i, faces in enumerate(answers) if len(faces) == 2), None)
+    assert found is not None, "the small face was never found"
+    # Within a search period (and a frame or two for the search and the look), in frames at 15 fps.
+    assert found - 15 <= (FULL_DETECT_SECONDS + 0.5) * 15, found
+    newcomer = next(face for face in answers[found] if face["box"]["x"] > 480)
+    assert newcomer["box"]["w"] < 96 and newcomer["track"] != answers[found - 1][0]["track"]
+    assert all(len(faces) == 2 for faces in answers[found + 1:]), [len(faces) for faces in answers]
