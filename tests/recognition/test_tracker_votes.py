@@ -139,12 +139,17 @@ def settled_replay() -> tuple[Replay, object]:
     return replay, assignment.track
 
 
-def test_a_background_embedding_begun_before_the_track_restarted_is_not_counted():
+def refresh_begun() -> tuple[Replay, object, tuple[float, int]]:
+    """A settled track whose periodic look has just gone to the background: (when, generation)."""
     replay, track = settled_replay()
     replay.now += 0.6
     (assignment,) = replay.tracker.assign([face(106)], now=replay.now)
     assert assignment.refresh
-    began = (replay.now, track.generation)
+    return replay, track, (replay.now, track.generation)
+
+
+def test_a_background_embedding_begun_before_the_track_restarted_is_not_counted():
+    replay, track, began = refresh_begun()
     replay.tracker.decided_by(("calibrated", 99))  # someone enrolled meanwhile: votes start afresh
     assert not track.refreshed(matched(POWELL), face=face(106), at=began[0], look=None, generation=began[1])
     assert track.shown(now=replay.now) is None  # nothing counted: the next frame decides afresh
@@ -153,11 +158,7 @@ def test_a_background_embedding_begun_before_the_track_restarted_is_not_counted(
 
 
 def test_a_background_embedding_older_than_the_last_embedding_is_not_counted():
-    replay, track = settled_replay()
-    replay.now += 0.6
-    (assignment,) = replay.tracker.assign([face(106)], now=replay.now)
-    assert assignment.refresh
-    began = (replay.now, track.generation)
+    replay, track, began = refresh_begun()
     replay.now += 1 / 15
     track.observe(matched(BLAIR), face=face(108), now=replay.now)  # a frame embedded it since
     assert not track.refreshed(unknown(), face=face(106), at=began[0], look=None, generation=began[1])
@@ -165,10 +166,7 @@ def test_a_background_embedding_older_than_the_last_embedding_is_not_counted():
 
 
 def test_a_refresh_the_engine_never_got_to_is_done_by_a_frame():
-    replay, track = settled_replay()
-    replay.now += 0.6
-    (assignment,) = replay.tracker.assign([face(106)], now=replay.now)
-    assert assignment.refresh
+    replay, track, _ = refresh_begun()
     track.refresh = object()  # in flight, and never finished (a saturated engine)
     (assignment,) = replay.tracker.assign([face(107)], now=replay.now + 1 / 15)
     assert not assignment.embed and not assignment.refresh  # one refresh at a time
