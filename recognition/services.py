@@ -14,7 +14,7 @@ import numpy as np
 from apikeys.services import AuthenticatedKey
 from faceportal.errors import Unprocessable
 from faces.decision import SOURCE_REQUEST, UNKNOWN, Threshold
-from faces.engine import DetectedFace, EmbeddedFace, call_in_engine_pool, get_engine, run_in_engine_background
+from faces.engine import DetectedFace, EmbeddedFace, FaceBox, call_in_engine_pool, get_engine, run_in_engine_background
 from faces.engine.pipeline import prominence
 from faces.images import decoding_for, load
 from faces.index.base import cosine_to_similarity
@@ -138,11 +138,15 @@ def recognize(
 
 
 
+def _near_look(engine, pixels: np.ndarray, box: FaceBox) -> DetectedFace | None:
+    """The face a full-size look at `box`'s own neighbourhood finds where `box` is, if any."""
+    best = max(engine.detect_faces_near(pixels, box), key=lambda found: iou(found.box, box), default=None)
+    return best if best is not None and iou(best.box, box) >= TRACK_IOU else None
+
+
 def _at_full_size(engine, pixels: np.ndarray, face: DetectedFace) -> DetectedFace:
     """The face as a full-size look at its own neighbourhood finds it, else as given."""
-    near = engine.detect_faces_near(pixels, face.box)
-    best = max(near, key=lambda found: iou(found.box, face.box), default=None)
-    return best if best is not None and iou(best.box, face.box) >= TRACK_IOU else face
+    return _near_look(engine, pixels, face.box) or face
 
 
 @dataclass
@@ -254,8 +258,8 @@ def recognize_tracked(
         for box in plan.near:
             # A tracked face too small for the reduced pass, one the last frame missed, or a newcomer
             # the background search found: looked at full size around where it was.
-            near = max(engine.detect_faces_near(loaded.pixels, box), key=lambda face: iou(face.box, box), default=None)
-            if near is not None and iou(near.box, box) >= TRACK_IOU:
+            near = _near_look(engine, loaded.pixels, box)
+            if near is not None:
                 found = [face for face in found if iou(face.box, near.box) < TRACK_IOU] + [near]
                 full_size.add(id(near))
         if plan.search:

@@ -14,11 +14,11 @@ shared, so a name can never travel from one connection or organisation to anothe
   the agreed one, a box that jumped, or a look that changed (a tiny grey thumbnail of the box no
   longer like the one at its last embedding). A changed look is another face: its votes start
   afresh, so the new person is named on their first embedding. A settled track is also embedded
-  again every `reembed_seconds`, and when the face got clearly bigger or sharper (quality), but in
-  the background (`REFRESH`): the frame answers with the track's name at once, the engine embeds
-  the face when no frame waits for it, and a later frame counts the decision (if it contradicts the
-  name, the next frame looks again at once). A refresh the engine had no time for within
-  `REFRESH_OVERDUE` periods is done by a frame itself.
+  again every `reembed_seconds`, when the face got clearly bigger or sharper (quality), and when it
+  drifted far from where it was embedded, but in the background (`REFRESH`): the frame answers
+  with the track's name at once, the engine embeds the face when no frame waits for it, and a later
+  frame counts the decision (if it contradicts the name, the next frame looks again at once). A
+  refresh the engine had no time for within `REFRESH_OVERDUE` periods is done by a frame itself.
 - Every embedding is decided by the organisation's own decision (`faces.matching`, the same call as
   `POST /recognize`); the tracker only votes over those decisions. A new track (or a changed look)
   shows its first embedding's decision at once; after that its name changes only when its last
