@@ -15,7 +15,7 @@ from apikeys.services import AuthenticatedKey
 from faceportal.errors import Unprocessable
 from faces.decision import SOURCE_REQUEST, UNKNOWN, Threshold
 from faces.engine import DetectedFace, EmbeddedFace, FaceBox, call_in_engine_pool, get_engine, run_in_engine_background
-from faces.engine.pipeline import prominence
+from faces.engine.pipeline import NEAR_CONTEXT, REFINE_CONTEXT, prominence
 from faces.images import decoding_for, load
 from faces.index.base import cosine_to_similarity
 from faces.matching import decide_vectors, decision_in_force, verify_decision
@@ -138,15 +138,17 @@ def recognize(
 
 
 
-def _near_look(engine, pixels: np.ndarray, box: FaceBox) -> DetectedFace | None:
-    """The face a full-size look at `box`'s own neighbourhood finds where `box` is, if any."""
-    best = max(engine.detect_faces_near(pixels, box), key=lambda found: iou(found.box, box), default=None)
+def _near_look(engine, pixels: np.ndarray, box: FaceBox, *, context: float = NEAR_CONTEXT) -> DetectedFace | None:
+    """The face a closer look at `box`'s own neighbourhood finds where `box` is, if any."""
+    best = max(engine.detect_faces_near(pixels, box, context=context), key=lambda found: iou(found.box, box),
+               default=None)
     return best if best is not None and iou(best.box, box) >= TRACK_IOU else None
 
 
-def _at_full_size(engine, pixels: np.ndarray, face: DetectedFace) -> DetectedFace:
-    """The face as a full-size look at its own neighbourhood finds it, else as given."""
-    return _near_look(engine, pixels, face.box) or face
+def _refined(engine, pixels: np.ndarray, face: DetectedFace) -> DetectedFace:
+    """A face found by a reduced pass of this frame, as a closer look at its own neighbourhood finds
+    it (else as given): the box and points an embedding starts from."""
+    return _near_look(engine, pixels, face.box, context=REFINE_CONTEXT) or face
 
 
 @dataclass
@@ -160,20 +162,20 @@ class BackgroundEmbedding:
     pixels: np.ndarray  # the frame, should the decision need the second model after all
 
 
-def _embedded_again(engine, pixels: np.ndarray, face: DetectedFace, *, full_size: bool,
+def _embedded_again(engine, pixels: np.ndarray, face: DetectedFace, *, refine: bool,
                     with_second: bool) -> tuple[EmbeddedFace, np.ndarray | None]:
-    if full_size:
-        face = _at_full_size(engine, pixels, face)
+    if refine:
+        face = _refined(engine, pixels, face)
     (embedded,) = engine.embed_detected(pixels, [face])
     return embedded, engine.second_embeddings(pixels, [face])[0] if with_second else None
 
 
-def _refresh_in_background(engine, assignment: Assignment, *, pixels: np.ndarray, now: float, full_size: bool) -> None:
+def _refresh_in_background(engine, assignment: Assignment, *, pixels: np.ndarray, now: float, refine: bool) -> None:
     track = assignment.track
     # The second model too, when the track's last decision needed it: the refresh then needs no frame's time.
     with_second = engine.second_embedder is not None and track.observations[-1].decision.second_model
     track.refresh = BackgroundEmbedding(
-        future=run_in_engine_background(_embedded_again, engine, pixels, assignment.face, full_size=full_size,
+        future=run_in_engine_background(_embedded_again, engine, pixels, assignment.face, refine=refine,
                                         with_second=with_second),
         at=now, look=track.look, generation=track.generation, pixels=pixels)
 
@@ -254,14 +256,14 @@ def recognize_tracked(
         plan = tracker.detection_plan(now=now)
         scale = plan.scale
         found = engine.detect_faces(loaded.pixels, scale=scale)
-        full_size: set[int] = set()
+        looked: set[int] = set()  # faces a closer look found: already precise
         for box in plan.near:
             # A tracked face too small for the reduced pass, one the last frame missed, or a newcomer
-            # the background search found: looked at full size around where it was.
+            # the background search found: looked at closer, around where it was.
             near = _near_look(engine, loaded.pixels, box)
             if near is not None:
                 found = [face for face in found if iou(face.box, near.box) < TRACK_IOU] + [near]
-                full_size.add(id(near))
+                looked.add(id(near))
         if plan.search:
             tracker.search = run_in_engine_background(engine.detect_faces, loaded.pixels)
         if plan.near:
@@ -270,15 +272,15 @@ def recognize_tracked(
         detected = found[:engine.max_faces or None]  # the most prominent, as `recognize` keeps them
         assignments = tracker.assign(detected, now=now, image_bgr=loaded.pixels)
         if scale < 1:
-            # Embeddings start from full-size boxes (dlib aligns from the box): as accurate as REST,
-            # from a full-size look at the face's own neighbourhood rather than the whole frame.
+            # Embeddings start from precise boxes and points (the alignment follows them): a closer look
+            # at the face's own neighbourhood, at the face's own resolution, rather than the whole frame.
             for assignment in assignments:
-                if assignment.embed and id(assignment.face) not in full_size:
-                    assignment.face = _at_full_size(engine, loaded.pixels, assignment.face)
+                if assignment.embed and id(assignment.face) not in looked:
+                    assignment.face = _refined(engine, loaded.pixels, assignment.face)
         for assignment in assignments:
             if assignment.refresh:
                 _refresh_in_background(engine, assignment, pixels=loaded.pixels, now=now,
-                                       full_size=scale < 1 and id(assignment.face) not in full_size)
+                                       refine=scale < 1 and id(assignment.face) not in looked)
         stage["detect"] = _ms(mark)
         mark = time.perf_counter()
         chosen_faces = [a.face for a in assignments if a.embed]

@@ -26,13 +26,14 @@ shared, so a name can never travel from one connection or organisation to anothe
   known face.
 - Detection runs at half resolution over the whole frame (a quarter while every large tracked face
   is 128 px or more), each tracked face under 96 px, and each track the last frame missed, looked
-  at full size in its own neighbourhood. Every `FULL_DETECT_SECONDS` a whole frame is searched at
+  closer in its own neighbourhood. Every `FULL_DETECT_SECONDS` a whole frame is searched at
   full size in the background, for small newcomers: the faces it finds that no track has are
-  looked at full size, in their own neighbourhood, on the next frame. A frame with no tracks is
-  detected whole at full size. A face is embedded only from a full-size detection: dlib's alignment
-  starts from the box, and a half-size box moved a borderline similarity across the threshold
-  (bench/ws.py). A face due an embedding after a reduced pass is detected again at full size in its
-  own neighbourhood (a third of a frame's pixels), not in the whole frame.
+  looked at closer, in their own neighbourhood, on the next frame. A frame with no tracks is
+  detected whole at full size. A face is embedded only from a precise detection: the alignment
+  follows the detector's points, and a half-size box moved a borderline similarity across the
+  threshold (bench/ws.py). A face due an embedding after a reduced pass is detected again in its
+  own neighbourhood, with the face at `NEAR_FACE_PIXELS` (faces/engine/pipeline.py), not in the
+  whole frame.
 """
 
 from __future__ import annotations
@@ -221,7 +222,7 @@ def _withheld(decision):
 @dataclass
 class DetectionPlan:
     scale: float  # the whole frame's detection scale
-    near: list[FaceBox]  # boxes to look at full size in their own neighbourhood
+    near: list[FaceBox]  # boxes to look at closer in their own neighbourhood
     search: bool  # start a full-size search of this frame, in the background
 
 
@@ -252,12 +253,12 @@ class FaceTracker:
         self.frames_full = 0
 
     def detection_plan(self, *, now: float) -> DetectionPlan:
-        """This frame's whole-frame detection scale, the boxes to look at full size in their own
+        """This frame's whole-frame detection scale, the boxes to look at closer in their own
         neighbourhood, and whether a background full-size search is due. With tracks: a quarter
         size while every large tracked face (LARGE_FACE_PIXELS or more) is at least
         LARGER_FACE_PIXELS, else half size; the smaller tracked faces, the tracks the last frame
         missed and the newcomers a search found are looked at in their own window. With none (or
-        adaptive detection off): one full-size frame. A face due an embedding gets its full-size
+        adaptive detection off): one full-size frame. A face due an embedding gets its closer
         look in services."""
         if not (self.adaptive_detection and self.tracks):
             self._full_at = now
@@ -305,7 +306,7 @@ class FaceTracker:
             needed = track.embedding_needed(face, now=now, reembed_seconds=self.reembed_seconds)
             track.box, track.seen_at = face.box, now
             assignments.append(Assignment(track=track, face=face, embed=needed == NOW, refresh=needed == REFRESH))
-        # A tracked face this frame did not find may be small or cut off: a full-size look at its
+        # A tracked face this frame did not find may be small or cut off: a closer look at its
         # place next frame (once, not every frame while the missing track lingers).
         for t, track in enumerate(self.tracks[:existing]):
             track.missed = t not in used and track.seen_at == self._previous_at
