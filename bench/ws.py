@@ -310,17 +310,15 @@ async def video_scenario(*, base_ws: str, query: dict[str, str], origin: str, vi
 
 
 def detection_study(videos: list[list[bytes]]) -> str:
-    """Faces found at full size and at the reduced size the tracker would use for them (half, or a
-    quarter for the largest), on the bench's video frames and on every photo of ../shared/faces made
-    a 640x480 frame; by the face's smallest side at full size."""
+    """Faces found at full size and at the tracker's reduced size, on the bench's video frames and on
+    every photo of ../shared/faces made a 640x480 frame; by the face's smallest side at full size."""
     import numpy as np
 
     from bench.common import manifest, table
     from faces.engine import get_engine
-    from recognition.tracking import LARGE_FACE_PIXELS, LARGER_FACE_PIXELS, REDUCED_SCALE, SMALLEST_SCALE, iou
+    from recognition.tracking import LARGE_FACE_PIXELS, REDUCED_SCALE, iou
 
     engine = get_engine()
-    quarter_from = LARGER_FACE_PIXELS
 
     def decoded(jpeg: bytes):
         return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
@@ -330,17 +328,15 @@ def detection_study(videos: list[list[bytes]]) -> str:
         "../shared/faces photos as 640x480 frames": [decoded(camera_jpeg(photo.path)) for photos in manifest().values()
                                                      for photo in photos],
     }
-    # (label, from, to, the scale the tracker detects such a face at)
-    bands = ((f"< {LARGE_FACE_PIXELS // 2} px", 0, LARGE_FACE_PIXELS // 2, REDUCED_SCALE),
-             (f"{LARGE_FACE_PIXELS // 2}–{LARGE_FACE_PIXELS - 1} px", LARGE_FACE_PIXELS // 2, LARGE_FACE_PIXELS,
-              REDUCED_SCALE),
-             (f"{LARGE_FACE_PIXELS}–{quarter_from - 1} px (tracker: half size)", LARGE_FACE_PIXELS, quarter_from,
-              REDUCED_SCALE),
-             (f"≥ {quarter_from} px (tracker: quarter size)", quarter_from, 10**6, SMALLEST_SCALE))
+    # (label, from, to); the last band is what the tracker trusts the reduced pass with
+    bands = ((f"< {LARGE_FACE_PIXELS // 2} px", 0, LARGE_FACE_PIXELS // 2),
+             (f"{LARGE_FACE_PIXELS // 2}–{LARGE_FACE_PIXELS - 1} px", LARGE_FACE_PIXELS // 2, LARGE_FACE_PIXELS),
+             (f"{LARGE_FACE_PIXELS}–127 px (tracker: reduced)", LARGE_FACE_PIXELS, 128),
+             ("≥ 128 px (tracker: reduced)", 128, 10**6))
     rows = []
     for label, images in sets.items():
         counts = {band[0]: [0, 0] for band in bands}
-        cpu_ms = {1.0: [], REDUCED_SCALE: [], SMALLEST_SCALE: []}
+        cpu_ms = {1.0: [], REDUCED_SCALE: []}
         for image in images:
             found_at = {}
             for scale in cpu_ms:
@@ -351,22 +347,21 @@ def detection_study(videos: list[list[bytes]]) -> str:
                 side = min(face.box.w, face.box.h)
                 band = next(b for b in bands if b[1] <= side < b[2])
                 counts[band[0]][0] += 1
-                counts[band[0]][1] += any(iou(face.box, other.box) >= 0.3 for other in found_at[band[3]])
+                counts[band[0]][1] += any(iou(face.box, other.box) >= 0.3 for other in found_at[REDUCED_SCALE])
         for band, (found, kept) in counts.items():
             if found:
                 rows.append([label, len(images), band, found, kept, found - kept, (found - kept) / found])
-        rows.append([label, len(images), "CPU ms per image: full / half / quarter",
-                     round(median(cpu_ms[1.0]), 1), round(median(cpu_ms[REDUCED_SCALE]), 1),
-                     round(median(cpu_ms[SMALLEST_SCALE]), 1), ""])
-    return table("Detection at reduced size: faces found at full size that the reduced size misses",
+        rows.append([label, len(images), f"CPU ms per image: full / {REDUCED_SCALE:g} size",
+                     round(median(cpu_ms[1.0]), 1), round(median(cpu_ms[REDUCED_SCALE]), 1), "", ""])
+    return table(f"Detection at {REDUCED_SCALE:g} size: faces found at full size that the reduced pass misses",
                  ["images", "count", "face size (smallest side, full size)", "found at full size",
                   "also found reduced", "missed reduced", "missed share"], rows,
-                 note=f"The tracker detects at half size only while every tracked face is at least "
-                      f"{LARGE_FACE_PIXELS} px, at a quarter while every one is at least {quarter_from} px, with a "
-                      "full-size frame at least every two seconds and whenever a track goes missing, so a small "
-                      "face coming in is found within two seconds. The two smallest bands show what a reduced pass "
-                      "would miss if the tracker used one for them (it does not). CPU time of this thread "
-                      "(`time.process_time`).")
+                 note=f"While faces are tracked the tracker detects the whole frame at {REDUCED_SCALE:g} size, "
+                      f"looks at each tracked face under {LARGE_FACE_PIXELS} px (and each track the last frame "
+                      "missed) in its own neighbourhood, and searches a full-size frame in the background every "
+                      "two seconds, so a small face coming in is found within two seconds. The two smallest bands "
+                      "show what the reduced pass would miss if the tracker trusted it with them (it does not). "
+                      "CPU time of this thread (`time.process_time`).")
 
 
 def lfw_strangers(count: int) -> list[list[Path]]:

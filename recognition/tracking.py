@@ -24,13 +24,13 @@ shared, so a name can never travel from one connection or organisation to anothe
   shows its first embedding's decision at once; after that its name changes only when its last
   `AGREE` embeddings say so, so one bad frame in a track neither names a stranger nor renames a
   known face.
-- Detection runs at half resolution over the whole frame (a quarter while every large tracked face
-  is 128 px or more), each tracked face under 96 px, and each track the last frame missed, looked
-  closer in its own neighbourhood. Every `FULL_DETECT_SECONDS` a whole frame is searched at
+- While faces are tracked, detection runs at a quarter of the resolution over the whole frame, and
+  each tracked face under 96 px, and each track the last frame missed, is looked at closer in its
+  own neighbourhood. Every `FULL_DETECT_SECONDS` a whole frame is searched at
   full size in the background, for small newcomers: the faces it finds that no track has are
   looked at closer, in their own neighbourhood, on the next frame. A frame with no tracks is
   detected whole at full size. A face is embedded only from a precise detection: the alignment
-  follows the detector's points, and a half-size box moved a borderline similarity across the
+  follows the detector's points, and a reduced pass's box moved a borderline similarity across the
   threshold (bench/ws.py). A face due an embedding after a reduced pass is detected again in its
   own neighbourhood, with the face at `NEAR_FACE_PIXELS` (faces/engine/pipeline.py), not in the
   whole frame.
@@ -69,12 +69,11 @@ REFRESH_OVERDUE = 2  # periods after its last embedding, a settled track is embe
 # its last two periodic embeddings while the next one is embedded in the background and counted.
 OBSERVATION_PERIODS = REFRESH_OVERDUE + 0.5
 NOW, REFRESH = "now", "refresh"  # how a face is embedded: before this frame's answer, or in the background
-REDUCED_SCALE = 0.5  # detection scale while every tracked face is large
-SMALLEST_SCALE = 0.25  # while every tracked face is at least LARGER_FACE_PIXELS
-# Reduced passes only for faces they find (bench/ws.py's detection study): half size from 96 px (a
-# 64-95 px video face was missed at half size one time in four), a quarter from 128 px (none missed).
+REDUCED_SCALE = 0.25  # the whole frame's detection scale while faces are tracked
+# The reduced pass is trusted only with faces it finds (bench/ws.py's detection study): a quarter
+# size found 70 of 71 faces of 96-127 px and 481 of 487 larger ones, but 47 of 68 of 48-95 px, so
+# a tracked face under LARGE_FACE_PIXELS is looked at closer every frame instead.
 LARGE_FACE_PIXELS = 96
-LARGER_FACE_PIXELS = 128
 FULL_DETECT_SECONDS = 2.0  # a background full-size search at least this often, for small faces coming in
 # (large ones are found by the reduced passes themselves)
 
@@ -255,9 +254,8 @@ class FaceTracker:
     def detection_plan(self, *, now: float) -> DetectionPlan:
         """This frame's whole-frame detection scale, the boxes to look at closer in their own
         neighbourhood, and whether a background full-size search is due. With tracks: a quarter
-        size while every large tracked face (LARGE_FACE_PIXELS or more) is at least
-        LARGER_FACE_PIXELS, else half size; the smaller tracked faces, the tracks the last frame
-        missed and the newcomers a search found are looked at in their own window. With none (or
+        size (REDUCED_SCALE), and the tracked faces under LARGE_FACE_PIXELS, the tracks the last
+        frame missed and the newcomers a search found are looked at in their own window. With none (or
         adaptive detection off): one full-size frame. A face due an embedding gets its closer
         look in services."""
         if not (self.adaptive_detection and self.tracks):
@@ -265,14 +263,12 @@ class FaceTracker:
             self.frames_full += 1
             return DetectionPlan(scale=1.0, near=[], search=False)
         self.frames_reduced += 1
-        large = [min(t.box.w, t.box.h) for t in self.tracks if min(t.box.w, t.box.h) >= LARGE_FACE_PIXELS]
         near = [t.box for t in self.tracks if t.missed or min(t.box.w, t.box.h) < LARGE_FACE_PIXELS] + self._found
         self._found = []
         search = self.search is None and now - self._full_at >= FULL_DETECT_SECONDS
         if search:
             self._full_at = now
-        scale = SMALLEST_SCALE if min(large, default=LARGER_FACE_PIXELS) >= LARGER_FACE_PIXELS else REDUCED_SCALE
-        return DetectionPlan(scale=scale, near=near, search=search)
+        return DetectionPlan(scale=REDUCED_SCALE, near=near, search=search)
 
     def searched(self, faces: list[DetectedFace]) -> None:
         """A background search's faces: the ones no track has are looked at on the next frame."""

@@ -10,7 +10,7 @@ import pytest
 from faces.engine import get_engine
 from faces.engine.pipeline import NEAR_FACE_PIXELS, REFINE_CONTEXT
 from faces.images import load
-from recognition.tracking import SMALLEST_SCALE, iou
+from recognition.tracking import REDUCED_SCALE, iou
 from tests.video import moving_face_frames
 
 
@@ -35,7 +35,7 @@ def test_a_closer_look_at_a_large_face_embeds_it_as_a_whole_frame_does_for_a_fra
         pixels = load(frame, index=0).pixels
         whole = engine.detect_faces(pixels)[0]
         (reference,) = engine.embed_detected(pixels, [whole])
-        reduced = max(engine.detect_faces(pixels, scale=SMALLEST_SCALE), key=lambda face: iou(face.box, whole.box))
+        reduced = max(engine.detect_faces(pixels, scale=REDUCED_SCALE), key=lambda face: iou(face.box, whole.box))
         monkeypatch.setattr(engine.detector, "detect_at", recording)
         seen.clear()
         looked = max(engine.detect_faces_near(pixels, reduced.box, context=REFINE_CONTEXT),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from faces.engine.base import DetectedFace, FaceBox
 from faces.matching import VectorDecision
 from faces.selectors import PersonMatch
-from recognition.tracking import REFRESH_OVERDUE, FaceTracker
+from recognition.tracking import LARGE_FACE_PIXELS, REDUCED_SCALE, REFRESH_OVERDUE, FaceTracker
 
 BLAIR = PersonMatch(1, "Tony Blair", 0.93, 11, None)
 POWELL = PersonMatch(2, "Colin Powell", 0.92, 21, None)
@@ -202,3 +202,16 @@ def test_a_face_that_drifted_far_is_looked_at_again_in_the_background():
     drifts = [replay.frame(face(104 + 20 * i), matched(BLAIR))[0] for i in range(1, 5)]
     assert not any(a.embed for a in drifts)
     assert any(a.refresh for a in drifts[:3])  # but far from where it was embedded: a look in the background
+
+
+def test_tracked_faces_of_96_px_and_more_are_left_to_the_reduced_pass_and_smaller_ones_looked_at():
+    replay = Replay()
+    large, small = face(100, side=LARGE_FACE_PIXELS), face(400, side=LARGE_FACE_PIXELS - 10)
+    for i in range(3):
+        replay.now += 1 / 15
+        for assignment in replay.tracker.assign([large, small], now=replay.now):
+            if assignment.embed:
+                assignment.track.observe(matched(BLAIR), face=assignment.face, now=replay.now)
+    plan = replay.tracker.detection_plan(now=replay.now + 1 / 15)
+    assert plan.scale == REDUCED_SCALE < 0.5  # a quarter of the frame's pixels or fewer, whatever the faces
+    assert plan.near == [small.box]  # only the face too small for it is looked at in its own place
