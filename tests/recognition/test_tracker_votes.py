@@ -207,7 +207,7 @@ def test_a_face_that_drifted_far_is_looked_at_again_in_the_background():
 def test_tracked_faces_of_96_px_and_more_are_left_to_the_reduced_pass_and_smaller_ones_looked_at():
     replay = Replay()
     large, small = face(100, side=LARGE_FACE_PIXELS), face(400, side=LARGE_FACE_PIXELS - 10)
-    for i in range(3):
+    for _ in range(3):
         replay.now += 1 / 15
         for assignment in replay.tracker.assign([large, small], now=replay.now):
             if assignment.embed:
