@@ -14,7 +14,14 @@ import numpy as np
 from apikeys.services import AuthenticatedKey
 from faceportal.errors import Unprocessable
 from faces.decision import SOURCE_REQUEST, UNKNOWN, Threshold
-from faces.engine import DetectedFace, EmbeddedFace, FaceBox, call_in_engine_pool, get_engine, run_in_engine_background
+from faces.engine import (
+    DetectedFace,
+    EmbeddedFace,
+    FaceBox,
+    call_in_engine_pool_ranked,
+    get_engine,
+    run_in_engine_background,
+)
 from faces.engine.pipeline import NEAR_CONTEXT, REFINE_CONTEXT, prominence
 from faces.images import decoding_for, load
 from faces.index.base import cosine_to_similarity
@@ -288,7 +295,9 @@ def recognize_tracked(
         stage["embed"] = _ms(mark) if chosen_faces else 0.0  # 0: every face kept its track's embedding
         return loaded, now, assignments, embedded, stage, len(found) - len(detected)
 
-    loaded, now, assignments, embedded, timings, dropped = call_in_engine_pool(engine_step)
+    # The least served camera's frame first among those waiting: cameras sending at once take turns.
+    loaded, now, assignments, embedded, timings, dropped = call_in_engine_pool_ranked(
+        tracker.served_lately(now=tracker.clock()), engine_step)
     search_started = time.perf_counter()
     _count_refreshed(organization=organization, tracker=tracker, threshold=chosen, max_results=max_results)
     to_embed = [a for a in assignments if a.embed]
@@ -328,6 +337,7 @@ def recognize_tracked(
                 faces[at] = dataclasses.replace(faces[at], unknown_face=unknown_id)
     timings["search"] = _ms(search_started) if decided else 0.0
     timings["total"] = _ms(started)
+    tracker.answered(now=now)
     width, height = loaded.size
     recognition = Recognition(faces=faces, threshold=chosen, model=engine.model_name, detector=engine.detector_name,
                               image=ImageSize(width=width, height=height), timings_ms=timings,

@@ -74,6 +74,7 @@ REDUCED_SCALE = 0.25  # the whole frame's detection scale while faces are tracke
 # size found 70 of 71 faces of 96-127 px and 481 of 487 larger ones, but 47 of 68 of 48-95 px, so
 # a tracked face under LARGE_FACE_PIXELS is looked at closer every frame instead.
 LARGE_FACE_PIXELS = 96
+SERVED_SECONDS = 1.0  # how far back a connection's answers count for its turn at the engine
 FULL_DETECT_SECONDS = 2.0  # a background full-size search at least this often, for small faces coming in
 # (large ones are found by the reduced passes themselves)
 
@@ -250,6 +251,17 @@ class FaceTracker:
         self._decided_by: tuple | None = None
         self.frames_reduced = 0
         self.frames_full = 0
+        self._answered: deque[float] = deque()  # when this connection's recent frames were answered
+
+    def answered(self, *, now: float) -> None:
+        self._answered.append(now)
+
+    def served_lately(self, *, now: float) -> int:
+        """Frames answered in the last SERVED_SECONDS: the connection's rank in the engine's queue,
+        so that when many cameras' frames wait together the least served camera goes first."""
+        while self._answered and self._answered[0] <= now - SERVED_SECONDS:
+            self._answered.popleft()
+        return len(self._answered)
 
     def detection_plan(self, *, now: float) -> DetectionPlan:
         """This frame's whole-frame detection scale, the boxes to look at closer in their own

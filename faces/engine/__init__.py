@@ -7,6 +7,7 @@ from faces.engine.base import DetectedFace, EmbeddedFace, FaceBox
 from faces.engine.pipeline import (
     FaceEngine,
     call_in_engine_pool,
+    call_in_engine_pool_ranked,
     engine_loaded,
     engine_pool_in_flight,
     engine_pool_size,
@@ -24,6 +25,7 @@ __all__ = [
     "FaceBox",
     "FaceEngine",
     "call_in_engine_pool",
+    "call_in_engine_pool_ranked",
     "engine_loaded",
     "engine_pool_in_flight",
     "engine_pool_size",

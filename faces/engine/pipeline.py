@@ -81,6 +81,13 @@ def run_in_engine_pool(fn, /, *args, **kwargs) -> Future:
     return _submitted(_engine_pool().submit, fn, args, kwargs)
 
 
+def call_in_engine_pool_ranked(rank: float, fn, /, *args, **kwargs):
+    """`call_in_engine_pool`, for a client served `rank` times lately: the less served go first."""
+    if on_engine_thread():
+        return fn(*args, **kwargs)
+    return _submitted(functools.partial(_engine_pool().submit_ranked, rank), fn, args, kwargs).result()
+
+
 def run_in_engine_background(fn, /, *args, **kwargs) -> Future:
     """`fn` on an engine thread once no frame or request waits for one (never waited for in a frame)."""
     return _submitted(_engine_pool().submit_background, fn, args, kwargs)

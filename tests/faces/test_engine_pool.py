@@ -1,5 +1,6 @@
 """The engine's threads: a request's work goes before background work (a tracked face's periodic
-re-embedding), so background work never delays an answer; errors reach whoever waits."""
+re-embedding), so background work never delays an answer; among waiting frames the least served
+camera's goes first; errors reach whoever waits."""
 
 from __future__ import annotations
 
@@ -42,3 +43,18 @@ def test_every_thread_runs_the_initializer():
     idents = [pool.submit(lambda: (barrier.wait(10), threading.get_ident())[1]) for _ in range(2)]
     assert {future.result(timeout=10) for future in idents} == started and len(started) == 2
     pool.shutdown()
+
+
+def test_the_least_served_cameras_frame_goes_first_and_equal_ranks_keep_their_order(pool):
+    release = threading.Event()
+    order: list[str] = []
+    busy = pool.submit(release.wait, 10)
+    background = pool.submit_background(order.append, "refresh")
+    # Frames of four cameras arriving together, each ranked by its answers in the last second.
+    frames = [pool.submit_ranked(rank, order.append, name)
+              for rank, name in ((15, "served 15"), (12, "served 12 (a)"), (14, "served 14"), (12, "served 12 (b)"))]
+    rest = pool.submit(order.append, "REST")
+    release.set()
+    for future in (busy, background, *frames, rest):
+        future.result(timeout=10)
+    assert order == ["REST", "served 12 (a)", "served 12 (b)", "served 14", "served 15", "refresh"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from faces.engine.base import DetectedFace, FaceBox
 from faces.matching import VectorDecision
 from faces.selectors import PersonMatch
-from recognition.tracking import LARGE_FACE_PIXELS, REDUCED_SCALE, REFRESH_OVERDUE, FaceTracker
+from recognition.tracking import LARGE_FACE_PIXELS, REDUCED_SCALE, REFRESH_OVERDUE, SERVED_SECONDS, FaceTracker
 
 BLAIR = PersonMatch(1, "Tony Blair", 0.93, 11, None)
 POWELL = PersonMatch(2, "Colin Powell", 0.92, 21, None)
@@ -215,3 +215,12 @@ def test_tracked_faces_of_96_px_and_more_are_left_to_the_reduced_pass_and_smalle
     plan = replay.tracker.detection_plan(now=replay.now + 1 / 15)
     assert plan.scale == REDUCED_SCALE < 0.5  # a quarter of the frame's pixels or fewer, whatever the faces
     assert plan.near == [small.box]  # only the face too small for it is looked at in its own place
+
+
+def test_a_connection_is_ranked_by_its_answers_of_the_last_second():
+    tracker = FaceTracker(clock=lambda: 0.0)
+    for i in range(15):
+        tracker.answered(now=i / 15)
+    assert tracker.served_lately(now=14 / 15) == 15
+    assert tracker.served_lately(now=SERVED_SECONDS + 5.5 / 15) == 9  # the first six fell out of the window
+    assert tracker.served_lately(now=10.0) == 0
