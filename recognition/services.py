@@ -260,7 +260,7 @@ def recognize_tracked(
         now = tracker.clock()
         mark = time.perf_counter()
         _take_search(tracker, organization=organization)
-        plan = tracker.detection_plan(now=now)
+        plan = tracker.detection_plan(now=now, frame_side=min(loaded.pixels.shape[:2]))
         scale = plan.scale
         found = engine.detect_faces(loaded.pixels, scale=scale)
         looked: set[int] = set()  # faces a closer look found: already precise

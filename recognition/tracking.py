@@ -70,6 +70,9 @@ REFRESH_OVERDUE = 2  # periods after its last embedding, a settled track is embe
 OBSERVATION_PERIODS = REFRESH_OVERDUE + 0.5
 NOW, REFRESH = "now", "refresh"  # how a face is embedded: before this frame's answer, or in the background
 REDUCED_SCALE = 0.25  # the whole frame's detection scale while faces are tracked
+# ... but never below this many pixels on the frame's shorter side (a 640x480 frame's quarter): a face
+# that fills a small photo needs some image around it (a 150 px photo's face is found at 60 px, not 37).
+MIN_REDUCED_SIDE = 120
 # The reduced pass is trusted only with faces it finds (bench/ws.py's detection study): a quarter
 # size found 70 of 71 faces of 96-127 px and 481 of 487 larger ones, but 47 of 68 of 48-95 px, so
 # a tracked face under LARGE_FACE_PIXELS is looked at closer every frame instead.
@@ -263,10 +266,11 @@ class FaceTracker:
             self._answered.popleft()
         return len(self._answered)
 
-    def detection_plan(self, *, now: float) -> DetectionPlan:
+    def detection_plan(self, *, now: float, frame_side: int | None = None) -> DetectionPlan:
         """This frame's whole-frame detection scale, the boxes to look at closer in their own
         neighbourhood, and whether a background full-size search is due. With tracks: a quarter
-        size (REDUCED_SCALE), and the tracked faces under LARGE_FACE_PIXELS, the tracks the last
+        size (REDUCED_SCALE; less reduced where the frame's shorter side, `frame_side`, would fall
+        under MIN_REDUCED_SIDE), and the tracked faces under LARGE_FACE_PIXELS, the tracks the last
         frame missed and the newcomers a search found are looked at in their own window. With none (or
         adaptive detection off): one full-size frame. A face due an embedding gets its closer
         look in services."""
@@ -280,7 +284,8 @@ class FaceTracker:
         search = self.search is None and now - self._full_at >= FULL_DETECT_SECONDS
         if search:
             self._full_at = now
-        return DetectionPlan(scale=REDUCED_SCALE, near=near, search=search)
+        scale = REDUCED_SCALE if frame_side is None else min(1.0, max(REDUCED_SCALE, MIN_REDUCED_SIDE / frame_side))
+        return DetectionPlan(scale=scale, near=near, search=search)
 
     def searched(self, faces: list[DetectedFace]) -> None:
         """A background search's faces: the ones no track has are looked at on the next frame."""

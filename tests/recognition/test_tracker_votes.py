@@ -7,7 +7,14 @@ from __future__ import annotations
 from faces.engine.base import DetectedFace, FaceBox
 from faces.matching import VectorDecision
 from faces.selectors import PersonMatch
-from recognition.tracking import LARGE_FACE_PIXELS, REDUCED_SCALE, REFRESH_OVERDUE, SERVED_SECONDS, FaceTracker
+from recognition.tracking import (
+    LARGE_FACE_PIXELS,
+    MIN_REDUCED_SIDE,
+    REDUCED_SCALE,
+    REFRESH_OVERDUE,
+    SERVED_SECONDS,
+    FaceTracker,
+)
 
 BLAIR = PersonMatch(1, "Tony Blair", 0.93, 11, None)
 POWELL = PersonMatch(2, "Colin Powell", 0.92, 21, None)
@@ -212,9 +219,12 @@ def test_tracked_faces_of_96_px_and_more_are_left_to_the_reduced_pass_and_smalle
         for assignment in replay.tracker.assign([large, small], now=replay.now):
             if assignment.embed:
                 assignment.track.observe(matched(BLAIR), face=assignment.face, now=replay.now)
-    plan = replay.tracker.detection_plan(now=replay.now + 1 / 15)
+    plan = replay.tracker.detection_plan(now=replay.now + 1 / 15, frame_side=480)
     assert plan.scale == REDUCED_SCALE < 0.5  # a quarter of the frame's pixels or fewer, whatever the faces
     assert plan.near == [small.box]  # only the face too small for it is looked at in its own place
+    # A small photo is reduced no further than MIN_REDUCED_SIDE on its shorter side.
+    assert replay.tracker.detection_plan(now=replay.now + 2 / 15, frame_side=250).scale * 250 == MIN_REDUCED_SIDE
+    assert replay.tracker.detection_plan(now=replay.now + 3 / 15, frame_side=100).scale == 1.0
 
 
 def test_a_connection_is_ranked_by_its_answers_of_the_last_second():

@@ -85,6 +85,16 @@ async def test_a_moving_face_keeps_its_track_and_its_name(acme_people, manifest)
     await communicator.disconnect()
 
 
+async def test_a_small_photo_filled_by_its_face_keeps_its_face_on_every_tracked_frame(acme_people, manifest):
+    """A 150 px photo whose face fills it: the reduced pass must not shrink it past finding the face."""
+    frames = [manifest["Simon_Helberg"][0].path.read_bytes()] * 6  # not enrolled here
+    communicator, _ = await ready_socket(socket_path(acme_people))
+    faces = await play(communicator, frames)  # play checks one face on every answer
+    assert len({face["track"] for face in faces}) == 1
+    assert [face["decision"] for face in faces] == ["unknown"] * 6
+    await communicator.disconnect()
+
+
 async def test_frames_of_a_tracked_face_skip_the_embedding(acme_people, manifest):
     """The track keeps its embedding: most frames are detected only (the answer's embed time is 0)."""
     communicator, _ = await ready_socket(socket_path(acme_people))
