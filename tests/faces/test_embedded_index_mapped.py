@@ -80,15 +80,23 @@ def test_a_saved_graph_is_served_from_mapped_files_with_exact_answers(make_org, 
     assert copy.used == 0
     assert copy.memory_bytes() < (copy.mapped_bytes() + copy.read_bytes()) / 3
     queries = probes(real_vectors)
-    assert top1(index, org, queries) == top1(exact, org, queries)
     # The graph is mapped; the vectors are read by row, so their pages never join the worker's RSS.
     with open("/proc/self/maps") as maps:
         mapped_paths = {line.split()[-1] for line in maps if len(line.split()) == 6}
     assert str(copy.base.graph_path) in mapped_paths
     assert str(copy.base.matrix_path) not in mapped_paths
-    mapped = index.search(organization_id=org.pk, vectors=queries, k=1)
-    exact_hits = exact.search(organization_id=org.pk, vectors=queries, k=1)
-    assert [row[0].similarity for row in mapped] == pytest.approx([row[0].similarity for row in exact_hits], abs=1e-6)
+    mapped = [row[0] for row in index.search(organization_id=org.pk, vectors=queries, k=1)]
+    exact_hits = [row[0] for row in exact.search(organization_id=org.pk, vectors=queries, k=1)]
+    assert agreement([hit.face_id for hit in mapped], [hit.face_id for hit in exact_hits]) >= RECALL_AT_1
+    for found, best in zip(mapped, exact_hits, strict=True):
+        # The same face, with the similarity re-ranked from the float32 file; or, where the graph search
+        # (approximate, its build not deterministic) took another of the 40 noisy copies of that photo,
+        # a copy nearly as close as the best, never closer.
+        if found.face_id == best.face_id:
+            assert found.similarity == pytest.approx(best.similarity, abs=1e-6)
+        else:
+            assert (found.face_id - 1) % len(real_vectors) == (best.face_id - 1) % len(real_vectors)
+            assert best.similarity - 0.01 <= found.similarity <= best.similarity + 1e-6
 
 
 def test_faces_registered_and_removed_one_by_one_on_a_mapped_store(make_org, real_vectors, tmp_path):
