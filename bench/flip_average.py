@@ -134,15 +134,10 @@ def run() -> str:
         for per_person in (1, 3):
             genuine, strangers = protocol.run(shipped, people=1000, per_person=per_person)
             fused_genuine, fused_strangers = fused.run(people=1000, per_person=per_person)
-            everywhere = openset.Scored(best=fused_genuine.fused_best, first=fused_genuine.fused_score,
-                                        second=np.full(len(fused_genuine.fused_score), -np.inf),
-                                        owner=fused_genuine.owner)
-            for keep, who in ((np.ones(len(twins), bool), "all"), (~twins, f"all but {int(twins.sum())} twins")):
-                alone = openset.Scored(best=strangers.best[keep], first=strangers.first[keep],
-                                       second=strangers.second[keep], owner=None)
-                together = openset.Scored(best=fused_strangers.fused_best[keep],
-                                          first=fused_strangers.fused_score[keep],
-                                          second=np.full(int(keep.sum()), -np.inf), owner=None)
+            everywhere = fused_genuine.fused_everywhere()
+            for keep, who in openset.stranger_sets(twins):
+                alone = strangers.only(keep)
+                together = fused_strangers.only(keep).fused_everywhere()
                 table_rows.append([label, per_person, who] + [
                     openset.rank1(genuine, openset.threshold_at(alone, rate, 0.0), 0.0)
                     for rate in openset.STRANGER_RATES] + [

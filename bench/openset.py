@@ -53,6 +53,10 @@ class Scored:
             named &= (self.first - self.second) >= margin
         return named
 
+    def only(self, keep: np.ndarray) -> Scored:
+        return Scored(best=self.best[keep], first=self.first[keep], second=self.second[keep],
+                      owner=None if self.owner is None else self.owner[keep])
+
     def eligible(self, margin: float) -> np.ndarray:
         """Scores that can be named at some threshold (the margin test fails the others outright)."""
         if margin <= 0:
@@ -237,6 +241,11 @@ def twins_of_enrolled(sp) -> np.ndarray:
     return np.array([IDENTICAL_TWINS.get(name) in enrolled for name in sp.strangers])
 
 
+def stranger_sets(twins: np.ndarray) -> list[tuple[np.ndarray, str]]:
+    """(which strangers, label): all of them, and all but the identical twins of enrolled people."""
+    return [(np.ones(len(twins), bool), "all"), (~twins, f"all but {int(twins.sum())} twins")]
+
+
 @dataclass
 class FusedScored:
     """Per probe: the first model's best person and normalised score, and the fused best among the
@@ -260,6 +269,11 @@ class FusedScored:
     def rank1(self, cascade) -> float:
         named, person, _ = self.cascade(cascade)
         return float((named & (person == self.owner)).mean())
+
+    def fused_everywhere(self) -> Scored:
+        """The fused score as if the second model ran for every face (no cascade)."""
+        return Scored(best=self.fused_best, first=self.fused_score, second=np.full(len(self.fused_score), -np.inf),
+                      owner=self.owner)
 
     def only(self, keep: np.ndarray) -> FusedScored:
         return FusedScored(first_best=self.first_best[keep], first_score=self.first_score[keep],
@@ -351,14 +365,11 @@ def fused_tables(data, sp, protocol: Protocol, shipped: Scorer, calibration, com
         genuine, all_strangers = protocol.run(shipped, people=1000, per_person=per_person)
         label = f"1,000 people, {per_person} photo{'s' if per_person > 1 else ''} each"
         fused_genuine, all_fused_strangers = fused.run(people=1000, per_person=per_person)
-        everywhere = Scored(best=fused_genuine.fused_best, first=fused_genuine.fused_score,
-                            second=np.full(len(fused_genuine.fused_score), -np.inf), owner=fused_genuine.owner)
-        for keep, who in ((np.ones(len(twins), bool), "all"), (~twins, f"all but {int(twins.sum())} twins")):
-            strangers = Scored(best=all_strangers.best[keep], first=all_strangers.first[keep],
-                               second=all_strangers.second[keep], owner=None)
+        everywhere = fused_genuine.fused_everywhere()
+        for keep, who in stranger_sets(twins):
+            strangers = all_strangers.only(keep)
             fused_strangers = all_fused_strangers.only(keep)
-            stranger_scores = Scored(best=fused_strangers.fused_best, first=fused_strangers.fused_score,
-                                     second=np.full(len(fused_strangers.fused_score), -np.inf), owner=None)
+            stranger_scores = fused_strangers.fused_everywhere()
             rows.append([f"{data.model} alone (before)", label, who] + [
                 rank1(genuine, threshold_at(strangers, rate, shipped.margin), shipped.margin)
                 for rate in STRANGER_RATES])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from faces.engine import get_engine
-from faces.engine.pipeline import NEAR_FACE_PIXELS, REFINE_CONTEXT
+from faces.engine.pipeline import ANCHOR_GRID, NEAR_FACE_PIXELS, REFINE_CONTEXT
 from faces.images import load
 from recognition.tracking import REDUCED_SCALE, iou
 from tests.video import moving_face_frames
@@ -50,7 +50,7 @@ def test_a_closer_look_at_a_large_face_embeds_it_as_a_whole_frame_does_for_a_fra
         (window,) = seen
         box = reduced.box
         scale = min(1.0, NEAR_FACE_PIXELS / min(box.w, box.h))
-        grid = 32  # the window's corner snaps to the detector's coarsest stride
+        grid = ANCHOR_GRID  # the window's corner snaps to the detector's coarsest stride
         expected = ((1 + 2 * REFINE_CONTEXT) * box.w + grid) * ((1 + 2 * REFINE_CONTEXT) * box.h + grid) * scale ** 2
         assert window[0] * window[1] <= 1.1 * expected
         height, width = pixels.shape[:2]
